@@ -1,0 +1,209 @@
+"""The one settings model: a YAML file, overridden by environment variables.
+
+Environment overrides use ``PORTAL_SYNC__SECTION__KEY`` (e.g. ``PORTAL_SYNC__KAFKA__BOOTSTRAP_SERVERS``).
+Loaded once at start-up and passed down; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SCHEMAS_DIR = PROJECT_ROOT / "schemas"
+DEFAULT_MAPPINGS_DIR = PROJECT_ROOT / "mappings"
+ENV_PREFIX = "PORTAL_SYNC__"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the field and the rule."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Topics(Section):
+    dossier_events: str = "dossier.events"
+    dead_letter: str = "dossier.events.dlq"
+
+
+class KafkaSettings(Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    group_id: str = "portal-sync"
+    client_id: str = "portal-sync"
+    topics: Topics = Topics()
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    max_poll_records: int = Field(500, ge=1, le=100_000)
+    # Events larger than this are dead-lettered unread: a bound on what one hostile message can cost.
+    max_event_bytes: int = Field(1_048_576, ge=1024)
+    session_timeout_ms: int = Field(30_000, ge=1000)
+    request_timeout_ms: int = Field(40_000, ge=1000)
+
+
+class RetrySettings(Section):
+    max_attempts: int = Field(6, ge=1, le=100)
+    initial_backoff_seconds: float = Field(0.5, gt=0)
+    max_backoff_seconds: float = Field(30.0, gt=0)
+
+
+class PortalSettings(Section):
+    adapter_url: str = "http://127.0.0.1:8080"
+    auth_endpoint: str = "/api/auth"
+    integration_endpoint: str = "/api/integration"
+    share_endpoint: str = "/api/share"
+    username: str = ""
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    madonvi: str = ""
+    # Sent only when set: the test adapter misbehaves when it receives one.
+    dstcode: str | None = None
+    timeout_seconds: float = Field(30.0, gt=0, le=600)
+    # Answers (besides HTTP 401) that mean "log in again"; the adapters disagree, so it is data.
+    session_expired_codes: tuple[str, ...] = ("-2", "401")
+    retry: RetrySettings = RetrySettings()
+
+    @field_validator("adapter_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("auth_endpoint", "integration_endpoint", "share_endpoint")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return value if value.startswith("/") else "/" + value
+
+    @model_validator(mode="after")
+    def _one_password(self) -> PortalSettings:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set either password or password_file, not both")
+        return self
+
+    def password_value(self) -> str:
+        """The password, read from ``password_file`` when that is how it was given."""
+        if self.password_file is not None:
+            try:
+                return self.password_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"portal.password_file: cannot read ({exc.strerror})") from exc
+        return self.password.get_secret_value() if self.password is not None else ""
+
+
+class StateSettings(Section):
+    url: str = "sqlite+aiosqlite:///var/portal-sync.db"
+
+
+class MappingsSettings(Section):
+    dir: Path = DEFAULT_MAPPINGS_DIR
+
+
+class AdminSettings(Section):
+    listen: str = "127.0.0.1:9464"
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("must be HOST:PORT")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class LogSettings(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    # auto: console when stderr is a terminal, JSON otherwise.
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    portal: PortalSettings = PortalSettings()
+    state: StateSettings = StateSettings()
+    mappings: MappingsSettings = MappingsSettings()
+    admin: AdminSettings = AdminSettings()
+    log: LogSettings = LogSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the file, which arrives as init values.
+        return env_settings, init_settings
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Read ``path`` (YAML), apply environment overrides, validate; raise ConfigError naming the field."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        data = loaded
+    data.update(overrides)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, source=str(path) if path else "settings")) from exc
+
+
+def describe_validation_error(exc: ValidationError, *, source: str) -> str:
+    lines = [f"{source}: {exc.error_count()} problem(s)"]
+    for err in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  {where}: {err['msg']}")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "DEFAULT_MAPPINGS_DIR",
+    "SCHEMAS_DIR",
+    "AdminSettings",
+    "ConfigError",
+    "InitSettingsSource",
+    "KafkaSettings",
+    "LogSettings",
+    "MappingsSettings",
+    "PortalSettings",
+    "RetrySettings",
+    "Settings",
+    "StateSettings",
+    "load_settings",
+]
