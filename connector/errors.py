@@ -26,6 +26,8 @@ class SyncError(Exception):
         self.message = message
         self.reason = reason
         self.field = field
+        # How many times the failing call was tried; the retry loop sets it.
+        self.attempts = 1
 
     def __str__(self) -> str:
         return f"{self.field}: {self.message}" if self.field else self.message

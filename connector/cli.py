@@ -1,0 +1,114 @@
+"""``portal-sync``: the command line. Thin: parse, load settings, hand over."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from connector.config import DEFAULT_MAPPINGS_DIR, ConfigError, load_settings
+from connector.observability import configure_logging
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="portal-sync")
+def main() -> None:
+    """Keeps the ministry's one-stop dossier system and the national public service portal in step."""
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="YAML settings file; PORTAL_SYNC__SECTION__KEY environment variables override it.")
+def run(config_path: Path | None) -> None:
+    """Run the sync daemon until SIGTERM or SIGINT."""
+    from connector.mapping import MappingsInvalid
+    from connector.service import Service
+
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    configure_logging(settings.log.level, settings.log.format)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        async with Service(settings) as service:
+            await service.run(stop)
+
+    try:
+        asyncio.run(serve())
+    except MappingsInvalid as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.group()
+def mappings() -> None:
+    """Inspect deployment mappings."""
+
+
+@mappings.command("check")
+@click.argument("directory", required=False, type=click.Path(path_type=Path), default=DEFAULT_MAPPINGS_DIR)
+def mappings_check(directory: Path) -> None:
+    """Validate a mappings directory; exit non-zero with every problem listed."""
+    from connector.mapping import MappingsInvalid, load_mappings
+
+    try:
+        loaded = load_mappings(directory)
+    except MappingsInvalid as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    click.echo(
+        f"{directory}: ok — {len(loaded.procedures)} procedures, "
+        f"{len(loaded.status.by_status)} statuses, {len(loaded.status.by_sub_status)} sub-statuses, "
+        f"{len(loaded.limits)} length limits"
+    )
+
+
+@main.command("simulate-portal")
+@click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT to serve on.")
+@click.option("--username", default="portal-sync", show_default=True)
+@click.option("--password", default="secret", show_default=True)
+@click.option("--session-ttl", type=float, default=600.0, show_default=True, help="Session lifetime, seconds.")
+def simulate_portal(listen: str, username: str, password: str, session_ttl: float) -> None:
+    """Serve a stand-in for the national portal's integration adapter (state in memory)."""
+    from connector.simulator.app import SimulatorConfig, start_simulator
+
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter("must be HOST:PORT", param_hint="--listen")
+    configure_logging("info", "auto")
+    config = SimulatorConfig(username=username, password=password, session_ttl_seconds=session_ttl)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        runner, url = await start_simulator(host, int(port), config)
+        click.echo(f"portal simulator listening on {url}  (state: {url}/_sim/dossiers)")
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(serve())
+
+
+@main.command()
+@click.option("--dossiers", default=50, show_default=True, help="How many sample dossiers to sync.")
+@click.option("--seed", default=2019, show_default=True)
+def demo(dossiers: int, seed: int) -> None:
+    """Start a local broker and the portal simulator, sync a sample data set, print what happened."""
+    from connector.demo import run_demo
+
+    sys.exit(asyncio.run(run_demo(dossiers=dossiers, seed=seed)))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

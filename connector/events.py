@@ -1,0 +1,178 @@
+"""Local dossier events: decoding, validation against the published schema, typed models.
+
+The JSON Schema in ``schemas/events/`` is the contract; it decides what is valid. The pydantic models
+below are the typed view the rest of the code reads, built only from events the schema accepted.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any, Literal
+
+import jsonschema
+from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
+
+from connector.config import SCHEMAS_DIR
+from connector.errors import InvalidInput
+
+DOSSIER_EVENT_SCHEMA = SCHEMAS_DIR / "events" / "dossier-event.v1.schema.json"
+
+EventType = Literal[
+    "dossier.received",
+    "dossier.updated",
+    "dossier.step",
+    "dossier.completed",
+    "dossier.returned",
+    "dossier.withdrawn",
+    "dossier.rejected",
+]
+
+
+class InvalidEvent(InvalidInput):
+    """An event that cannot be used as it is: bad bytes, schema violation, broken contract."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Applicant(_Model):
+    type: Literal["citizen", "business", "agency", "organization"]
+    name: str
+    id_number: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    portal_account_id: str | None = None
+
+
+class Document(_Model):
+    id: str
+    name: str
+    component_code: str | None = None
+    url: str
+    deleted: bool = False
+
+
+class ResultDocument(_Model):
+    id: str
+    name: str
+    component_code: str | None = None
+    url: str
+
+
+class Fee(_Model):
+    code: str
+    name: str
+    amount: int
+    kind: Literal["fee", "charge"]
+    method: str | None = None
+
+
+class Dossier(_Model):
+    no: str
+    version: int
+    procedure_code: str
+    agency_code: str
+    agency_name: str
+    receipt_no: str | None = None
+    status: str
+    sub_status: str | None = None
+    channel: Literal["direct", "online", "postal"]
+    result_delivery: Literal["counter", "postal"]
+    origin: Literal["local", "portal"]
+    applicant: Applicant
+    summary: str | None = None
+    note: str | None = None
+    received_at: AwareDatetime
+    due_at: AwareDatetime
+    finished_at: AwareDatetime | None = None
+    returned_at: AwareDatetime | None = None
+    documents: tuple[Document, ...] = ()
+    results: tuple[ResultDocument, ...] = ()
+    fees: tuple[Fee, ...] = ()
+
+
+class Step(_Model):
+    actor: str
+    title: str
+    department: str
+    at: AwareDatetime
+    note: str | None = None
+    status: str
+    started_at: AwareDatetime | None = None
+    due_at: AwareDatetime | None = None
+
+
+class DossierEvent(_Model):
+    schema_version: Literal[1]
+    event_id: str
+    event_type: EventType
+    occurred_at: AwareDatetime
+    source: str
+    dossier: Dossier
+    step: Step | None = None
+
+
+@cache
+def _validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads(DOSSIER_EVENT_SCHEMA.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _field_path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(event)"
+
+
+def _rule(error: jsonschema.ValidationError) -> str:
+    # The failing keyword and its constraint name the rule; the offending value is left out on purpose:
+    # it may be an ID number or a phone.
+    if error.validator == "required":
+        missing = str(error.message).split("'")[1] if "'" in str(error.message) else "?"
+        return f"required property '{missing}' is missing"
+    if error.validator in {"type", "enum", "const", "pattern", "minLength", "maxLength", "minimum",
+                           "maximum", "maxItems", "minItems"}:
+        return f"must satisfy {error.validator}={json.dumps(error.validator_value, ensure_ascii=False)}"
+    return f"fails {error.validator}"
+
+
+def decode_event(key: bytes | None, value: bytes | None, *, max_bytes: int) -> DossierEvent:
+    """Turn one Kafka record into a validated event, or raise InvalidEvent naming the field and the rule."""
+    if value is None:
+        raise InvalidEvent("the record has no value (tombstone)", reason="empty_value", field="(value)")
+    if len(value) > max_bytes:
+        raise InvalidEvent(
+            f"the record is {len(value)} bytes, over the limit of {max_bytes}",
+            reason="too_large",
+            field="(value)",
+        )
+    try:
+        document: Any = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidEvent(f"not valid UTF-8 JSON ({exc.__class__.__name__} at position "
+                           f"{getattr(exc, 'pos', getattr(exc, 'start', '?'))})",
+                           reason="malformed_json", field="(value)") from None
+    if isinstance(document, dict) and document.get("schema_version") not in (None, 1):
+        raise InvalidEvent(
+            "unsupported schema_version; this build reads version 1",
+            reason="unsupported_schema_version",
+            field="schema_version",
+        )
+    errors = sorted(_validator().iter_errors(document), key=lambda e: (len(e.absolute_path), str(e.path)))
+    if errors:
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise InvalidEvent(_rule(first) + more, reason="schema", field=_field_path(first))
+    try:
+        event = DossierEvent.model_validate(document)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False, include_input=False)[0]
+        raise InvalidEvent(err["msg"], reason="schema",
+                           field=".".join(str(p) for p in err["loc"])) from None
+    expected_key = event.dossier.no.encode("utf-8")
+    if key != expected_key:
+        # Per-dossier order rests on the key fixing the partition; a wrong key breaks it silently.
+        raise InvalidEvent("the Kafka message key must equal dossier.no", reason="key_mismatch", field="(key)")
+    return event
+

@@ -1,0 +1,131 @@
+"""Kafka at the edge: consumer and producer construction, the per-partition commit watermark, the DLQ.
+
+The watermark and the DLQ headers are pure; the rest wraps aiokafka.
+"""
+
+from __future__ import annotations
+
+import heapq
+import ssl
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+
+from connector.config import KafkaSettings
+from connector.errors import SyncError
+
+Header = tuple[str, bytes]
+
+# Kafka Connect's names, so existing DLQ tooling reads our records too.
+ERROR_HEADER_PREFIX = "__connect.errors."
+
+
+class OffsetWatermark:
+    """Per-partition commit point: the offset after the highest one below which every record is finished.
+
+    Records may finish out of order (different dossiers in parallel); the commit point only moves past a
+    record once it and everything before it are finished, so a crash re-delivers unfinished work.
+    """
+
+    def __init__(self) -> None:
+        self._unfinished: list[int] = []  # min-heap of tracked offsets; finished ones are removed lazily
+        self._finished: set[int] = set()
+        self._highest: int | None = None
+
+    def track(self, offset: int) -> None:
+        heapq.heappush(self._unfinished, offset)
+        self._highest = offset if self._highest is None else max(self._highest, offset)
+
+    def finish(self, offset: int) -> None:
+        self._finished.add(offset)
+        while self._unfinished and self._unfinished[0] in self._finished:
+            self._finished.discard(heapq.heappop(self._unfinished))
+
+    @property
+    def commit_point(self) -> int | None:
+        """The offset to commit (Kafka's convention: the next one to read), or None if nothing was tracked."""
+        if self._highest is None:
+            return None
+        return self._unfinished[0] if self._unfinished else self._highest + 1
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._unfinished) - len(self._finished)
+
+
+def dead_letter_headers(
+    original: Sequence[Header], *, topic: str, partition: int, offset: int, error: SyncError, attempts: int
+) -> list[Header]:
+    """The original headers plus ones naming where the record came from and why it failed."""
+    ours = {
+        "topic": topic,
+        "partition": str(partition),
+        "offset": str(offset),
+        "exception.class.name": type(error).__name__,
+        "exception.message": str(error),
+        "kind": error.kind,
+        "reason": error.reason,
+        "field": error.field or "",
+        "attempts": str(attempts),
+    }
+    kept = [(k, v) for k, v in original if not k.startswith(ERROR_HEADER_PREFIX)]
+    return kept + [(ERROR_HEADER_PREFIX + k, v.encode("utf-8")) for k, v in ours.items()]
+
+
+def _client_options(settings: KafkaSettings) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "client_id": settings.client_id,
+        "security_protocol": settings.security_protocol,
+        "request_timeout_ms": settings.request_timeout_ms,
+    }
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = ssl.create_default_context()
+    if settings.sasl_mechanism is not None:
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        options["sasl_plain_username"] = settings.sasl_username
+        options["sasl_plain_password"] = (
+            settings.sasl_password.get_secret_value() if settings.sasl_password else None
+        )
+    return options
+
+
+def build_consumer(settings: KafkaSettings) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        **_client_options(settings),
+        group_id=settings.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=settings.max_poll_records,
+        session_timeout_ms=settings.session_timeout_ms,
+        # Values are bounded by max_event_bytes in decoding; the fetch limit keeps one poll bounded too.
+        max_partition_fetch_bytes=max(settings.max_event_bytes, 1_048_576),
+    )
+
+
+def build_producer(settings: KafkaSettings) -> AIOKafkaProducer:
+    # acks=all: a dead-lettered record must be durable before its offset is committed.
+    return AIOKafkaProducer(**_client_options(settings), acks="all", linger_ms=5)
+
+
+class DeadLetterQueue:
+    """Writes failed records to the DLQ topic: byte-identical key and value, error headers added."""
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
+        self._producer = producer
+        self.topic = topic
+
+    async def send(self, key: bytes | None, value: bytes | None, headers: Iterable[Header]) -> None:
+        # send_and_wait returns only after the broker acknowledged: the caller may then commit.
+        await self._producer.send_and_wait(self.topic, key=key, value=value, headers=list(headers))
+
+
+__all__ = [
+    "ConsumerRebalanceListener",
+    "DeadLetterQueue",
+    "OffsetWatermark",
+    "build_consumer",
+    "build_producer",
+    "dead_letter_headers",
+]

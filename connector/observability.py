@@ -1,0 +1,127 @@
+"""Logs and metrics.
+
+Logs: structlog, JSON in production and console in a terminal. A redaction processor (a pure function of
+the event dict, like every structlog processor) removes secrets and personal identifiers before any
+renderer sees them. Metrics: one Prometheus registry per running service, so tests can run several.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REDACTED = "[redacted]"
+
+# Keys whose values are secret or identify a person, wherever they appear (compared case-insensitively).
+SENSITIVE_KEYS = frozenset(
+    key.lower()
+    for key in (
+        "password", "passwd", "secret", "token", "session", "authorization", "api_key", "sasl_password",
+        "id_number", "phone", "email", "applicant", "portal_account_id",
+        "SoDienThoai", "Email", "Fax", "ChuHoSo", "MaDoiTuong", "SoDinhDanh", "DinhDanhCHS",
+        "MaXacThuc",
+    )
+)
+
+# Identifiers that may hide inside free text (an error message quoting a value, say).
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+_PHONE = re.compile(r"(?<![\w.])(\+?84|0)[\s.-]?\d{2,3}[\s.-]?\d{3}[\s.-]?\d{3,4}(?![\w.])")
+_ID_NUMBER = re.compile(r"(?<![\w.])\d{9,13}(?![\w.])")  # CMND 9, tax code 10/13, CCCD 12
+
+
+def scrub_text(text: str) -> str:
+    text = _EMAIL.sub(REDACTED, text)
+    text = _PHONE.sub(REDACTED, text)
+    return _ID_NUMBER.sub(REDACTED, text)
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, Mapping):
+        return {k: REDACTED if str(k).lower() in SENSITIVE_KEYS else _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def redact(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: drop sensitive keys and scrub identifiers from every string value."""
+    for key in list(event_dict):
+        if key.lower() in SENSITIVE_KEYS:
+            event_dict[key] = REDACTED
+        else:
+            event_dict[key] = _scrub(event_dict[key])
+    return event_dict
+
+
+def configure_logging(level: str = "info", fmt: str = "auto") -> None:
+    """Set up structlog once for the process. ``fmt`` is auto, json or console."""
+    use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
+    renderer: Any = structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer(
+        ensure_ascii=False
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redact,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+class Metrics:
+    """The service's Prometheus metrics, on a registry of its own."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events_consumed = Counter(
+            "portal_sync_events_consumed", "Kafka records read", ["topic"], registry=r
+        )
+        self.event_outcomes = Counter(
+            "portal_sync_event_outcomes",
+            "How each consumed event ended: synced, dead_lettered or skipped, with the rule or error reason",
+            ["outcome", "reason"],
+            registry=r,
+        )
+        self.portal_calls = Counter(
+            "portal_sync_portal_calls", "Calls to the national adapter", ["service", "result"], registry=r
+        )
+        self.portal_call_seconds = Histogram(
+            "portal_sync_portal_call_seconds", "Duration of one adapter call", ["service"], registry=r,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.push_latency = Histogram(
+            "portal_sync_push_latency_seconds",
+            "From consuming an event to the portal acknowledging it (retries included)",
+            registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+        )
+        self.consumer_lag = Gauge(
+            "portal_sync_consumer_lag", "Records behind the partition's high watermark",
+            ["topic", "partition"], registry=r,
+        )
+        self.truncated_fields = Counter(
+            "portal_sync_truncated_fields", "Values cut to a declared length limit", ["field"], registry=r
+        )
+        self.retries = Counter(
+            "portal_sync_portal_retries", "Adapter calls retried after a retryable error", ["service", "reason"],
+            registry=r,
+        )
+
+    def observe_portal_call(self, service: str, result: str, seconds: float) -> None:
+        self.portal_calls.labels(service, result).inc()
+        self.portal_call_seconds.labels(service).observe(seconds)

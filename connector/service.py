@@ -1,0 +1,76 @@
+"""The daemon, assembled: settings → mappings, state store, adapter client, Kafka, admin listener.
+
+``Service`` owns the life cycle; ``run`` returns when ``stop`` is set and the in-flight work has finished
+and been committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+
+import structlog
+from aiohttp import web
+
+from connector.admin import start_admin
+from connector.config import Settings
+from connector.kafka import DeadLetterQueue, build_consumer, build_producer
+from connector.mapping import Mappings, load_mappings
+from connector.observability import Metrics
+from connector.pipeline.push import EventHandler, PushPipeline
+from connector.portal.rest import PortalClient
+from connector.store import StateStore
+
+log = structlog.get_logger(__name__)
+
+
+class Service:
+    def __init__(self, settings: Settings, *, mappings: Mappings | None = None) -> None:
+        self.settings = settings
+        # Loaded (and validated) before anything connects: a bad mapping stops start-up, not an event.
+        self.mappings = mappings if mappings is not None else load_mappings(settings.mappings.dir)
+        self.metrics = Metrics()
+        self.admin_url = ""
+        self._admin: web.AppRunner | None = None
+
+    async def __aenter__(self) -> Service:
+        s = self.settings
+        self.store = await StateStore.open(s.state.url)
+        self.portal = PortalClient(s.portal, observer=self.metrics.observe_portal_call)
+        self.producer = build_producer(s.kafka)
+        await self.producer.start()
+        self.consumer = build_consumer(s.kafka)
+        await self.consumer.start()
+        self._admin, self.admin_url = await start_admin(self.metrics, s.admin.host, s.admin.port)
+        log.info("service started", topic=s.kafka.topics.dossier_events, group=s.kafka.group_id,
+                 admin=self.admin_url, portal=s.portal.adapter_url)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        # Leave the group first so the partitions move on quickly, then release the rest.
+        for close in (self.consumer.stop, self.producer.stop, self.portal.close, self.store.close):
+            try:
+                await close()
+            except Exception as error:  # noqa: BLE001 - closing must go on for the others
+                log.warning("error while closing", part=getattr(close, "__qualname__", "?"),
+                            error=type(error).__name__)
+        if self._admin is not None:
+            await self._admin.cleanup()
+        log.info("service stopped")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        handler = EventHandler(
+            settings=s,
+            mappings=self.mappings,
+            store=self.store,
+            portal=self.portal,
+            dead_letters=DeadLetterQueue(self.producer, s.kafka.topics.dead_letter),
+            metrics=self.metrics,
+        )
+        pipeline = PushPipeline(
+            consumer=self.consumer, handler=handler, metrics=self.metrics, topic=s.kafka.topics.dossier_events
+        )
+        await pipeline.run(stop)

@@ -1,0 +1,107 @@
+"""The sync ledger: per dossier, the newest version the portal acknowledged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    MetaData,
+    String,
+    Table,
+    event,
+    select,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+metadata = MetaData()
+
+dossier_ledger = Table(
+    "dossier_ledger",
+    metadata,
+    Column("dossier_no", String(100), primary_key=True),
+    Column("last_version", BigInteger, nullable=False),
+    Column("record_hash", String(64), nullable=False),
+    Column("exists_on_portal", Boolean, nullable=False),
+    Column("last_event_id", String(64), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    dossier_no: str
+    last_version: int
+    record_hash: str
+    exists_on_portal: bool
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL: readers do not block the writer; synchronous=NORMAL is durable across process crashes in WAL mode.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+class StateStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+
+    @classmethod
+    async def open(cls, url: str) -> StateStore:
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, pool_pre_ping=True)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        return cls(engine)
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def ping(self) -> None:
+        async with self._engine.connect() as conn:
+            await conn.execute(select(1))
+
+    async def get(self, dossier_no: str) -> LedgerEntry | None:
+        query = select(
+            dossier_ledger.c.last_version, dossier_ledger.c.record_hash, dossier_ledger.c.exists_on_portal
+        ).where(dossier_ledger.c.dossier_no == dossier_no)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else LedgerEntry(dossier_no, row[0], row[1], row[2])
+
+    async def record_synced(self, dossier_no: str, version: int, record_hash: str, event_id: str) -> None:
+        """The portal acknowledged ``version``. Never moves a dossier's version backwards: another writer
+        (a second instance, a replay) may have recorded a newer one meanwhile."""
+        values = {
+            "dossier_no": dossier_no,
+            "last_version": version,
+            "record_hash": record_hash,
+            "exists_on_portal": True,
+            "last_event_id": event_id,
+            "updated_at": datetime.now(UTC),
+        }
+        stmt = self._insert(dossier_ledger).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[dossier_ledger.c.dossier_no],
+            set_={k: stmt.excluded[k] for k in values if k != "dossier_no"},
+            where=stmt.excluded.last_version >= dossier_ledger.c.last_version,
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(stmt)

@@ -1,0 +1,77 @@
+"""Small builders of valid local events for tests; override what a test is about."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from typing import Any
+
+
+def event_dict(
+    *, no: str = "000.00.01.G12-201005-0001", version: int = 1, event_type: str = "dossier.received",
+    status: str = "received", sub_status: str | None = None, **dossier_overrides: Any,
+) -> dict[str, Any]:
+    dossier: dict[str, Any] = {
+        "no": no,
+        "version": version,
+        "procedure_code": "BXD-NLHD-01",
+        "agency_code": "000.00.01.G12",
+        "agency_name": "Cục Quản lý hoạt động xây dựng",
+        "receipt_no": "BN-0001",
+        "status": status,
+        "sub_status": sub_status,
+        "channel": "direct",
+        "result_delivery": "counter",
+        "origin": "local",
+        "applicant": {
+            "type": "citizen",
+            "name": "Nguyễn Văn An",
+            "id_number": "001089012345",
+            "phone": "0912345678",
+            "email": "an.nguyen@example.vn",
+            "portal_account_id": None,
+        },
+        "summary": "Đề nghị cấp chứng chỉ năng lực hoạt động xây dựng hạng I",
+        "note": f"Hồ sơ đầy đủ (phiên bản {version})",
+        "received_at": "2020-10-05T08:30:00+07:00",
+        "due_at": "2020-10-26T17:00:00+07:00",
+        "finished_at": None,
+        "returned_at": None,
+        "documents": [
+            {"id": "doc-1", "name": "Đơn đề nghị cấp chứng chỉ", "component_code": "TP1",
+             "url": "https://motcua.example.vn/files/doc-1", "deleted": False}
+        ],
+        "results": [],
+        "fees": [{"code": "LP01", "name": "Lệ phí cấp chứng chỉ", "amount": 1000000, "kind": "fee",
+                  "method": "Chuyển khoản"}],
+    }
+    dossier.update(copy.deepcopy(dossier_overrides))
+    return {
+        "schema_version": 1,
+        "event_id": str(uuid.uuid4()),
+        "event_type": event_type,
+        "occurred_at": "2020-10-05T08:31:00+07:00",
+        "source": "motcua-test",
+        "dossier": dossier,
+    }
+
+
+def step_dict(**overrides: Any) -> dict[str, Any]:
+    step: dict[str, Any] = {
+        "actor": "Trần Thị Bình",
+        "title": "Chuyên viên",
+        "department": "Phòng Quản lý năng lực hoạt động xây dựng",
+        "at": "2020-10-06T09:15:00+07:00",
+        "note": "Thẩm định hồ sơ",
+        "status": "processing",
+        "started_at": "2020-10-06T09:00:00+07:00",
+        "due_at": "2020-10-09T17:00:00+07:00",
+    }
+    step.update(overrides)
+    return step
+
+
+def encode(event: dict[str, Any]) -> tuple[bytes, bytes]:
+    """(key, value) as the one-stop system publishes them."""
+    return event["dossier"]["no"].encode(), json.dumps(event, ensure_ascii=False).encode()

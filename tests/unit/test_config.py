@@ -1,0 +1,58 @@
+from pathlib import Path
+
+import pytest
+
+from connector.config import ConfigError, load_settings
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_need_no_file() -> None:
+    settings = load_settings(None)
+    assert settings.kafka.topics.dossier_events == "dossier.events"
+    assert settings.kafka.topics.dead_letter == "dossier.events.dlq"
+    assert settings.state.url.startswith("sqlite+aiosqlite:///")
+    assert settings.admin.port == 9464
+
+
+def test_the_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "kafka:\n  bootstrap_servers: file:9092\n  group_id: from-file\n")
+    monkeypatch.setenv("PORTAL_SYNC__KAFKA__BOOTSTRAP_SERVERS", "env:9092")
+    monkeypatch.setenv("PORTAL_SYNC__KAFKA__TOPICS__DEAD_LETTER", "custom.dlq")
+    settings = load_settings(path)
+    assert settings.kafka.bootstrap_servers == "env:9092"
+    assert settings.kafka.group_id == "from-file"
+    assert settings.kafka.topics.dead_letter == "custom.dlq"
+
+
+def test_the_password_can_come_from_a_file(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret\n", encoding="utf-8")
+    settings = load_settings(write(tmp_path, f"portal:\n  password_file: {secret}\n"))
+    assert settings.portal.password_value() == "s3cret"
+    assert "s3cret" not in repr(settings)
+
+
+def test_a_password_is_never_shown_in_repr(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, "portal:\n  password: hunter2\n"))
+    assert "hunter2" not in repr(settings) and settings.portal.password_value() == "hunter2"
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("kafka:\n  bootstrap_server: x\n", "kafka.bootstrap_server"),
+        ("portal:\n  adapter_url: ftp://x\n", "portal.adapter_url"),
+        ("admin:\n  listen: nowhere\n", "admin.listen"),
+        ("kafka:\n  max_poll_records: 0\n", "kafka.max_poll_records"),
+        ("- a list\n", "top level"),
+        ("kafka: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_bad_config_names_the_field(tmp_path: Path, text: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.").replace("[", r"\[")):
+        load_settings(write(tmp_path, text))

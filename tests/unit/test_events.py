@@ -1,0 +1,106 @@
+import json
+
+import pytest
+
+from connector.events import InvalidEvent, decode_event
+from tests.factories import encode, event_dict, step_dict
+
+MAX = 1_048_576
+
+
+def test_a_valid_event_decodes_to_typed_values() -> None:
+    key, value = encode(event_dict(version=7))
+    event = decode_event(key, value, max_bytes=MAX)
+    assert event.dossier.version == 7
+    assert event.dossier.received_at.utcoffset() is not None
+    assert event.dossier.applicant.type == "citizen"
+
+
+def test_unknown_extra_fields_are_ignored() -> None:
+    data = event_dict()
+    data["trace_id"] = "abc"
+    data["dossier"]["future_field"] = {"x": 1}
+    key, value = encode(data)
+    assert decode_event(key, value, max_bytes=MAX).dossier.no == data["dossier"]["no"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "reason"),
+    [
+        (lambda d: d["dossier"].pop("agency_code"), "dossier", "schema"),
+        (lambda d: d.update(event_type="dossier.deleted"), "event_type", "schema"),
+        (lambda d: d["dossier"].update(version=0), "dossier.version", "schema"),
+        (lambda d: d["dossier"].update(received_at="2020-10-05 08:30"), "dossier.received_at", "schema"),
+        (lambda d: d["dossier"].update(received_at="2020-10-05T08:30:00"), "dossier.received_at", "schema"),
+        (lambda d: d["dossier"]["applicant"].update(type="robot"), "dossier.applicant.type", "schema"),
+        (lambda d: d.update(event_type="dossier.step"), "(event)", "schema"),
+        (lambda d: d.update(schema_version=2), "schema_version", "unsupported_schema_version"),
+    ],
+)
+def test_schema_violations_name_the_field_and_the_rule(mutate, field, reason) -> None:
+    data = event_dict()
+    mutate(data)
+    key, value = encode(data)
+    with pytest.raises(InvalidEvent) as caught:
+        decode_event(key, value, max_bytes=MAX)
+    assert caught.value.reason == reason
+    assert caught.value.field == field
+    assert caught.value.kind == "invalid_input"
+
+
+def test_a_missing_required_field_is_named() -> None:
+    data = event_dict()
+    del data["dossier"]["agency_code"]
+    key, value = encode(data)
+    with pytest.raises(InvalidEvent, match="agency_code"):
+        decode_event(key, value, max_bytes=MAX)
+
+
+def test_a_step_event_needs_its_step() -> None:
+    data = event_dict(event_type="dossier.step", status="processing")
+    data["step"] = step_dict()
+    key, value = encode(data)
+    assert decode_event(key, value, max_bytes=MAX).step is not None
+
+
+@pytest.mark.parametrize("value", [b"{not json", b"\xff\xfe", b"[]", b"null", b'"text"'])
+def test_garbage_is_invalid_not_a_crash(value: bytes) -> None:
+    with pytest.raises(InvalidEvent):
+        decode_event(b"k", value, max_bytes=MAX)
+
+
+def test_a_tombstone_is_invalid() -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        decode_event(b"k", None, max_bytes=MAX)
+    assert caught.value.reason == "empty_value"
+
+
+def test_oversized_records_are_refused_before_parsing() -> None:
+    key, value = encode(event_dict())
+    with pytest.raises(InvalidEvent) as caught:
+        decode_event(key, value, max_bytes=len(value) - 1)
+    assert caught.value.reason == "too_large"
+
+
+def test_the_key_must_be_the_dossier_number() -> None:
+    _, value = encode(event_dict())
+    with pytest.raises(InvalidEvent) as caught:
+        decode_event(b"another-dossier", value, max_bytes=MAX)
+    assert caught.value.reason == "key_mismatch"
+
+
+def test_error_messages_do_not_quote_personal_values() -> None:
+    data = event_dict()
+    data["dossier"]["applicant"]["phone"] = 912345678  # wrong type; the value must not be echoed
+    key, value = encode(data)
+    with pytest.raises(InvalidEvent) as caught:
+        decode_event(key, value, max_bytes=MAX)
+    assert "912345678" not in str(caught.value)
+    assert json.dumps(caught.value.field) == '"dossier.applicant.phone"'
+
+
+def test_an_impossible_date_is_invalid_not_a_crash() -> None:
+    key, value = encode(event_dict(due_at="2020-13-45T08:00:00+07:00"))
+    with pytest.raises(InvalidEvent) as caught:
+        decode_event(key, value, max_bytes=MAX)
+    assert caught.value.field == "dossier.due_at"
