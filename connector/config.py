@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -49,7 +57,7 @@ class KafkaSettings(Section):
     max_poll_records: int = Field(500, ge=1, le=100_000)
     # Events larger than this are dead-lettered unread: a bound on what one hostile message can cost.
     max_event_bytes: int = Field(1_048_576, ge=1024)
-    session_timeout_ms: int = Field(30_000, ge=1000)
+    session_timeout_ms: int = Field(10_000, ge=1000)
     request_timeout_ms: int = Field(40_000, ge=1000)
 
 

@@ -6,6 +6,7 @@ Loading validates everything once, at start-up; mapping an event never touches t
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -222,11 +223,14 @@ def _cut(value: str, limit: int) -> str:
 
 
 def apply_limits(data: dict[str, Any], limits: Mapping[str, int], cut: list[str], prefix: str = "") -> None:
-    """Cut string fields to their declared limit, wherever they appear; record each cut in ``cut``."""
+    """NFC-normalise every string (the adapter counts code points: decomposed Vietnamese text is longer),
+    then cut fields to their declared limit, wherever they appear; record each cut in ``cut``."""
     for key, value in data.items():
-        if isinstance(value, str) and key in limits and len(value) > limits[key]:
-            data[key] = _cut(value, limits[key])
-            cut.append(prefix + key)
+        if isinstance(value, str):
+            value = data[key] = unicodedata.normalize("NFC", value)
+            if key in limits and len(value) > limits[key]:
+                data[key] = _cut(value, limits[key])
+                cut.append(prefix + key)
         elif isinstance(value, list):
             for index, item in enumerate(value):
                 if isinstance(item, dict):

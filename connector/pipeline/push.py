@@ -166,7 +166,8 @@ class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._pipeline.partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
-        log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
+        if assigned:
+            log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
 
 
 class PushPipeline:
@@ -268,7 +269,8 @@ class PushPipeline:
                 if tp in self._lag_reported:
                     self._metrics.consumer_lag.remove(tp.topic, str(tp.partition))
                     self._lag_reported.discard(tp)
-        log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
+        if revoked:
+            log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
 
     def _update_lag(self) -> None:
         for tp in self._consumer.assignment():

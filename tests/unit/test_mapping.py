@@ -229,5 +229,15 @@ def test_a_section_defined_twice_is_refused(tmp_path: Path) -> None:
 def test_broken_yaml_is_reported_not_raised_raw(tmp_path: Path) -> None:
     write_mappings(tmp_path)
     (tmp_path / "status.yaml").write_text("status: [unclosed\n", encoding="utf-8")
-    with pytest.raises(MappingsInvalid, match="status.yaml"):
+    with pytest.raises(MappingsInvalid, match=r"status\.yaml"):
         load_mappings(tmp_path)
+
+
+def test_decomposed_vietnamese_is_normalised_before_counting() -> None:
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFD", "Hồ sơ đề nghị cấp chứng chỉ " * 70)  # ~1960 NFC characters
+    assert len(decomposed) > 2000
+    mapped = map_event(event(note=decomposed), MAPPINGS)
+    assert mapped.record["GhiChu"] == unicodedata.normalize("NFC", decomposed)
+    assert mapped.truncated == ()

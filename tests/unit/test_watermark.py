@@ -58,6 +58,6 @@ def test_dead_letter_headers_keep_the_originals_and_name_the_error() -> None:
     assert headers[ERROR_HEADER_PREFIX + "partition"] == b"2"
     assert headers[ERROR_HEADER_PREFIX + "offset"] == b"41"
     assert headers[ERROR_HEADER_PREFIX + "exception.class.name"] == b"PermanentError"
-    assert headers[ERROR_HEADER_PREFIX + "exception.message"] == "GhiChu: rejected by the portal".encode()
+    assert headers[ERROR_HEADER_PREFIX + "exception.message"] == b"GhiChu: rejected by the portal"
     assert headers[ERROR_HEADER_PREFIX + "reason"] == b"portal_rejected"  # the stale one was replaced
     assert headers[ERROR_HEADER_PREFIX + "attempts"] == b"3"

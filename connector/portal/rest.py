@@ -1,0 +1,241 @@
+"""The DVCQG adapter client (JSON over HTTP POST).
+
+One HTTP call per method call, plus at most one re-login on an expired session. Retry policy,
+backoff, rate limits and circuit breaking belong to the pipeline; this client only reports what
+happened, as a value of ``connector.portal.errors`` and through the optional observer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Literal
+
+import aiohttp
+import structlog
+
+from connector.config import ConfigError, PortalSettings
+from connector.errors import PermanentError, SyncError
+from connector.portal.errors import (
+    MAX_REPLY_BYTES,
+    AlreadyExists,
+    LoginFailed,
+    PortalUnavailable,
+    SessionExpired,
+    classify_reply,
+)
+from connector.portal.session import PortalSession
+
+log = structlog.get_logger(__name__)
+
+CallObserver = Callable[[str, str, float], None]
+"""(service, result, seconds); result is "ok" or the error's reason."""
+
+Endpoint = Literal["integration", "share"]
+Classifier = Callable[[int, Mapping[str, str], bytes], dict[str, Any]]
+
+PUSH_DOSSIERS = "DongBoHoSoMC"
+PUSH_PROGRESS = "CapNhatTienDoHoSoMC"
+LOOKUP = "TraCuuHoSo"
+LOGIN = "login"
+
+_READ_CHUNK = 64 * 1024
+
+
+class PortalClient:
+    """Calls the adapter; safe to share between concurrent tasks (one session, one connection pool).
+
+    A caller-supplied ``http`` session must not raise for status itself: HTTP errors are classified here.
+    """
+
+    def __init__(
+        self,
+        settings: PortalSettings,
+        *,
+        observer: CallObserver | None = None,
+        http: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self._settings = settings
+        self._observer = observer
+        self._http = http
+        self._owns_http = http is None
+        self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
+        self._headers = _request_headers(settings.dstcode)
+        self._session = PortalSession(self._request_token)
+
+    async def __aenter__(self) -> PortalClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._owns_http and self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def login(self) -> None:
+        """Log in now (readiness checks); later calls use the new session."""
+        await self._session.login()
+
+    async def call(self, endpoint: Endpoint, service: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Call ``service`` with the session envelope; return the reply when it means success."""
+        url = self._settings.adapter_url + self._endpoint_path(endpoint)
+
+        async def send(token: str) -> dict[str, Any]:
+            envelope = {"session": token, "madonvi": self._settings.madonvi, "service": service}
+            return await self._post(url, {**envelope, **params}, service=service)
+
+        return await self._session.send(send)
+
+    async def push_dossiers(self, records: Sequence[Mapping[str, Any]], *, updating: bool) -> bool:
+        """Create or update whole records; return True when they went in as an update.
+
+        A create that the portal answers with "already exists" is re-sent once as an update: the
+        full state identified by MaHoSo is the same either way.
+        """
+        if not records:
+            return updating
+        data = [dict(record) for record in records]
+        try:
+            await self._push_dossiers(data, updating=updating)
+        except AlreadyExists:
+            if updating:
+                raise
+            log.info("portal.create_switched_to_update", service=PUSH_DOSSIERS, records=len(data))
+            await self._push_dossiers(data, updating=True)
+            return True
+        return updating
+
+    async def push_progress(self, steps: Sequence[Mapping[str, Any]]) -> None:
+        if steps:
+            await self.call("integration", PUSH_PROGRESS, {"data": [dict(step) for step in steps]})
+
+    async def lookup(self, dossier_no: str) -> dict[str, Any] | None:
+        """The portal's record of ``dossier_no``, or None when the portal does not have it."""
+        reply = await self.call("integration", LOOKUP, {"mahoso": dossier_no})
+        result = reply.get("result")
+        if not result:
+            return None
+        first = result[0] if isinstance(result, list) else result
+        if not isinstance(first, dict):
+            raise PortalUnavailable("TraCuuHoSo result is not a record", reason="malformed_reply")
+        return first
+
+    async def _push_dossiers(self, data: list[dict[str, Any]], *, updating: bool) -> None:
+        # The adapter wants the strings "True"/"False", not JSON booleans.
+        await self.call("integration", PUSH_DOSSIERS, {"data": data, "isUpdating": str(updating)})
+
+    async def _request_token(self) -> str:
+        try:
+            password = self._settings.password_value()
+        except ConfigError as exc:
+            raise LoginFailed(f"cannot read the password: {exc}") from exc
+        url = self._settings.adapter_url + self._settings.auth_endpoint
+        credentials = {"username": self._settings.username, "password": password}
+        reply = await self._post(url, credentials, service=LOGIN, classify=_classify_login_reply)
+        return str(reply["session"])
+
+    async def _post(
+        self,
+        url: str,
+        payload: Mapping[str, Any],
+        *,
+        service: str,
+        classify: Classifier | None = None,
+    ) -> dict[str, Any]:
+        # ASCII-escaped JSON reads the same whatever charset the adapter assumes for the body.
+        body = json.dumps(payload).encode("ascii")
+        count = len(payload["data"]) if isinstance(payload.get("data"), list) else None
+        started = time.perf_counter()
+        result = "cancelled"  # stays so only if the caller cancels us mid-call
+        try:
+            status, headers, raw = await self._exchange(url, body)
+            reply = (classify or self._classify_service_reply)(status, headers, raw)
+            result = "ok"
+            return reply
+        except SyncError as exc:
+            result = exc.reason
+            raise
+        finally:
+            self._report(service, result, time.perf_counter() - started, count)
+
+    async def _exchange(self, url: str, body: bytes) -> tuple[int, Mapping[str, str], bytes]:
+        try:
+            async with self._client().post(
+                url, data=body, headers=self._headers, timeout=self._timeout, allow_redirects=False
+            ) as response:
+                raw = await _read_bounded(response.content, MAX_REPLY_BYTES)
+                return response.status, response.headers, raw
+        except TimeoutError as exc:
+            # Ambiguous: the adapter may have applied the call. Re-sending the full state is safe.
+            raise PortalUnavailable(
+                f"no answer within {self._settings.timeout_seconds:g}s", reason="timeout"
+            ) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise PortalUnavailable(f"{type(exc).__name__}: {exc}"[:500], reason="network") from exc
+
+    def _classify_service_reply(self, status: int, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+        return classify_reply(status, headers, body, expired_codes=self._settings.session_expired_codes)
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Created on first use, inside the running loop, as aiohttp requires.
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        return self._http
+
+    def _endpoint_path(self, endpoint: Endpoint) -> str:
+        if endpoint == "integration":
+            return self._settings.integration_endpoint
+        return self._settings.share_endpoint
+
+    def _report(self, service: str, result: str, seconds: float, count: int | None) -> None:
+        fields: dict[str, Any] = {"service": service, "result": result, "seconds": round(seconds, 4)}
+        if count is not None:
+            fields["records"] = count
+        if result == "ok":
+            log.debug("portal.call", **fields)
+        else:
+            log.warning("portal.call", **fields)
+        if self._observer is not None:
+            self._observer(service, result, seconds)
+
+
+def _classify_login_reply(status: int, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+    try:
+        reply = classify_reply(status, headers, body, expired_codes=())
+    except (SessionExpired, PermanentError) as exc:
+        # A refused login is not an expired session: logging in again would not help.
+        raise LoginFailed(f"login refused: {exc.message}") from exc
+    token = reply.get("session")
+    if not isinstance(token, str) or not token:
+        raise PortalUnavailable("login reply carries no session", reason="malformed_reply")
+    return reply
+
+
+def _request_headers(dstcode: str | None) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    # Only when configured: the test adapter misbehaves when it receives the header.
+    if dstcode:
+        headers["dstcode"] = dstcode
+    return headers
+
+
+async def _read_bounded(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """Read at most a little over ``limit`` bytes; ``classify_reply`` refuses anything longer."""
+    body = bytearray()
+    async for chunk in stream.iter_chunked(_READ_CHUNK):
+        body += chunk
+        if len(body) > limit:
+            break
+    return bytes(body)
+
+
+__all__ = ["CallObserver", "Endpoint", "PortalClient"]

@@ -1,0 +1,129 @@
+"""What the push-pipeline tests share: settings for a daemon pointed at a test broker and simulator,
+and reading what the simulator holds."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+from connector.config import Settings, load_settings
+from connector.events import DossierEvent, InvalidEvent, decode_event
+from connector.mapping import MappingError, Mappings, map_event
+from connector.simulator.app import SimulatorConfig
+
+SIM = SimulatorConfig()
+HTTP_TIMEOUT = aiohttp.ClientTimeout(total=10)
+
+
+@dataclass(frozen=True)
+class Topics:
+    events: str
+    dead_letter: str
+    group: str
+
+
+def daemon_config(bootstrap: str, portal_url: str, topics: Topics, state_dir: Path) -> dict[str, Any]:
+    return {
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "group_id": topics.group,
+            "topics": {"dossier_events": topics.events, "dead_letter": topics.dead_letter},
+            # A short session makes the group form quickly (the local broker waits half of it).
+            "session_timeout_ms": 6000,
+        },
+        "portal": {
+            "adapter_url": portal_url,
+            "username": SIM.username,
+            "password": SIM.password,
+            "madonvi": "000.00.01.G12",
+            "timeout_seconds": 10,
+            "retry": {"initial_backoff_seconds": 0.02, "max_backoff_seconds": 0.5},
+        },
+        "state": {"url": f"sqlite+aiosqlite:///{state_dir / 'state.db'}"},
+        "admin": {"listen": "127.0.0.1:0"},
+        "log": {"level": "debug", "format": "json"},
+    }
+
+
+def daemon_settings(*args: Any) -> Settings:
+    return load_settings(None, **daemon_config(*args))
+
+
+def write_config(path: Path, config: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def unique_group() -> str:
+    return f"portal-sync-test-{uuid.uuid4().hex[:8]}"
+
+
+async def portal_dossiers(base_url: str) -> dict[str, Any]:
+    async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http, http.get(f"{base_url}/_sim/dossiers") as r:
+        r.raise_for_status()
+        result: dict[str, Any] = await r.json()
+        return result
+
+
+async def portal_stats(base_url: str) -> dict[str, Any]:
+    async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http, http.get(f"{base_url}/_sim/stats") as r:
+        r.raise_for_status()
+        result: dict[str, Any] = await r.json()
+        return result
+
+
+async def wait_until(predicate: Any, *, timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll an async predicate until true; fail naming what was awaited."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+@dataclass
+class Expected:
+    """What the portal must hold after the stream: per dossier the newest record and every step in order."""
+
+    records: dict[str, dict[str, Any]]
+    versions: dict[str, int]
+    steps: dict[str, list[dict[str, Any]]]
+
+
+def expected_portal_state(messages: list[Any], mappings: Mappings) -> Expected:
+    records: dict[str, dict[str, Any]] = {}
+    versions: dict[str, int] = {}
+    steps: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for message in messages:
+        try:
+            event: DossierEvent = decode_event(message.key, message.value, max_bytes=1 << 20)
+            mapped = map_event(event, mappings)
+        except (InvalidEvent, MappingError):
+            continue
+        if event.dossier.origin != "local":
+            continue
+        no = event.dossier.no
+        if event.dossier.version > versions.get(no, 0):
+            versions[no] = event.dossier.version
+            records[no] = mapped.record
+            if mapped.step is not None:
+                steps[no].append(mapped.step)
+    return Expected(records, versions, dict(steps))
+
+
+def version_in(record: dict[str, Any]) -> int | None:
+    """The version a pushed record came from: sample notes carry "(phiên bản N)" (None where a length
+    limit cut it off)."""
+    note = record.get("GhiChu", "")
+    marker = "(phiên bản "
+    start = note.rfind(marker)
+    if start < 0:
+        return None
+    return int(note[start + len(marker):].split(")", 1)[0])

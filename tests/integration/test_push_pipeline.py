@@ -1,0 +1,130 @@
+"""The push pipeline end to end: real broker, real simulator over HTTP on loopback, real SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+
+from connector.config import DEFAULT_MAPPINGS_DIR
+from connector.kafka import ERROR_HEADER_PREFIX
+from connector.mapping import load_mappings
+from connector.samples import generate_events
+from connector.service import Service
+from connector.simulator.app import start_simulator
+from tests.factories import encode, event_dict
+from tests.integration.pipeline_harness import (
+    SIM,
+    Topics,
+    daemon_settings,
+    expected_portal_state,
+    portal_dossiers,
+    unique_group,
+    version_in,
+)
+from tests.kafkatools import consume_all, produce, wait_for_committed
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture
+async def portal_url() -> AsyncIterator[str]:
+    runner, url = await start_simulator("127.0.0.1", 0, SIM)
+    yield url
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def pipeline_topics(topics) -> Topics:
+    return Topics(
+        events=await topics.create("dossier.events", partitions=3),
+        dead_letter=await topics.create("dossier.events.dlq", partitions=1),
+        group=unique_group(),
+    )
+
+
+async def run_until_committed(settings, expected_offsets, bootstrap, topics: Topics, *, mappings=None):
+    async with Service(settings, mappings=mappings) as service:
+        stop = asyncio.Event()
+        running = asyncio.create_task(service.run(stop))
+        try:
+            await wait_for_committed(bootstrap, topics.group, topics.events, expected_offsets, timeout=120)
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, timeout=60)
+    return service
+
+
+def header(record, name: str) -> str:
+    return dict(record.headers)[ERROR_HEADER_PREFIX + name].decode()
+
+
+async def test_a_stream_of_dossiers_ends_with_the_newest_state_of_each_on_the_portal(
+    kafka_bootstrap, pipeline_topics, portal_url, tmp_path
+) -> None:
+    mappings = load_mappings(DEFAULT_MAPPINGS_DIR)
+    messages = generate_events(dossiers=100, seed=7, min_events_per_dossier=5, max_events_per_dossier=5)
+    valid = [m for m in messages if m.label == "valid"]
+    bad = {m.label: m for m in messages if m.label != "valid"}
+    assert len(valid) == 500 and set(bad) == {"malformed-json", "schema-invalid", "unmapped-status"}
+    expected_offsets = await produce(kafka_bootstrap, pipeline_topics.events, messages)
+    assert len(expected_offsets) == 3  # the stream really spans three partitions
+
+    settings = daemon_settings(kafka_bootstrap, portal_url, pipeline_topics, tmp_path)
+    service = await run_until_committed(settings, expected_offsets, kafka_bootstrap, pipeline_topics)
+
+    expected = expected_portal_state(messages, mappings)
+    portal = await portal_dossiers(portal_url)
+    assert set(portal) == set(expected.records)
+    for no, record in expected.records.items():
+        assert portal[no]["record"] == record, f"{no}: the portal does not hold the newest version"
+        assert portal[no]["steps"] == expected.steps.get(no, []), f"{no}: steps missing or out of order"
+        pushed_versions = [v for v in map(version_in, portal[no]["history"]) if v is not None]
+        assert pushed_versions == sorted(pushed_versions), f"{no}: an older version followed a newer one"
+
+    from_portal = sum(1 for m in valid if json.loads(m.value)["dossier"]["origin"] == "portal")
+    dead = await consume_all(kafka_bootstrap, pipeline_topics.dead_letter, count=3 + from_portal, timeout=30)
+    by_reason = {header(r, "reason"): r for r in dead}
+    assert set(by_reason) == {"malformed_json", "schema", "unmapped_status"} | (
+        {"origin_portal_unsupported"} if from_portal else set())
+    for reason, label in (("malformed_json", "malformed-json"), ("schema", "schema-invalid"),
+                          ("unmapped_status", "unmapped-status")):
+        record = by_reason[reason]
+        assert record.key == bad[label].key and record.value == bad[label].value  # byte-identical
+        assert header(record, "topic") == pipeline_topics.events
+        assert header(record, "exception.class.name") in {"InvalidEvent", "MappingError"}
+        assert header(record, "exception.message")
+        assert int(header(record, "offset")) >= 0 and int(header(record, "partition")) in range(3)
+
+    outcomes = Counter()
+    for metric in service.metrics.event_outcomes.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                outcomes[sample.labels["outcome"]] += int(sample.value)
+    assert outcomes["dead_lettered"] == 3 + from_portal
+    assert outcomes["synced"] + outcomes["skipped"] + outcomes["dead_lettered"] == len(messages)
+
+
+async def test_a_record_the_portal_refuses_is_dead_lettered_and_the_partition_moves_on(
+    kafka_bootstrap, pipeline_topics, portal_url, tmp_path
+) -> None:
+    # Without the declared length limit, a long note reaches the adapter, which refuses it for good.
+    mappings = load_mappings(DEFAULT_MAPPINGS_DIR)
+    unlimited = mappings.model_copy(update={"limits": {}})
+    refused = encode(event_dict(no="000.00.01.G12-201005-0100", note="x" * 2500))
+    accepted = encode(event_dict(no="000.00.01.G12-201005-0100", version=2))
+    expected_offsets = await produce(kafka_bootstrap, pipeline_topics.events, [refused, accepted])
+
+    settings = daemon_settings(kafka_bootstrap, portal_url, pipeline_topics, tmp_path)
+    await run_until_committed(settings, expected_offsets, kafka_bootstrap, pipeline_topics, mappings=unlimited)
+
+    [dead] = await consume_all(kafka_bootstrap, pipeline_topics.dead_letter, count=1, timeout=30)
+    assert header(dead, "reason") == "portal_rejected"
+    assert header(dead, "kind") == "permanent"
+    assert "GhiChu" in header(dead, "exception.message")
+    assert dead.value == refused[1]
+    portal = await portal_dossiers(portal_url)
+    assert version_in(portal["000.00.01.G12-201005-0100"]["record"]) == 2

@@ -1,0 +1,130 @@
+"""The daemon as operators run it: a separate process, stopped with SIGTERM mid-stream and started again.
+
+Also the log audit: everything both runs wrote to stderr is searched for the applicants' identifiers
+and the portal password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from connector.config import DEFAULT_MAPPINGS_DIR
+from connector.mapping import load_mappings
+from connector.samples import generate_events
+from connector.simulator.app import start_simulator
+from tests.integration.pipeline_harness import (
+    SIM,
+    Topics,
+    daemon_config,
+    expected_portal_state,
+    portal_dossiers,
+    portal_stats,
+    unique_group,
+    version_in,
+    wait_until,
+    write_config,
+)
+from tests.kafkatools import committed_offsets, produce, wait_for_committed
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture
+async def portal_url() -> AsyncIterator[str]:
+    runner, url = await start_simulator("127.0.0.1", 0, SIM)
+    yield url
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def start_daemon() -> AsyncIterator[Callable[[Path, Path], Awaitable[asyncio.subprocess.Process]]]:
+    """Start `portal-sync run` as its own process; whatever a failing test leaves running is killed."""
+    started: list[asyncio.subprocess.Process] = []
+
+    async def start(config: Path, log: Path) -> asyncio.subprocess.Process:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_SYNC__")}
+        with log.open("ab") as stderr:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "connector", "run", "--config", str(config),
+                stdout=asyncio.subprocess.DEVNULL, stderr=stderr, env=env,
+            )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.returncode is None:
+            process.kill()
+            await asyncio.wait_for(process.wait(), timeout=10)
+
+
+def pushes(stats: dict) -> int:
+    return sum(stats.get("calls", {}).get("DongBoHoSoMC", {}).values())
+
+
+async def test_sigterm_mid_stream_then_restart_loses_nothing_and_never_regresses(
+    kafka_bootstrap, topics, portal_url, tmp_path, start_daemon
+) -> None:
+    stream = Topics(await topics.create("dossier.events", partitions=3),
+                    await topics.create("dossier.events.dlq", partitions=1), unique_group())
+    messages = generate_events(dossiers=300, seed=11, include_bad=True)
+    expected_offsets = await produce(kafka_bootstrap, stream.events, messages)
+    config = write_config(tmp_path / "config.yaml", daemon_config(kafka_bootstrap, portal_url, stream, tmp_path))
+    log = tmp_path / "daemon.log"
+
+    first = await start_daemon(config, log)
+    await wait_until(lambda: _pushed_at_least(portal_url, 100), timeout=60, what="the first 100 pushes")
+    first.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(first.wait(), timeout=60) == 0, log.read_text()[-3000:]
+
+    partitions = sorted(expected_offsets)
+    after_first = await committed_offsets(kafka_bootstrap, stream.group, stream.events, partitions)
+    assert any(after_first.get(p, 0) < expected_offsets[p] for p in partitions), "stopped too late to test"
+    assert any(after_first.get(p, 0) > 0 for p in partitions), "nothing was committed before SIGTERM"
+
+    second = await start_daemon(config, log)
+    try:
+        await wait_for_committed(kafka_bootstrap, stream.group, stream.events, expected_offsets, timeout=120)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(second.wait(), timeout=60) == 0, log.read_text()[-3000:]
+
+    expected = expected_portal_state(messages, load_mappings(DEFAULT_MAPPINGS_DIR))
+    portal = await portal_dossiers(portal_url)
+    assert set(portal) == set(expected.records)
+    for no, record in expected.records.items():
+        assert portal[no]["record"] == record, f"{no}: not at its newest version"
+        assert portal[no]["steps"] == expected.steps.get(no, []), f"{no}: a step was lost or repeated"
+        versions = [v for v in map(version_in, portal[no]["history"]) if v is not None]
+        assert versions == sorted(versions), f"{no}: an older version was pushed after a newer one"
+
+    _assert_logs_hold_no_personal_data(log, messages)
+
+
+async def _pushed_at_least(portal_url: str, count: int) -> bool:
+    return pushes(await portal_stats(portal_url)) >= count
+
+
+def _assert_logs_hold_no_personal_data(log: Path, messages) -> None:
+    text = log.read_text(encoding="utf-8")
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    events = {line.get("event") for line in lines}
+    assert "service started" in events and "service stopped" in events  # the audit read real logs
+    assert any(line.get("event") == "event dead-lettered" for line in lines)
+    secrets = {SIM.password}
+    for message in messages:
+        try:
+            applicant = json.loads(message.value)["dossier"]["applicant"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        secrets.update(v for k, v in applicant.items() if k in {"id_number", "phone", "email"} and v)
+    leaked = sorted(s for s in secrets if s in text)
+    assert not leaked, f"{len(leaked)} personal identifiers or secrets reached the log"
