@@ -7,7 +7,9 @@ import json
 from collections import Counter
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from connector.config import DEFAULT_MAPPINGS_DIR
 from connector.kafka import ERROR_HEADER_PREFIX
@@ -24,6 +26,7 @@ from tests.integration.pipeline_harness import (
     portal_dossiers,
     unique_group,
     version_in,
+    wait_until,
 )
 from tests.kafkatools import consume_all, produce, wait_for_committed
 
@@ -47,15 +50,44 @@ async def pipeline_topics(topics) -> Topics:
 
 
 async def run_until_committed(settings, expected_offsets, bootstrap, topics: Topics, *, mappings=None):
+    """Run the daemon in-process until the group committed ``expected_offsets``; return the service and
+    what its admin listener served at that moment."""
     async with Service(settings, mappings=mappings) as service:
         stop = asyncio.Event()
         running = asyncio.create_task(service.run(stop))
         try:
             await wait_for_committed(bootstrap, topics.group, topics.events, expected_offsets, timeout=120)
+            # The lag gauge is refreshed right after a commit; wait for it to show the drained partitions.
+            await wait_until(lambda: lag_is_zero(service.admin_url, topics.events, list(expected_offsets)),
+                             timeout=10, what="consumer lag 0 on every partition")
+            admin = await admin_pages(service.admin_url)
         finally:
             stop.set()
             await asyncio.wait_for(running, timeout=60)
-    return service
+    return service, admin
+
+
+async def admin_pages(base_url: str) -> dict[str, tuple[int, str]]:
+    pages = {}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        for path in ("/healthz", "/metrics"):
+            async with http.get(base_url + path) as reply:
+                pages[path] = (reply.status, await reply.text())
+    return pages
+
+
+async def lag_is_zero(base_url: str, topic: str, partitions: list[int]) -> bool:
+    metrics = (await admin_pages(base_url))["/metrics"][1]
+    return all(metric_value(metrics, "portal_sync_consumer_lag", topic=topic, partition=str(p)) == 0
+               for p in partitions)
+
+
+def metric_value(exposition: str, name: str, **labels: str) -> float | None:
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return None
 
 
 def header(record, name: str) -> str:
@@ -74,7 +106,7 @@ async def test_a_stream_of_dossiers_ends_with_the_newest_state_of_each_on_the_po
     assert len(expected_offsets) == 3  # the stream really spans three partitions
 
     settings = daemon_settings(kafka_bootstrap, portal_url, pipeline_topics, tmp_path)
-    service = await run_until_committed(settings, expected_offsets, kafka_bootstrap, pipeline_topics)
+    service, admin = await run_until_committed(settings, expected_offsets, kafka_bootstrap, pipeline_topics)
 
     expected = expected_portal_state(messages, mappings)
     portal = await portal_dossiers(portal_url)
@@ -107,6 +139,19 @@ async def test_a_stream_of_dossiers_ends_with_the_newest_state_of_each_on_the_po
     assert outcomes["dead_lettered"] == 3 + from_portal
     assert outcomes["synced"] + outcomes["skipped"] + outcomes["dead_lettered"] == len(messages)
 
+    # What a dashboard reads: the same numbers over HTTP, in Prometheus text format.
+    assert admin["/healthz"][0] == 200
+    status, metrics = admin["/metrics"]
+    assert status == 200
+    assert metric_value(metrics, "portal_sync_events_consumed_total", topic=pipeline_topics.events) == len(messages)
+    for reason in ("malformed_json", "schema", "unmapped_status"):
+        assert metric_value(metrics, "portal_sync_event_outcomes_total", outcome="dead_lettered", reason=reason) == 1
+    assert metric_value(metrics, "portal_sync_portal_calls_total", service="DongBoHoSoMC", result="ok") >= len(
+        expected.records)
+    assert metric_value(metrics, "portal_sync_portal_calls_total", service="CapNhatTienDoHoSoMC", result="ok") == sum(
+        len(s) for s in expected.steps.values())
+    assert metric_value(metrics, "portal_sync_push_latency_seconds_count") == outcomes["synced"]
+
 
 async def test_a_record_the_portal_refuses_is_dead_lettered_and_the_partition_moves_on(
     kafka_bootstrap, pipeline_topics, portal_url, tmp_path
@@ -119,7 +164,8 @@ async def test_a_record_the_portal_refuses_is_dead_lettered_and_the_partition_mo
     expected_offsets = await produce(kafka_bootstrap, pipeline_topics.events, [refused, accepted])
 
     settings = daemon_settings(kafka_bootstrap, portal_url, pipeline_topics, tmp_path)
-    await run_until_committed(settings, expected_offsets, kafka_bootstrap, pipeline_topics, mappings=unlimited)
+    _, admin = await run_until_committed(
+        settings, expected_offsets, kafka_bootstrap, pipeline_topics, mappings=unlimited)
 
     [dead] = await consume_all(kafka_bootstrap, pipeline_topics.dead_letter, count=1, timeout=30)
     assert header(dead, "reason") == "portal_rejected"
@@ -128,3 +174,5 @@ async def test_a_record_the_portal_refuses_is_dead_lettered_and_the_partition_mo
     assert dead.value == refused[1]
     portal = await portal_dossiers(portal_url)
     assert version_in(portal["000.00.01.G12-201005-0100"]["record"]) == 2
+    assert metric_value(admin["/metrics"][1], "portal_sync_portal_calls_total", service="DongBoHoSoMC",
+                        result="portal_rejected") == 1
