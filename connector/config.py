@@ -58,13 +58,19 @@ class KafkaSettings(Section):
     # Events larger than this are dead-lettered unread: a bound on what one hostile message can cost.
     max_event_bytes: int = Field(1_048_576, ge=1024)
     session_timeout_ms: int = Field(10_000, ge=1000)
+    # The consumer leaves the group if it does not poll within this; batches are cut to half of it.
+    max_poll_interval_ms: int = Field(600_000, ge=10_000)
     request_timeout_ms: int = Field(40_000, ge=1000)
 
 
 class RetrySettings(Section):
-    max_attempts: int = Field(6, ge=1, le=100)
+    """Retries of one adapter call. When they run out on a service-wide error (adapter down, login
+    refused), the event is not dead-lettered: the pipeline waits (up to ``max_backoff_seconds``, or what
+    ``Retry-After`` asks within that cap) and tries it again, so an outage leaves the backlog in Kafka."""
+
+    max_attempts: int = Field(3, ge=1, le=100)
     initial_backoff_seconds: float = Field(0.5, gt=0)
-    max_backoff_seconds: float = Field(30.0, gt=0)
+    max_backoff_seconds: float = Field(15.0, gt=0)
 
 
 class PortalSettings(Section):
@@ -78,7 +84,7 @@ class PortalSettings(Section):
     madonvi: str = ""
     # Sent only when set: the test adapter misbehaves when it receives one.
     dstcode: str | None = None
-    timeout_seconds: float = Field(30.0, gt=0, le=600)
+    timeout_seconds: float = Field(20.0, gt=0, le=600)
     # Answers (besides HTTP 401) that mean "log in again"; the adapters disagree, so it is data.
     session_expired_codes: tuple[str, ...] = ("-2", "401")
     retry: RetrySettings = RetrySettings()
@@ -157,6 +163,20 @@ class Settings(BaseSettings):
     admin: AdminSettings = AdminSettings()
     log: LogSettings = LogSettings()
 
+    @model_validator(mode="after")
+    def _one_event_fits_in_a_poll_interval(self) -> Settings:
+        # Worst case for one event: every attempt logs in and calls, each may time out, then it backs off.
+        # That must fit in half the poll interval, or the group evicts us mid-event.
+        retry = self.portal.retry
+        worst = retry.max_attempts * (2 * self.portal.timeout_seconds + retry.max_backoff_seconds)
+        budget = self.kafka.max_poll_interval_ms / 2000
+        if worst >= budget:
+            raise ValueError(
+                f"portal.retry.max_attempts × (2 × portal.timeout_seconds + portal.retry.max_backoff_seconds) "
+                f"= {worst:g} s must stay under half of kafka.max_poll_interval_ms ({budget:g} s)"
+            )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -179,7 +199,11 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+            # Not str(exc): it quotes the offending line, which may be a password.
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or "syntax error"
+            raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

@@ -7,8 +7,14 @@ Every failure the service meets is one of three kinds, and the kind decides what
 - ``permanent``: the far side refused for a reason that will not change by waiting.
 - ``retryable``: network trouble, timeouts, throttling, 5xx, an expired session.
 
+Orthogonal to the kind is the **scope**: does the error belong to this one record (dead-letter it and move
+on), or to the service as a whole (the adapter is down, our credentials or endpoint are wrong, the state
+store is unreachable)? A service-wide error must never drain the backlog into the DLQ: the record stays
+unfinished and uncommitted, and the pipeline waits and tries it again.
+
 ``reason`` is a short stable token (metrics label, DLQ header); the message is for humans and must
-never carry personal data or secrets.
+never carry personal data or secrets. ``quotes_remote_text`` marks messages written by the far side (they
+may quote a citizen's data): those go to the DLQ headers, not to log lines.
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ ErrorKind = Literal["invalid_input", "permanent", "retryable"]
 
 class SyncError(Exception):
     kind: ClassVar[ErrorKind] = "permanent"
+    quotes_remote_text: ClassVar[bool] = False
+    # Class default; an instance may say otherwise (an HTTP 404 is about our endpoint, not the record).
+    affects_every_record: bool = False
 
     def __init__(self, message: str, *, reason: str, field: str | None = None) -> None:
         super().__init__(message)
@@ -43,6 +52,7 @@ class PermanentError(SyncError):
 
 class RetryableError(SyncError):
     kind: ClassVar[ErrorKind] = "retryable"
+    affects_every_record = True
 
     def __init__(
         self,

@@ -1,14 +1,15 @@
 """Local dossier events: decoding, validation against the published schema, typed models.
 
-The JSON Schema in ``schemas/events/`` is the contract; it decides what is valid. The pydantic models
-below are the typed view the rest of the code reads, built only from events the schema accepted.
+The JSON Schema in ``schemas/events/`` is the contract; it decides what is valid, and it alone lists the
+allowed values of every enumeration. The pydantic models below are the typed view the rest of the code
+reads, built only from events the schema accepted; they do not restate the schema's rules.
 """
 
 from __future__ import annotations
 
 import json
 from functools import cache
-from typing import Any, Literal
+from typing import Any
 
 import jsonschema
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
@@ -18,15 +19,6 @@ from connector.errors import InvalidInput
 
 DOSSIER_EVENT_SCHEMA = SCHEMAS_DIR / "events" / "dossier-event.v1.schema.json"
 
-EventType = Literal[
-    "dossier.received",
-    "dossier.updated",
-    "dossier.step",
-    "dossier.completed",
-    "dossier.returned",
-    "dossier.withdrawn",
-    "dossier.rejected",
-]
 
 
 class InvalidEvent(InvalidInput):
@@ -38,7 +30,7 @@ class _Model(BaseModel):
 
 
 class Applicant(_Model):
-    type: Literal["citizen", "business", "agency", "organization"]
+    type: str
     name: str
     id_number: str | None = None
     phone: str | None = None
@@ -65,7 +57,7 @@ class Fee(_Model):
     code: str
     name: str
     amount: int
-    kind: Literal["fee", "charge"]
+    kind: str
     method: str | None = None
 
 
@@ -78,9 +70,9 @@ class Dossier(_Model):
     receipt_no: str | None = None
     status: str
     sub_status: str | None = None
-    channel: Literal["direct", "online", "postal"]
-    result_delivery: Literal["counter", "postal"]
-    origin: Literal["local", "portal"]
+    channel: str
+    result_delivery: str
+    origin: str
     applicant: Applicant
     summary: str | None = None
     note: str | None = None
@@ -105,9 +97,9 @@ class Step(_Model):
 
 
 class DossierEvent(_Model):
-    schema_version: Literal[1]
+    schema_version: int
     event_id: str
-    event_type: EventType
+    event_type: str
     occurred_at: AwareDatetime
     source: str
     dossier: Dossier
@@ -115,10 +107,26 @@ class DossierEvent(_Model):
 
 
 @cache
-def _validator() -> jsonschema.Draft202012Validator:
-    schema = json.loads(DOSSIER_EVENT_SCHEMA.read_text(encoding="utf-8"))
+def _schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(DOSSIER_EVENT_SCHEMA.read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
+    return schema
+
+
+@cache
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(_schema())
+
+
+def vocabulary() -> dict[str, frozenset[str]]:
+    """The local code lists the schema allows, which the deployment's code tables must cover."""
+    dossier = _schema()["$defs"]["dossier"]["properties"]
+    return {
+        "applicant_types": frozenset(dossier["applicant"]["properties"]["type"]["enum"]),
+        "result_delivery": frozenset(dossier["result_delivery"]["enum"]),
+        "channels": frozenset(dossier["channel"]["enum"]),
+        "fee_kinds": frozenset(dossier["fees"]["items"]["properties"]["kind"]["enum"]),
+    }
 
 
 def _field_path(error: jsonschema.ValidationError) -> str:
@@ -153,6 +161,8 @@ def decode_event(key: bytes | None, value: bytes | None, *, max_bytes: int) -> D
         raise InvalidEvent(f"not valid UTF-8 JSON ({exc.__class__.__name__} at position "
                            f"{getattr(exc, 'pos', getattr(exc, 'start', '?'))})",
                            reason="malformed_json", field="(value)") from None
+    except RecursionError:
+        raise InvalidEvent("JSON nested too deeply to read", reason="malformed_json", field="(value)") from None
     if isinstance(document, dict) and document.get("schema_version") not in (None, 1):
         raise InvalidEvent(
             "unsupported schema_version; this build reads version 1",

@@ -19,6 +19,7 @@ Header = tuple[str, bytes]
 
 # Kafka Connect's names, so existing DLQ tooling reads our records too.
 ERROR_HEADER_PREFIX = "__connect.errors."
+DLQ_HEADROOM_BYTES = 256 * 1024
 
 
 class OffsetWatermark:
@@ -30,14 +31,20 @@ class OffsetWatermark:
 
     def __init__(self) -> None:
         self._unfinished: list[int] = []  # min-heap of tracked offsets; finished ones are removed lazily
+        self._pending: set[int] = set()
         self._finished: set[int] = set()
         self._highest: int | None = None
 
     def track(self, offset: int) -> None:
+        """Note a record as started. Tracking it again (re-fetched after a seek back) changes nothing."""
+        if offset in self._pending:
+            return
+        self._pending.add(offset)
         heapq.heappush(self._unfinished, offset)
         self._highest = offset if self._highest is None else max(self._highest, offset)
 
     def finish(self, offset: int) -> None:
+        self._pending.discard(offset)
         self._finished.add(offset)
         while self._unfinished and self._unfinished[0] in self._finished:
             self._finished.discard(heapq.heappop(self._unfinished))
@@ -51,7 +58,7 @@ class OffsetWatermark:
 
     @property
     def in_flight(self) -> int:
-        return len(self._unfinished) - len(self._finished)
+        return len(self._pending)
 
 
 def dead_letter_headers(
@@ -99,14 +106,19 @@ def build_consumer(settings: KafkaSettings) -> AIOKafkaConsumer:
         auto_offset_reset="earliest",
         max_poll_records=settings.max_poll_records,
         session_timeout_ms=settings.session_timeout_ms,
+        max_poll_interval_ms=settings.max_poll_interval_ms,
         # Values are bounded by max_event_bytes in decoding; the fetch limit keeps one poll bounded too.
         max_partition_fetch_bytes=max(settings.max_event_bytes, 1_048_576),
     )
 
 
 def build_producer(settings: KafkaSettings) -> AIOKafkaProducer:
-    # acks=all: a dead-lettered record must be durable before its offset is committed.
-    return AIOKafkaProducer(**_client_options(settings), acks="all", linger_ms=5)
+    # acks=all: a dead-lettered record must be durable before its offset is committed. The request size
+    # leaves room for the largest event we accept plus its key and error headers.
+    return AIOKafkaProducer(
+        **_client_options(settings), acks="all", linger_ms=5,
+        max_request_size=settings.max_event_bytes + DLQ_HEADROOM_BYTES,
+    )
 
 
 class DeadLetterQueue:

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connector.errors import InvalidInput
-from connector.events import Dossier, DossierEvent, Step
+from connector.events import Dossier, DossierEvent, Step, vocabulary
 
 PORTAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 NATIONAL_PROCEDURE_CODE = re.compile(r"^\d\.\d{6}\.\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}$")
@@ -102,12 +102,7 @@ class Codes(_Strict):
 
     @model_validator(mode="after")
     def _complete(self) -> Codes:
-        required = {
-            "applicant_types": {"citizen", "business", "agency", "organization"},
-            "result_delivery": {"counter", "postal"},
-            "channels": {"direct", "online", "postal"},
-            "fee_kinds": {"fee", "charge"},
-        }
+        required = vocabulary()
         problems = [
             f"{table}: missing {', '.join(sorted(keys - getattr(self, table).keys()))}"
             for table, keys in required.items()

@@ -119,6 +119,14 @@ class Metrics:
         self.truncated_fields = Counter(
             "portal_sync_truncated_fields", "Values cut to a declared length limit", ["field"], registry=r
         )
+        self.service_waits = Counter(
+            "portal_sync_service_waits",
+            "Times the pipeline paused because of a cause every event would meet (adapter down, login "
+            "refused, state store unreachable)", ["reason"], registry=r,
+        )
+        self.waiting = Gauge(
+            "portal_sync_waiting", "1 while the pipeline waits out a service-wide error", registry=r
+        )
         self.retries = Counter(
             "portal_sync_portal_retries", "Adapter calls retried after a retryable error", ["service", "reason"],
             registry=r,

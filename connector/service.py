@@ -11,6 +11,7 @@ from types import TracebackType
 
 import structlog
 from aiohttp import web
+from yarl import URL
 
 from connector.admin import start_admin
 from connector.config import Settings
@@ -43,7 +44,7 @@ class Service:
         await self.consumer.start()
         self._admin, self.admin_url = await start_admin(self.metrics, s.admin.host, s.admin.port)
         log.info("service started", topic=s.kafka.topics.dossier_events, group=s.kafka.group_id,
-                 admin=self.admin_url, portal=s.portal.adapter_url)
+                 admin=self.admin_url, portal=str(URL(s.portal.adapter_url).with_user(None)))
         return self
 
     async def __aexit__(
@@ -71,6 +72,11 @@ class Service:
             metrics=self.metrics,
         )
         pipeline = PushPipeline(
-            consumer=self.consumer, handler=handler, metrics=self.metrics, topic=s.kafka.topics.dossier_events
+            consumer=self.consumer,
+            handler=handler,
+            metrics=self.metrics,
+            topic=s.kafka.topics.dossier_events,
+            retry=s.portal.retry,
+            batch_budget_seconds=s.kafka.max_poll_interval_ms / 2000,
         )
         await pipeline.run(stop)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity.stop import stop_base
 from tenacity.wait import wait_random_exponential
 
 from connector.config import RetrySettings
@@ -16,18 +18,35 @@ T = TypeVar("T")
 log = structlog.get_logger(__name__)
 
 
+def _retry_after(state: RetryCallState) -> float | None:
+    outcome = state.outcome
+    error = outcome.exception() if outcome is not None else None
+    return error.retry_after if isinstance(error, RetryableError) else None
+
+
+class _AskedToWaitLonger(stop_base):
+    """Stop retrying here when the server asks for a longer pause than our cap: the pipeline then
+    waits the whole time asked, between polls, instead of calling again too early."""
+
+    def __init__(self, cap: float) -> None:
+        self._cap = cap
+
+    def __call__(self, state: RetryCallState) -> bool:
+        asked = _retry_after(state)
+        return asked is not None and asked > self._cap
+
+
 class _WaitRetryAfterOrJitter:
-    """Honour the server's Retry-After when it gave one (capped); otherwise full-jitter exponential."""
+    """Honour the server's Retry-After when it gave one; otherwise full-jitter exponential, capped."""
 
     def __init__(self, policy: RetrySettings) -> None:
         self._cap = policy.max_backoff_seconds
         self._jitter = wait_random_exponential(multiplier=policy.initial_backoff_seconds, max=self._cap)
 
     def __call__(self, state: RetryCallState) -> float:
-        outcome = state.outcome
-        error = outcome.exception() if outcome is not None else None
-        if isinstance(error, RetryableError) and error.retry_after is not None:
-            return min(max(error.retry_after, 0.0), self._cap)
+        asked = _retry_after(state)
+        if asked is not None:
+            return min(max(asked, 0.0), self._cap)
         return float(self._jitter(state))
 
 
@@ -37,6 +56,7 @@ async def call_with_retries(
     service: str,
     policy: RetrySettings,
     on_retry: Callable[[str, str], None] | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> T:
     """Run ``call``; retry retryable errors up to the policy's attempts. The error that ends it carries
     ``attempts``; permanent and invalid-input errors are raised at once."""
@@ -52,10 +72,11 @@ async def call_with_retries(
 
     try:
         async for attempt_state in AsyncRetrying(
-            stop=stop_after_attempt(policy.max_attempts),
+            stop=stop_after_attempt(policy.max_attempts) | _AskedToWaitLonger(policy.max_backoff_seconds),
             wait=_WaitRetryAfterOrJitter(policy),
             retry=retry_if_exception_type(RetryableError),
             before_sleep=before_sleep,
+            sleep=sleep,
             reraise=True,
         ):
             with attempt_state:

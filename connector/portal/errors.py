@@ -51,17 +51,25 @@ class SessionExpired(RetryableError):
 
 
 class PortalRejected(PermanentError):
-    """The adapter understood the call and refused it; ``error_code`` is its code when it sent one."""
+    """The adapter understood the call and refused it; ``error_code`` is its code when it sent one.
+
+    Without a code (a bare HTTP 403/404/405…) the refusal is about our endpoint or rights, not the record:
+    every record would meet it, so it must not dead-letter the backlog."""
+
+    quotes_remote_text = True
 
     def __init__(
         self, message: str, *, reason: str = "portal_rejected", error_code: str | None = None
     ) -> None:
         super().__init__(message, reason=reason)
         self.error_code = error_code
+        self.affects_every_record = error_code is None
 
 
 class AlreadyExists(PermanentError):
     """A create hit a dossier the portal already has: the caller should re-send it as an update."""
+
+    quotes_remote_text = True
 
     def __init__(self, message: str, *, error_code: str | None = None) -> None:
         super().__init__(message, reason="already_exists")
@@ -69,7 +77,9 @@ class AlreadyExists(PermanentError):
 
 
 class LoginFailed(PermanentError):
-    """The adapter refused our credentials (or they cannot be read)."""
+    """The adapter refused our credentials (or they cannot be read): nothing can be pushed until fixed."""
+
+    affects_every_record = True
 
     def __init__(self, message: str, *, reason: str = "login_failed") -> None:
         super().__init__(message, reason=reason)
@@ -149,7 +159,8 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 def _json_or_none(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+    # JSONDecodeError and UnicodeDecodeError are both ValueErrors; absurd nesting is a RecursionError.
+    except (ValueError, RecursionError):
         return None
 
 

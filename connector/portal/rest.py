@@ -60,6 +60,7 @@ class PortalClient:
         self._settings = settings
         self._observer = observer
         self._http = http
+        self._closed = False
         self._owns_http = http is None
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
         self._headers = _request_headers(settings.dstcode)
@@ -77,6 +78,7 @@ class PortalClient:
         await self.close()
 
     async def close(self) -> None:
+        self._closed = True
         if self._owns_http and self._http is not None:
             await self._http.close()
             self._http = None
@@ -187,6 +189,8 @@ class PortalClient:
 
     def _client(self) -> aiohttp.ClientSession:
         # Created on first use, inside the running loop, as aiohttp requires.
+        if self._closed:
+            raise RuntimeError("the portal client is closed")
         if self._http is None:
             self._http = aiohttp.ClientSession()
         return self._http

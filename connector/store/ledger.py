@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +23,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from connector.errors import RetryableError
 
 metadata = MetaData()
 
@@ -35,6 +40,20 @@ dossier_ledger = Table(
     Column("last_event_id", String(64), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+
+class StoreUnavailable(RetryableError):
+    """The state store cannot be read or written: every event would meet it, so the pipeline waits."""
+
+
+@asynccontextmanager
+async def _store_errors() -> AsyncIterator[None]:
+    try:
+        yield
+    except (DBAPIError, OSError, TimeoutError) as exc:
+        # The driver's text can quote parameters (dossier data); the class name is enough to act on.
+        raise StoreUnavailable(f"state store unavailable ({type(exc).__name__})",
+                               reason="state_store_unavailable") from exc
 
 
 @dataclass(frozen=True)
@@ -82,7 +101,7 @@ class StateStore:
         query = select(
             dossier_ledger.c.last_version, dossier_ledger.c.record_hash, dossier_ledger.c.exists_on_portal
         ).where(dossier_ledger.c.dossier_no == dossier_no)
-        async with self._engine.connect() as conn:
+        async with _store_errors(), self._engine.connect() as conn:
             row = (await conn.execute(query)).first()
         return None if row is None else LedgerEntry(dossier_no, row[0], row[1], row[2])
 
@@ -103,5 +122,5 @@ class StateStore:
             set_={k: stmt.excluded[k] for k in values if k != "dossier_no"},
             where=stmt.excluded.last_version >= dossier_ledger.c.last_version,
         )
-        async with self._engine.begin() as conn:
+        async with _store_errors(), self._engine.begin() as conn:
             await conn.execute(stmt)

@@ -79,6 +79,14 @@ async def portal_stats(base_url: str) -> dict[str, Any]:
         return result
 
 
+async def inject_fault(base_url: str, **fault: Any) -> None:
+    """Arm a simulator fault (see connector.simulator.state.Fault)."""
+    async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http, http.post(
+        f"{base_url}/_sim/faults", json=fault
+    ) as reply:
+        assert reply.status == 201, await reply.text()
+
+
 async def wait_until(predicate: Any, *, timeout: float, what: str, interval: float = 0.05) -> None:
     """Poll an async predicate until true; fail naming what was awaited."""
     deadline = asyncio.get_running_loop().time() + timeout

@@ -153,26 +153,33 @@ async def test_a_stream_of_dossiers_ends_with_the_newest_state_of_each_on_the_po
     assert metric_value(metrics, "portal_sync_push_latency_seconds_count") == outcomes["synced"]
 
 
-async def test_a_record_the_portal_refuses_is_dead_lettered_and_the_partition_moves_on(
+async def test_refused_and_oversized_records_are_dead_lettered_and_the_partition_moves_on(
     kafka_bootstrap, pipeline_topics, portal_url, tmp_path
 ) -> None:
     # Without the declared length limit, a long note reaches the adapter, which refuses it for good.
-    mappings = load_mappings(DEFAULT_MAPPINGS_DIR)
-    unlimited = mappings.model_copy(update={"limits": {}})
+    unlimited = load_mappings(DEFAULT_MAPPINGS_DIR).model_copy(update={"limits": {}})
     refused = encode(event_dict(no="000.00.01.G12-201005-0100", note="x" * 2500))
+    oversized = encode(event_dict(no="000.00.01.G12-201005-0101", summary="y" * 9000))
     accepted = encode(event_dict(no="000.00.01.G12-201005-0100", version=2))
-    expected_offsets = await produce(kafka_bootstrap, pipeline_topics.events, [refused, accepted])
+    expected_offsets = await produce(kafka_bootstrap, pipeline_topics.events, [refused, oversized, accepted])
 
-    settings = daemon_settings(kafka_bootstrap, portal_url, pipeline_topics, tmp_path)
+    config = daemon_settings(kafka_bootstrap, portal_url, pipeline_topics, tmp_path)
+    settings = config.model_copy(update={"kafka": config.kafka.model_copy(update={"max_event_bytes": 8192})})
     _, admin = await run_until_committed(
         settings, expected_offsets, kafka_bootstrap, pipeline_topics, mappings=unlimited)
 
-    [dead] = await consume_all(kafka_bootstrap, pipeline_topics.dead_letter, count=1, timeout=30)
-    assert header(dead, "reason") == "portal_rejected"
-    assert header(dead, "kind") == "permanent"
-    assert "GhiChu" in header(dead, "exception.message")
-    assert dead.value == refused[1]
+    dead = {header(r, "reason"): r for r in
+            await consume_all(kafka_bootstrap, pipeline_topics.dead_letter, count=2, timeout=30)}
+    assert set(dead) == {"portal_rejected", "too_large"}
+    assert header(dead["portal_rejected"], "kind") == "permanent"
+    assert "GhiChu" in header(dead["portal_rejected"], "exception.message")
+    assert dead["portal_rejected"].value == refused[1]
+    # Too large to forward whole: the key and the coordinates are kept, the size is said.
+    assert dead["too_large"].key == oversized[0] and dead["too_large"].value is None
+    assert header(dead["too_large"], "original.size") == str(len(oversized[1]))
+
     portal = await portal_dossiers(portal_url)
+    assert set(portal) == {"000.00.01.G12-201005-0100"}
     assert version_in(portal["000.00.01.G12-201005-0100"]["record"]) == 2
     assert metric_value(admin["/metrics"][1], "portal_sync_portal_calls_total", service="DongBoHoSoMC",
                         result="portal_rejected") == 1

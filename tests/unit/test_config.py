@@ -56,3 +56,16 @@ def test_a_password_is_never_shown_in_repr(tmp_path: Path) -> None:
 def test_bad_config_names_the_field(tmp_path: Path, text: str, named: str) -> None:
     with pytest.raises(ConfigError, match=named.replace(".", r"\.").replace("[", r"\[")):
         load_settings(write(tmp_path, text))
+
+
+def test_a_yaml_error_does_not_echo_the_offending_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, 'portal:\n  password: "s3cr3t-P4ss\n  username: x\n'))
+    assert "s3cr3t" not in str(caught.value)
+    assert "line" in str(caught.value)
+
+
+def test_retries_that_cannot_fit_in_a_poll_interval_are_refused(tmp_path: Path) -> None:
+    text = "portal:\n  timeout_seconds: 120\n  retry:\n    max_attempts: 5\n"
+    with pytest.raises(ConfigError, match="max_poll_interval_ms"):
+        load_settings(write(tmp_path, text))

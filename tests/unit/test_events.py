@@ -104,3 +104,10 @@ def test_an_impossible_date_is_invalid_not_a_crash() -> None:
     with pytest.raises(InvalidEvent) as caught:
         decode_event(key, value, max_bytes=MAX)
     assert caught.value.field == "dossier.due_at"
+
+
+def test_absurdly_nested_json_is_invalid_not_a_crash() -> None:
+    value = b'{"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(InvalidEvent) as caught:
+        decode_event(b"k", value, max_bytes=MAX)
+    assert caught.value.reason == "malformed_json"

@@ -35,3 +35,25 @@ def test_the_configured_chain_redacts_before_rendering() -> None:
         structlog.get_logger().info("login", password="hunter2", note="call 0912345678")
     assert logs[0]["password"] == REDACTED
     assert "0912345678" not in logs[0]["note"]
+
+
+def test_the_service_logging_setup_redacts_what_it_writes() -> None:
+    import io
+    import json
+
+    from connector.observability import configure_logging
+
+    out = io.StringIO()
+    configure_logging("debug", "json", stream=out)
+    try:
+        structlog.get_logger("audit").warning(
+            "portal refused", password="hunter2", session="tok-abc", applicant={"name": "Nguyễn Văn An"},
+            error="gọi 0912345678 hoặc an.nguyen@example.vn, CCCD 001089012345",
+        )
+    finally:
+        structlog.reset_defaults()
+    line = json.loads(out.getvalue())
+    text = out.getvalue()
+    for secret in ("hunter2", "tok-abc", "Nguyễn Văn An", "0912345678", "an.nguyen@example.vn", "001089012345"):
+        assert secret not in text, secret
+    assert line["event"] == "portal refused" and line["password"] == REDACTED

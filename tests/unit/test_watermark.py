@@ -61,3 +61,14 @@ def test_dead_letter_headers_keep_the_originals_and_name_the_error() -> None:
     assert headers[ERROR_HEADER_PREFIX + "exception.message"] == b"GhiChu: rejected by the portal"
     assert headers[ERROR_HEADER_PREFIX + "reason"] == b"portal_rejected"  # the stale one was replaced
     assert headers[ERROR_HEADER_PREFIX + "attempts"] == b"3"
+
+
+def test_a_record_fetched_again_after_a_seek_back_is_tracked_once() -> None:
+    wm = OffsetWatermark()
+    wm.track(4)  # started, then the pipeline sought back: it will arrive again
+    wm.track(4)
+    wm.track(5)
+    wm.finish(4)
+    wm.finish(5)
+    assert wm.commit_point == 6
+    assert wm.in_flight == 0
