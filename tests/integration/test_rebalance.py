@@ -1,0 +1,82 @@
+"""A second instance joins the consumer group mid-stream: partitions move between them, the one giving a
+partition up finishes and commits its in-flight work first, and nothing is lost, repeated or regressed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from connector.config import DEFAULT_MAPPINGS_DIR
+from connector.mapping import load_mappings
+from connector.samples import generate_events
+from connector.service import Service
+from connector.simulator.app import start_simulator
+from tests.integration.pipeline_harness import (
+    SIM,
+    Topics,
+    daemon_settings,
+    expected_portal_state,
+    inject_fault,
+    portal_dossiers,
+    unique_group,
+    version_in,
+    wait_until,
+)
+from tests.kafkatools import produce, wait_for_committed
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture
+async def portal_url() -> AsyncIterator[str]:
+    runner, url = await start_simulator("127.0.0.1", 0, SIM)
+    yield url
+    await runner.cleanup()
+
+
+def synced(service: Service) -> float:
+    return sum(service.metrics.registry.get_sample_value(
+        "portal_sync_event_outcomes_total", {"outcome": "synced", "reason": reason}) or 0
+        for reason in ("created", "updated", "step"))
+
+
+async def test_a_second_instance_takes_over_partitions_without_losing_or_repeating_work(
+    kafka_bootstrap, topics, portal_url, tmp_path
+) -> None:
+    stream = Topics(await topics.create("dossier.events", partitions=3),
+                    await topics.create("dossier.events.dlq", partitions=1), unique_group())
+    messages = generate_events(dossiers=200, seed=23, include_bad=False)
+    expected_offsets = await produce(kafka_bootstrap, stream.events, messages)
+    # Slow answers keep the first instance busy long enough for the second to join mid-stream.
+    await inject_fault(portal_url, status=None, delay_seconds=0.01, times=len(messages) * 2)
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    stop = asyncio.Event()
+    async with Service(daemon_settings(kafka_bootstrap, portal_url, stream, tmp_path / "a")) as first:
+        running = [asyncio.create_task(first.run(stop))]
+
+        async def first_is_working() -> bool:
+            return synced(first) >= 50
+
+        await wait_until(first_is_working, timeout=60, what="the first instance to sync 50 events")
+        async with Service(daemon_settings(kafka_bootstrap, portal_url, stream, tmp_path / "b")) as second:
+            running.append(asyncio.create_task(second.run(stop)))
+            try:
+                await wait_for_committed(kafka_bootstrap, stream.group, stream.events, expected_offsets,
+                                         timeout=180)
+            finally:
+                stop.set()
+                await asyncio.wait_for(asyncio.gather(*running), timeout=60)
+
+    assert synced(second) > 0, "the second instance never got a partition"
+    expected = expected_portal_state(messages, load_mappings(DEFAULT_MAPPINGS_DIR))
+    portal = await portal_dossiers(portal_url)
+    assert set(portal) == set(expected.records)
+    for no, record in expected.records.items():
+        assert portal[no]["record"] == record, f"{no}: not at its newest version"
+        assert portal[no]["steps"] == expected.steps.get(no, []), f"{no}: a step was lost or repeated"
+        versions = [v for v in map(version_in, portal[no]["history"]) if v is not None]
+        assert versions == sorted(versions), f"{no}: an older version was pushed after a newer one"
