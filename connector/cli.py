@@ -75,7 +75,9 @@ def mappings_check(directory: Path) -> None:
 @click.option("--username", default="portal-sync", show_default=True)
 @click.option("--password", default="secret", show_default=True)
 @click.option("--session-ttl", type=float, default=600.0, show_default=True, help="Session lifetime, seconds.")
-def simulate_portal(listen: str, username: str, password: str, session_ttl: float) -> None:
+@click.option("--keep-history", type=int, default=100, show_default=True,
+              help="Pushed records kept per dossier for inspection (0 = none, for long runs).")
+def simulate_portal(listen: str, username: str, password: str, session_ttl: float, keep_history: int) -> None:
     """Serve a stand-in for the national portal's integration adapter (state in memory)."""
     from connector.simulator.app import SimulatorConfig, start_simulator
 
@@ -83,7 +85,8 @@ def simulate_portal(listen: str, username: str, password: str, session_ttl: floa
     if not host or not port.isdigit():
         raise click.BadParameter("must be HOST:PORT", param_hint="--listen")
     configure_logging("info", "auto")
-    config = SimulatorConfig(username=username, password=password, session_ttl_seconds=session_ttl)
+    config = SimulatorConfig(username=username, password=password, session_ttl_seconds=session_ttl,
+                             keep_history=keep_history)
 
     async def serve() -> None:
         stop = asyncio.Event()
