@@ -69,3 +69,11 @@ def test_retries_that_cannot_fit_in_a_poll_interval_are_refused(tmp_path: Path) 
     text = "portal:\n  timeout_seconds: 120\n  retry:\n    max_attempts: 5\n"
     with pytest.raises(ConfigError, match="max_poll_interval_ms"):
         load_settings(write(tmp_path, text))
+
+
+def test_the_example_config_is_valid() -> None:
+    from connector.config import PROJECT_ROOT
+
+    settings = load_settings(PROJECT_ROOT / "deploy" / "config.example.yaml")
+    assert settings.portal.dstcode is None
+    assert settings.portal.password_file is not None
