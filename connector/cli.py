@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import click
+import structlog
 
 from connector.config import DEFAULT_MAPPINGS_DIR, ConfigError, load_settings
 from connector.observability import configure_logging
@@ -45,6 +46,10 @@ def run(config_path: Path | None) -> None:
         asyncio.run(serve())
     except MappingsInvalid as exc:
         raise click.ClickException(str(exc)) from exc
+    except Exception:  # noqa: BLE001 - the outermost boundary: log it as a structured event, exit 1
+        # Unfinished events were not committed; a supervisor restarts us and they are delivered again.
+        structlog.get_logger(__name__).critical("daemon stopped by an unexpected error", exc_info=True)
+        sys.exit(1)
 
 
 @main.group()

@@ -136,6 +136,6 @@ def _assert_logs_hold_no_personal_data(log: Path, messages) -> None:
             applicant = json.loads(message.value)["dossier"]["applicant"]
         except (ValueError, KeyError, TypeError):
             continue
-        secrets.update(v for k, v in applicant.items() if k in {"id_number", "phone", "email"} and v)
+        secrets.update(v for k, v in applicant.items() if k in {"id_number", "phone", "email", "name"} and v)
     leaked = sorted(s for s in secrets if s in text)
     assert not leaked, f"{len(leaked)} personal identifiers or secrets reached the log"
