@@ -75,3 +75,25 @@ def step_dict(**overrides: Any) -> dict[str, Any]:
 def encode(event: dict[str, Any]) -> tuple[bytes, bytes]:
     """(key, value) as the one-stop system publishes them."""
     return event["dossier"]["no"].encode(), json.dumps(event, ensure_ascii=False).encode()
+
+
+PORTAL_NUMBER = "000.00.01.H22-240101-0001"
+
+
+def portal_record(number: str = PORTAL_NUMBER, **changes: Any) -> dict[str, Any]:
+    """A minimal DongBoHoSoMC record the adapter accepts: every required field, nothing else."""
+    record: dict[str, Any] = {
+        "MaHoSo": number,
+        "MaTTHC": "1.003560.000.00.00.H56",
+        "TenTTHC": "Cấp giấy phép",
+        "MaLinhVuc": "LV01",
+        "TenLinhVuc": "Y tế",
+        "LoaiDoiTuong": "1",
+        "NgayTiepNhan": "20240101080000",
+        "NgayHenTra": "20240115170000",
+        "TrangThaiHoSo": "2",
+        "HinhThuc": "0",
+        "DonViXuLy": "000.00.01.H22",
+    }
+    record.update(changes)
+    return record

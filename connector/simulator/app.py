@@ -5,9 +5,10 @@ Adapter side (paths from ``SimulatorConfig``): login on ``auth_endpoint``; ``Don
 service as unsupported for now. The rules live in ``state`` and ``validation``; this module moves bytes.
 
 Inspection and fault knobs (not part of the real adapter):
-``GET /_sim/dossiers``, ``GET /_sim/dossiers/{MaHoSo}``, ``GET /_sim/stats``, ``POST /_sim/reset``, and
-``POST /_sim/faults`` with a ``Fault`` as JSON, e.g. ``{"status": 503, "times": 2, "retry_after": "1"}``
-or ``{"status": null, "delay_seconds": 5}`` (slow, but applied).
+``GET /_sim/dossiers``, ``GET /_sim/dossiers/{MaHoSo}``, ``GET /_sim/stats``, ``POST /_sim/reset``,
+``DELETE /_sim/faults`` (disarm all), and ``POST /_sim/faults`` with a ``Fault`` as JSON, e.g.
+``{"status": 503, "times": 2, "retry_after": "1"}`` or ``{"status": null, "delay_seconds": 5}`` (slow, but
+applied).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def create_app(config: SimulatorConfig) -> web.Application:
     app.router.add_get("/_sim/stats", _stats)
     app.router.add_post("/_sim/reset", _reset)
     app.router.add_post("/_sim/faults", _add_fault)
+    app.router.add_delete("/_sim/faults", _clear_faults)
     return app
 
 
@@ -197,6 +199,10 @@ async def _add_fault(request: web.Request) -> web.StreamResponse:
         return _json({"error": str(exc)}, status=400)
     request.app[SIMULATOR_STATE].add_fault(fault)
     return _json({"armed": fault.model_dump()}, status=201)
+
+
+async def _clear_faults(request: web.Request) -> web.StreamResponse:
+    return _json({"cleared": request.app[SIMULATOR_STATE].clear_faults()})
 
 
 def _json(payload: Any, *, status: int = 200) -> web.Response:

@@ -182,6 +182,12 @@ class SimulatorState:
     def add_fault(self, fault: Fault) -> None:
         self._faults.append(_ArmedFault(fault, fault.times))
 
+    def clear_faults(self) -> int:
+        """Disarm every fault (the dossiers stay); returns how many were armed."""
+        armed = len(self._faults)
+        self._faults.clear()
+        return armed
+
     def take_fault(self, service: str) -> Fault | None:
         """The first injected fault matching ``service``, used up by one call."""
         armed = next((a for a in self._faults if a.fault.matches(service)), None)

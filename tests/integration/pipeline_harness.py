@@ -16,7 +16,9 @@ import yaml
 from connector.config import Settings, load_settings
 from connector.events import DossierEvent, InvalidEvent, decode_event
 from connector.mapping import MappingError, Mappings, map_event
+from connector.service import Service
 from connector.simulator.app import SimulatorConfig
+from tests.kafkatools import wait_for_committed
 
 SIM = SimulatorConfig()
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=10)
@@ -79,12 +81,35 @@ async def portal_stats(base_url: str) -> dict[str, Any]:
         return result
 
 
+async def run_until_committed(
+    settings: Settings, bootstrap: str, topics: Topics, expected_offsets: dict[int, int], *,
+    mappings: Mappings | None = None, while_running: Any = None,
+) -> Any:
+    """Run the daemon in-process until the group committed ``expected_offsets``, then stop it.
+    Returns the service and what ``while_running(service)`` (if given) returned just before stopping."""
+    async with Service(settings, mappings=mappings) as service:
+        stop = asyncio.Event()
+        running = asyncio.create_task(service.run(stop))
+        try:
+            await wait_for_committed(bootstrap, topics.group, topics.events, expected_offsets, timeout=120)
+            observed = await while_running(service) if while_running is not None else None
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, timeout=60)
+    return service, observed
+
+
 async def inject_fault(base_url: str, **fault: Any) -> None:
     """Arm a simulator fault (see connector.simulator.state.Fault)."""
     async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http, http.post(
         f"{base_url}/_sim/faults", json=fault
     ) as reply:
         assert reply.status == 201, await reply.text()
+
+
+async def clear_faults(base_url: str) -> None:
+    async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http, http.delete(f"{base_url}/_sim/faults") as reply:
+        assert reply.status == 200, await reply.text()
 
 
 async def wait_until(predicate: Any, *, timeout: float, what: str, interval: float = 0.05) -> None:

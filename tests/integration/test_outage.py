@@ -4,34 +4,25 @@ in Kafka (nothing dead-lettered, nothing committed past it) and drain once the c
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
 from connector.service import Service
-from connector.simulator.app import start_simulator
 from tests.factories import encode, event_dict
 from tests.integration.pipeline_harness import (
-    SIM,
     Topics,
     daemon_config,
     inject_fault,
     portal_dossiers,
+    run_until_committed,
     unique_group,
     version_in,
     wait_until,
 )
-from tests.kafkatools import committed_offsets, consume_all, produce, wait_for_committed
+from tests.kafkatools import committed_offsets, consume_all, produce
 
 pytestmark = pytest.mark.broker
 FAST_RETRIES = {"max_attempts": 2, "initial_backoff_seconds": 0.01, "max_backoff_seconds": 0.2}
-
-
-@pytest.fixture
-async def portal_url() -> AsyncIterator[str]:
-    runner, url = await start_simulator("127.0.0.1", 0, SIM)
-    yield url
-    await runner.cleanup()
 
 
 @pytest.fixture
@@ -73,14 +64,7 @@ async def test_an_adapter_outage_leaves_the_backlog_in_kafka_and_it_drains_after
     await inject_fault(portal_url, status=503, times=25)
 
     settings = settings_for(kafka_bootstrap, portal_url, stream, tmp_path)
-    async with Service(settings) as service:
-        stop = asyncio.Event()
-        running = asyncio.create_task(service.run(stop))
-        try:
-            await wait_for_committed(kafka_bootstrap, stream.group, stream.events, expected, timeout=120)
-        finally:
-            stop.set()
-            await asyncio.wait_for(running, timeout=60)
+    service, _ = await run_until_committed(settings, kafka_bootstrap, stream, expected)
 
     assert waits(service, "http_503") >= 2
     await assert_dlq_empty(kafka_bootstrap, stream.dead_letter)
@@ -112,13 +96,6 @@ async def test_refused_credentials_commit_nothing_and_dead_letter_nothing(
     assert await portal_dossiers(portal_url) == {}
 
     fixed = settings_for(kafka_bootstrap, portal_url, stream, tmp_path)
-    async with Service(fixed) as service:
-        stop = asyncio.Event()
-        running = asyncio.create_task(service.run(stop))
-        try:
-            await wait_for_committed(kafka_bootstrap, stream.group, stream.events, expected, timeout=120)
-        finally:
-            stop.set()
-            await asyncio.wait_for(running, timeout=60)
+    await run_until_committed(fixed, kafka_bootstrap, stream, expected)
     await assert_dlq_empty(kafka_bootstrap, stream.dead_letter)
     assert len(await portal_dossiers(portal_url)) == 10

@@ -20,6 +20,7 @@ from connector.portal.errors import LoginFailed, PortalRejected, PortalUnavailab
 from connector.portal.rest import PortalClient
 from connector.simulator.app import MAX_REQUEST_BYTES, SIMULATOR_STATE, start_simulator
 from connector.simulator.state import Fault, SimulatorConfig, SimulatorState
+from tests.factories import portal_record
 
 AGENCY = "000.00.01.H22"
 NUMBER = f"{AGENCY}-240101-0001"
@@ -75,22 +76,8 @@ async def client(sim: Simulator) -> AsyncIterator[PortalClient]:
 
 
 def record(number: str = NUMBER, **changes: Any) -> dict[str, Any]:
-    base = {
-        "MaHoSo": number,
-        "MaTTHC": "1.003560.000.00.00.H56",
-        "TenTTHC": "Cấp giấy phép",
-        "MaLinhVuc": "LV01",
-        "TenLinhVuc": "Y tế",
-        "LoaiDoiTuong": "1",
-        "NgayTiepNhan": "20240101080000",
-        "NgayHenTra": "20240115170000",
-        "TrangThaiHoSo": "2",
-        "HinhThuc": "0",
-        "DonViXuLy": AGENCY,
-        "ChuHoSo": "Nguyễn Văn Riêng Tư",
-    }
-    base.update(changes)
-    return base
+    # A name in the record: the log tests check it never reaches a log line.
+    return portal_record(number, **{"ChuHoSo": "Nguyễn Văn Riêng Tư", **changes})
 
 
 def step(number: str = NUMBER, content: str = "Tiếp nhận hồ sơ") -> dict[str, Any]:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -16,28 +14,20 @@ from connector.kafka import ERROR_HEADER_PREFIX
 from connector.mapping import load_mappings
 from connector.samples import generate_events
 from connector.service import Service
-from connector.simulator.app import start_simulator
 from tests.factories import encode, event_dict
 from tests.integration.pipeline_harness import (
-    SIM,
     Topics,
     daemon_settings,
     expected_portal_state,
     portal_dossiers,
+    run_until_committed,
     unique_group,
     version_in,
     wait_until,
 )
-from tests.kafkatools import consume_all, produce, wait_for_committed
+from tests.kafkatools import consume_all, produce
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-async def portal_url() -> AsyncIterator[str]:
-    runner, url = await start_simulator("127.0.0.1", 0, SIM)
-    yield url
-    await runner.cleanup()
 
 
 @pytest.fixture
@@ -49,22 +39,11 @@ async def pipeline_topics(topics) -> Topics:
     )
 
 
-async def run_until_committed(settings, expected_offsets, bootstrap, topics: Topics, *, mappings=None):
-    """Run the daemon in-process until the group committed ``expected_offsets``; return the service and
-    what its admin listener served at that moment."""
-    async with Service(settings, mappings=mappings) as service:
-        stop = asyncio.Event()
-        running = asyncio.create_task(service.run(stop))
-        try:
-            await wait_for_committed(bootstrap, topics.group, topics.events, expected_offsets, timeout=120)
-            # The lag gauge is refreshed right after a commit; wait for it to show the drained partitions.
-            await wait_until(lambda: lag_is_zero(service.admin_url, topics.events, list(expected_offsets)),
-                             timeout=10, what="consumer lag 0 on every partition")
-            admin = await admin_pages(service.admin_url)
-        finally:
-            stop.set()
-            await asyncio.wait_for(running, timeout=60)
-    return service, admin
+async def drained_admin_pages(service: Service, topics: Topics, partitions: list[int]) -> dict[str, tuple[int, str]]:
+    # The lag gauge is refreshed right after a commit; wait for it to show the drained partitions.
+    await wait_until(lambda: lag_is_zero(service.admin_url, topics.events, partitions),
+                     timeout=10, what="consumer lag 0 on every partition")
+    return await admin_pages(service.admin_url)
 
 
 async def admin_pages(base_url: str) -> dict[str, tuple[int, str]]:
@@ -106,7 +85,9 @@ async def test_a_stream_of_dossiers_ends_with_the_newest_state_of_each_on_the_po
     assert len(expected_offsets) == 3  # the stream really spans three partitions
 
     settings = daemon_settings(kafka_bootstrap, portal_url, pipeline_topics, tmp_path)
-    service, admin = await run_until_committed(settings, expected_offsets, kafka_bootstrap, pipeline_topics)
+    service, admin = await run_until_committed(
+        settings, kafka_bootstrap, pipeline_topics, expected_offsets,
+        while_running=lambda svc: drained_admin_pages(svc, pipeline_topics, list(expected_offsets)))
 
     expected = expected_portal_state(messages, mappings)
     portal = await portal_dossiers(portal_url)
@@ -166,7 +147,8 @@ async def test_refused_and_oversized_records_are_dead_lettered_and_the_partition
     config = daemon_settings(kafka_bootstrap, portal_url, pipeline_topics, tmp_path)
     settings = config.model_copy(update={"kafka": config.kafka.model_copy(update={"max_event_bytes": 8192})})
     _, admin = await run_until_committed(
-        settings, expected_offsets, kafka_bootstrap, pipeline_topics, mappings=unlimited)
+        settings, kafka_bootstrap, pipeline_topics, expected_offsets, mappings=unlimited,
+        while_running=lambda svc: drained_admin_pages(svc, pipeline_topics, list(expected_offsets)))
 
     dead = {header(r, "reason"): r for r in
             await consume_all(kafka_bootstrap, pipeline_topics.dead_letter, count=2, timeout=30)}

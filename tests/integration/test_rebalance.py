@@ -4,7 +4,6 @@ partition up finishes and commits its in-flight work first, and nothing is lost,
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -12,10 +11,9 @@ from connector.config import DEFAULT_MAPPINGS_DIR
 from connector.mapping import load_mappings
 from connector.samples import generate_events
 from connector.service import Service
-from connector.simulator.app import start_simulator
 from tests.integration.pipeline_harness import (
-    SIM,
     Topics,
+    clear_faults,
     daemon_settings,
     expected_portal_state,
     inject_fault,
@@ -27,13 +25,6 @@ from tests.integration.pipeline_harness import (
 from tests.kafkatools import produce, wait_for_committed
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-async def portal_url() -> AsyncIterator[str]:
-    runner, url = await start_simulator("127.0.0.1", 0, SIM)
-    yield url
-    await runner.cleanup()
 
 
 def synced(service: Service) -> float:
@@ -49,8 +40,8 @@ async def test_a_second_instance_takes_over_partitions_without_losing_or_repeati
                     await topics.create("dossier.events.dlq", partitions=1), unique_group())
     messages = generate_events(dossiers=200, seed=23, include_bad=False)
     expected_offsets = await produce(kafka_bootstrap, stream.events, messages)
-    # Slow answers keep the first instance busy long enough for the second to join mid-stream.
-    await inject_fault(portal_url, status=None, delay_seconds=0.01, times=len(messages) * 2)
+    # Slow answers keep the first instance busy until the second has joined and taken work over.
+    await inject_fault(portal_url, status=None, delay_seconds=0.02, times=len(messages) * 2)
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -65,13 +56,17 @@ async def test_a_second_instance_takes_over_partitions_without_losing_or_repeati
         async with Service(daemon_settings(kafka_bootstrap, portal_url, stream, tmp_path / "b")) as second:
             running.append(asyncio.create_task(second.run(stop)))
             try:
+                async def second_is_working() -> bool:
+                    return synced(second) > 0
+
+                await wait_until(second_is_working, timeout=90, what="the second instance to sync an event")
+                await clear_faults(portal_url)
                 await wait_for_committed(kafka_bootstrap, stream.group, stream.events, expected_offsets,
                                          timeout=180)
             finally:
                 stop.set()
                 await asyncio.wait_for(asyncio.gather(*running), timeout=60)
 
-    assert synced(second) > 0, "the second instance never got a partition"
     expected = expected_portal_state(messages, load_mappings(DEFAULT_MAPPINGS_DIR))
     portal = await portal_dossiers(portal_url)
     assert set(portal) == set(expected.records)

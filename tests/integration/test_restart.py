@@ -19,7 +19,6 @@ import pytest
 from connector.config import DEFAULT_MAPPINGS_DIR
 from connector.mapping import load_mappings
 from connector.samples import SampleMessage, generate_events
-from connector.simulator.app import start_simulator
 from tests.integration.pipeline_harness import (
     SIM,
     Topics,
@@ -36,13 +35,6 @@ from tests.integration.pipeline_harness import (
 from tests.kafkatools import committed_offsets, consume_all, produce, wait_for_committed
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-async def portal_url() -> AsyncIterator[str]:
-    runner, url = await start_simulator("127.0.0.1", 0, SIM)
-    yield url
-    await runner.cleanup()
 
 
 @pytest.fixture

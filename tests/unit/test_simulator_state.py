@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from connector.simulator.state import Fault, SimulatorConfig, SimulatorState
+from tests.factories import portal_record
 
 NUMBER = "000.00.01.H22-240101-0001"
 CREDENTIALS = {"username": "portal-sync", "password": "secret"}
@@ -19,21 +20,7 @@ class FakeClock:
 
 
 def record(number: str = NUMBER, **changes: Any) -> dict[str, Any]:
-    base = {
-        "MaHoSo": number,
-        "MaTTHC": "1.003560.000.00.00.H56",
-        "TenTTHC": "Cấp giấy phép",
-        "MaLinhVuc": "LV01",
-        "TenLinhVuc": "Y tế",
-        "LoaiDoiTuong": "1",
-        "NgayTiepNhan": "20240101080000",
-        "NgayHenTra": "20240115170000",
-        "TrangThaiHoSo": "2",
-        "HinhThuc": "0",
-        "DonViXuLy": "000.00.01.H22",
-    }
-    base.update(changes)
-    return base
+    return portal_record(number, **changes)
 
 
 def step(number: str = NUMBER, content: str = "Tiếp nhận") -> dict[str, Any]:
@@ -209,3 +196,14 @@ def test_reset_forgets_everything() -> None:
     assert state.stats() == {"logins": {}, "calls": {}, "dstcode": {}}
     assert not state.use_session(token)
     assert state.take_fault("DongBoHoSoMC") is None
+
+
+def test_clearing_faults_disarms_them_and_keeps_the_dossiers() -> None:
+    from connector.simulator.state import Fault, SimulatorConfig, SimulatorState
+
+    state = SimulatorState(SimulatorConfig())
+    state.apply_push([record()], "False")
+    state.add_fault(Fault(status=503, times=5))
+    assert state.clear_faults() == 1
+    assert state.take_fault("DongBoHoSoMC") is None
+    assert NUMBER in state.dossiers
