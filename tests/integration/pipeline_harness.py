@@ -13,9 +13,9 @@ from typing import Any
 import aiohttp
 import yaml
 
-from connector.config import Settings, load_settings
+from connector.config import DEFAULT_MAPPINGS_DIR, Settings, load_settings
 from connector.events import DossierEvent, InvalidEvent, decode_event
-from connector.mapping import MappingError, Mappings, map_event
+from connector.mapping import MappingError, Mappings, load_mappings, map_event
 from connector.service import Service
 from connector.simulator.app import SimulatorConfig
 from tests.kafkatools import wait_for_committed
@@ -160,3 +160,17 @@ def version_in(record: dict[str, Any]) -> int | None:
     if start < 0:
         return None
     return int(note[start + len(marker):].split(")", 1)[0])
+
+
+async def assert_portal_holds_newest(portal_url: str, messages: list[Any]) -> Expected:
+    """The portal holds exactly the dossiers of ``messages``, each at its newest version, with every step
+    once and in order, and no older version was ever pushed after a newer one."""
+    expected = expected_portal_state(messages, load_mappings(DEFAULT_MAPPINGS_DIR))
+    portal = await portal_dossiers(portal_url)
+    assert set(portal) == set(expected.records)
+    for no, record in expected.records.items():
+        assert portal[no]["record"] == record, f"{no}: not at its newest version"
+        assert portal[no]["steps"] == expected.steps.get(no, []), f"{no}: a step was lost, repeated or reordered"
+        versions = [v for v in map(version_in, portal[no]["history"]) if v is not None]
+        assert versions == sorted(versions), f"{no}: an older version was pushed after a newer one"
+    return expected

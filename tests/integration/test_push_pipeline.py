@@ -17,8 +17,8 @@ from connector.service import Service
 from tests.factories import encode, event_dict
 from tests.integration.pipeline_harness import (
     Topics,
+    assert_portal_holds_newest,
     daemon_settings,
-    expected_portal_state,
     portal_dossiers,
     run_until_committed,
     unique_group,
@@ -76,7 +76,6 @@ def header(record, name: str) -> str:
 async def test_a_stream_of_dossiers_ends_with_the_newest_state_of_each_on_the_portal(
     kafka_bootstrap, pipeline_topics, portal_url, tmp_path
 ) -> None:
-    mappings = load_mappings(DEFAULT_MAPPINGS_DIR)
     messages = generate_events(dossiers=100, seed=7, min_events_per_dossier=5, max_events_per_dossier=5)
     valid = [m for m in messages if m.label == "valid"]
     bad = {m.label: m for m in messages if m.label != "valid"}
@@ -89,14 +88,7 @@ async def test_a_stream_of_dossiers_ends_with_the_newest_state_of_each_on_the_po
         settings, kafka_bootstrap, pipeline_topics, expected_offsets,
         while_running=lambda svc: drained_admin_pages(svc, pipeline_topics, list(expected_offsets)))
 
-    expected = expected_portal_state(messages, mappings)
-    portal = await portal_dossiers(portal_url)
-    assert set(portal) == set(expected.records)
-    for no, record in expected.records.items():
-        assert portal[no]["record"] == record, f"{no}: the portal does not hold the newest version"
-        assert portal[no]["steps"] == expected.steps.get(no, []), f"{no}: steps missing or out of order"
-        pushed_versions = [v for v in map(version_in, portal[no]["history"]) if v is not None]
-        assert pushed_versions == sorted(pushed_versions), f"{no}: an older version followed a newer one"
+    expected = await assert_portal_holds_newest(portal_url, messages)
 
     from_portal = sum(1 for m in valid if json.loads(m.value)["dossier"]["origin"] == "portal")
     dead = await consume_all(kafka_bootstrap, pipeline_topics.dead_letter, count=3 + from_portal, timeout=30)

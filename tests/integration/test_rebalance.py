@@ -7,19 +7,15 @@ import asyncio
 
 import pytest
 
-from connector.config import DEFAULT_MAPPINGS_DIR
-from connector.mapping import load_mappings
 from connector.samples import generate_events
 from connector.service import Service
 from tests.integration.pipeline_harness import (
     Topics,
+    assert_portal_holds_newest,
     clear_faults,
     daemon_settings,
-    expected_portal_state,
     inject_fault,
-    portal_dossiers,
     unique_group,
-    version_in,
     wait_until,
 )
 from tests.kafkatools import produce, wait_for_committed
@@ -67,11 +63,4 @@ async def test_a_second_instance_takes_over_partitions_without_losing_or_repeati
                 stop.set()
                 await asyncio.wait_for(asyncio.gather(*running), timeout=60)
 
-    expected = expected_portal_state(messages, load_mappings(DEFAULT_MAPPINGS_DIR))
-    portal = await portal_dossiers(portal_url)
-    assert set(portal) == set(expected.records)
-    for no, record in expected.records.items():
-        assert portal[no]["record"] == record, f"{no}: not at its newest version"
-        assert portal[no]["steps"] == expected.steps.get(no, []), f"{no}: a step was lost or repeated"
-        versions = [v for v in map(version_in, portal[no]["history"]) if v is not None]
-        assert versions == sorted(versions), f"{no}: an older version was pushed after a newer one"
+    await assert_portal_holds_newest(portal_url, messages)

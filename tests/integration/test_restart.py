@@ -22,6 +22,7 @@ from connector.samples import SampleMessage, generate_events
 from tests.integration.pipeline_harness import (
     SIM,
     Topics,
+    assert_portal_holds_newest,
     daemon_config,
     expected_portal_state,
     inject_fault,
@@ -100,14 +101,7 @@ async def test_sigterm_mid_stream_then_restart_loses_nothing_and_never_regresses
         second.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(second.wait(), timeout=60) == 0, log.read_text()[-3000:]
 
-    expected = expected_portal_state(messages, load_mappings(DEFAULT_MAPPINGS_DIR))
-    portal = await portal_dossiers(portal_url)
-    assert set(portal) == set(expected.records)
-    for no, record in expected.records.items():
-        assert portal[no]["record"] == record, f"{no}: not at its newest version"
-        assert portal[no]["steps"] == expected.steps.get(no, []), f"{no}: a step was lost or repeated"
-        versions = [v for v in map(version_in, portal[no]["history"]) if v is not None]
-        assert versions == sorted(versions), f"{no}: an older version was pushed after a newer one"
+    await assert_portal_holds_newest(portal_url, messages)
 
     _assert_logs_hold_no_personal_data(log, messages)
 
