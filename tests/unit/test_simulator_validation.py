@@ -8,21 +8,12 @@ from typing import Any
 import pytest
 
 from connector.simulator.validation import push_problem, record_problems, step_problems, steps_problem
+from tests.factories import portal_record
 
 
 def record(**changes: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "MaHoSo": "000.00.01.H22-240101-0001",
-        "MaTTHC": "1.003560.000.00.00.H56",
-        "TenTTHC": "Cấp giấy phép",
-        "MaLinhVuc": "LV01",
-        "TenLinhVuc": "Y tế",
-        "LoaiDoiTuong": "1",
-        "NgayTiepNhan": "20240101080000",
-        "NgayHenTra": "20240115170000",
-        "TrangThaiHoSo": "2",
-        "HinhThuc": "0",
-        "DonViXuLy": "000.00.01.H22",
+    # Every required field (the shared minimal record) plus every optional one and every list.
+    base: dict[str, Any] = portal_record(**{
         "SoBienNhan": "",
         "ChuHoSo": "Nguyễn Văn A",
         "NgayTra": "",
@@ -57,7 +48,7 @@ def record(**changes: Any) -> dict[str, Any]:
         "DinhDanhCHS": [{"LoaiDinhDanh": "1", "SoDinhDanh": "001099000001"}],
         "KenhThucHien": "2",
         "NewerAdapterField": {"anything": True},
-    }
+    })
     base.update(changes)
     return base
 
