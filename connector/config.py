@@ -73,6 +73,23 @@ class RetrySettings(Section):
     max_backoff_seconds: float = Field(15.0, gt=0)
 
 
+class RateLimitSettings(Section):
+    """What this service may ask of the adapter, whatever the backlog: a shared national resource."""
+
+    requests_per_second: float = Field(50.0, gt=0)
+    max_concurrent_requests: int = Field(8, ge=1, le=1000)
+
+
+class CircuitBreakerSettings(Section):
+    """Stop calling an adapter that is failing: after ``failure_ratio`` of the last ``window`` calls
+    failed (service-wide errors only), stay open ``open_seconds``, then let one probe through."""
+
+    failure_ratio: float = Field(0.5, gt=0, le=1)
+    window: int = Field(20, ge=1)
+    min_calls: int = Field(10, ge=1)
+    open_seconds: float = Field(5.0, gt=0)
+
+
 class PortalSettings(Section):
     adapter_url: str = "http://127.0.0.1:8080"
     auth_endpoint: str = "/api/auth"
@@ -88,6 +105,8 @@ class PortalSettings(Section):
     # Answers (besides HTTP 401) that mean "log in again"; the adapters disagree, so it is data.
     session_expired_codes: tuple[str, ...] = ("-2", "401")
     retry: RetrySettings = RetrySettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    circuit_breaker: CircuitBreakerSettings = CircuitBreakerSettings()
 
     @field_validator("adapter_url")
     @classmethod
@@ -115,6 +134,19 @@ class PortalSettings(Section):
             except OSError as exc:
                 raise ConfigError(f"portal.password_file: cannot read ({exc.strerror})") from exc
         return self.password.get_secret_value() if self.password is not None else ""
+
+
+class PushSettings(Section):
+    """How events become adapter calls: batches, concurrency across dossiers, and the memory bound."""
+
+    max_batch_records: int = Field(100, ge=1, le=1000)
+    max_batch_bytes: int = Field(1_000_000, ge=1024)
+    linger_ms: int = Field(20, ge=0, le=10_000)
+    # Consumption pauses above these (events read but not finished), whatever the backlog.
+    max_in_flight_events: int = Field(10_000, ge=1)
+    max_in_flight_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    commit_interval_ms: int = Field(500, ge=10)
+    shutdown_grace_seconds: float = Field(30.0, ge=0)
 
 
 class StateSettings(Section):
@@ -158,6 +190,7 @@ class Settings(BaseSettings):
 
     kafka: KafkaSettings = KafkaSettings()
     portal: PortalSettings = PortalSettings()
+    push: PushSettings = PushSettings()
     state: StateSettings = StateSettings()
     mappings: MappingsSettings = MappingsSettings()
     admin: AdminSettings = AdminSettings()

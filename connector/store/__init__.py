@@ -4,6 +4,6 @@ SQLAlchemy Core, async; a SQLite file by default, PostgreSQL by URL. For now one
 schema migrations (Alembic) arrive with the operators' tools.
 """
 
-from connector.store.ledger import LedgerEntry, StateStore, StoreUnavailable
+from connector.store.ledger import LedgerEntry, StateStore, StoreUnavailable, Synced
 
-__all__ = ["LedgerEntry", "StateStore", "StoreUnavailable"]
+__all__ = ["LedgerEntry", "StateStore", "StoreUnavailable", "Synced"]

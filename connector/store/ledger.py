@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,6 +57,14 @@ async def _store_errors() -> AsyncIterator[None]:
 
 
 @dataclass(frozen=True)
+class Synced:
+    dossier_no: str
+    version: int
+    record_hash: str
+    event_id: str
+
+
+@dataclass(frozen=True)
 class LedgerEntry:
     dossier_no: str
     last_version: int
@@ -105,22 +113,36 @@ class StateStore:
             row = (await conn.execute(query)).first()
         return None if row is None else LedgerEntry(dossier_no, row[0], row[1], row[2])
 
+    async def get_many(self, dossier_nos: Sequence[str]) -> dict[str, LedgerEntry]:
+        """Entries of the dossiers the ledger knows, in one query."""
+        query = select(
+            dossier_ledger.c.dossier_no, dossier_ledger.c.last_version, dossier_ledger.c.record_hash,
+            dossier_ledger.c.exists_on_portal,
+        ).where(dossier_ledger.c.dossier_no.in_(set(dossier_nos)))
+        async with _store_errors(), self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {row[0]: LedgerEntry(row[0], row[1], row[2], row[3]) for row in rows}
+
     async def record_synced(self, dossier_no: str, version: int, record_hash: str, event_id: str) -> None:
         """The portal acknowledged ``version``. Never moves a dossier's version backwards: another writer
         (a second instance, a replay) may have recorded a newer one meanwhile."""
-        values = {
-            "dossier_no": dossier_no,
-            "last_version": version,
-            "record_hash": record_hash,
-            "exists_on_portal": True,
-            "last_event_id": event_id,
-            "updated_at": datetime.now(UTC),
-        }
-        stmt = self._insert(dossier_ledger).values(**values)
+        await self.record_synced_many([Synced(dossier_no, version, record_hash, event_id)])
+
+    async def record_synced_many(self, synced: Sequence[Synced]) -> None:
+        """Several acknowledgements in one transaction (one dossier at most once per call)."""
+        if not synced:
+            return
+        now = datetime.now(UTC)
+        rows = [
+            {"dossier_no": s.dossier_no, "last_version": s.version, "record_hash": s.record_hash,
+             "exists_on_portal": True, "last_event_id": s.event_id, "updated_at": now}
+            for s in synced
+        ]
+        stmt = self._insert(dossier_ledger)
         stmt = stmt.on_conflict_do_update(
             index_elements=[dossier_ledger.c.dossier_no],
-            set_={k: stmt.excluded[k] for k in values if k != "dossier_no"},
+            set_={k: stmt.excluded[k] for k in rows[0] if k != "dossier_no"},
             where=stmt.excluded.last_version >= dossier_ledger.c.last_version,
         )
         async with _store_errors(), self._engine.begin() as conn:
-            await conn.execute(stmt)
+            await conn.execute(stmt, rows)

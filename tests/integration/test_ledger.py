@@ -99,3 +99,16 @@ async def test_a_sqlite_store_survives_reopening(tmp_path) -> None:
     entry = await second.get("000.00.01.G12-201005-0004")
     await second.close()
     assert entry is not None and entry.last_version == 2
+
+
+async def test_many_entries_are_read_and_written_at_once(store: StateStore) -> None:
+    from connector.store import Synced
+
+    await store.record_synced_many([Synced(f"000.00.01.G12-201005-{n:04d}", n, f"{n:064d}", str(uuid.uuid4()))
+                                    for n in range(1, 51)])
+    await store.record_synced_many([Synced("000.00.01.G12-201005-0007", 3, "3" * 64, str(uuid.uuid4())),
+                                    Synced("000.00.01.G12-201005-0008", 9, "9" * 64, str(uuid.uuid4()))])
+    entries = await store.get_many([f"000.00.01.G12-201005-{n:04d}" for n in range(1, 60)])
+    assert len(entries) == 50
+    assert entries["000.00.01.G12-201005-0007"].last_version == 7  # never backwards
+    assert entries["000.00.01.G12-201005-0008"].last_version == 9

@@ -1,0 +1,145 @@
+"""Micro-batching: many coroutines each submit one item and await its own result; the items travel to
+the far side together, in batches bounded by count and bytes, after at most ``linger`` seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# ``send`` answers each item: a result, or the exception that belongs to that item alone. An exception
+# raised by ``send`` itself fails the whole batch.
+SendBatch = Callable[[list[T]], Awaitable[Sequence["R | BaseException"]]]
+
+
+@dataclass
+class _Waiting(Generic[T, R]):
+    item: T
+    weight: int
+    size: int
+    result: asyncio.Future[R] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class MicroBatcher(Generic[T, R]):
+    def __init__(
+        self,
+        send: Callable[[list[T]], Awaitable[Sequence[R | BaseException]]],
+        *,
+        max_weight: int,
+        max_bytes: int,
+        linger_seconds: float,
+        max_concurrent_batches: int,
+        weight_of: Callable[[T], int] = lambda _item: 1,
+        size_of: Callable[[T], int] = lambda _item: 0,
+    ) -> None:
+        self._send = send
+        self._max_weight = max_weight
+        self._max_bytes = max_bytes
+        self._linger = linger_seconds
+        self._weight_of = weight_of
+        self._size_of = size_of
+        self._waiting: deque[_Waiting[T, R]] = deque()
+        self._arrived = asyncio.Event()
+        self._slots = asyncio.Semaphore(max_concurrent_batches)
+        self._sending: set[asyncio.Task[None]] = set()
+        self._taken: dict[asyncio.Task[None], list[_Waiting[T, R]]] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._collect())
+
+    async def close(self) -> None:
+        """Stop collecting; batches on the wire and items still waiting are cancelled."""
+        tasks = [t for t in (self._loop_task, *self._sending) if t is not None]
+        taken = [entry for batch in self._taken.values() for entry in batch]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        # A batch whose task was cancelled before it ever ran still has submitters waiting.
+        for entry in taken:
+            entry.result.cancel()
+        while self._waiting:
+            self._waiting.popleft().result.cancel()
+
+    async def submit(self, item: T) -> R:
+        waiting: _Waiting[T, R] = _Waiting(item, self._weight_of(item), self._size_of(item))
+        self._waiting.append(waiting)
+        self._arrived.set()
+        return await waiting.result
+
+    async def _collect(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._waiting:
+                self._arrived.clear()
+                await self._arrived.wait()
+            deadline = loop.time() + self._linger
+            # Linger only while the batch is not full: a backlog goes out at once.
+            while self._weight(self._waiting) < self._max_weight and loop.time() < deadline:
+                self._arrived.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._arrived.wait(), timeout=deadline - loop.time())
+            batch = self._take_batch()
+            await self._slots.acquire()
+            task = asyncio.create_task(self._deliver(batch))
+            self._sending.add(task)
+            self._taken[task] = batch
+            task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        self._taken.pop(task, None)
+
+    def _weight(self, waiting: deque[_Waiting[T, R]]) -> int:
+        total = 0
+        for entry in waiting:
+            total += entry.weight
+            if total >= self._max_weight:
+                break
+        return total
+
+    def _take_batch(self) -> list[_Waiting[T, R]]:
+        batch = [self._waiting.popleft()]  # always at least one, even if it alone is over a limit
+        weight, size = batch[0].weight, batch[0].size
+        while self._waiting:
+            nxt = self._waiting[0]
+            if weight + nxt.weight > self._max_weight or size + nxt.size > self._max_bytes:
+                break
+            batch.append(self._waiting.popleft())
+            weight += nxt.weight
+            size += nxt.size
+        return batch
+
+    async def _deliver(self, batch: list[_Waiting[T, R]]) -> None:
+        try:
+            live = [entry for entry in batch if not entry.result.done()]  # submitters may have gone
+            if not live:
+                return
+            try:
+                results = await self._send([entry.item for entry in live])
+            except asyncio.CancelledError:
+                for entry in live:
+                    entry.result.cancel()
+                raise
+            except Exception as error:  # noqa: BLE001 - handed to every submitter, who decides
+                for entry in live:
+                    if not entry.result.done():
+                        entry.result.set_exception(error)
+                return
+            for entry, result in zip(live, results, strict=True):
+                if entry.result.done():
+                    continue
+                if isinstance(result, BaseException):
+                    entry.result.set_exception(result)
+                else:
+                    entry.result.set_result(result)
+        finally:
+            self._slots.release()
