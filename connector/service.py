@@ -18,7 +18,7 @@ from connector.config import Settings
 from connector.kafka import DeadLetterQueue, build_consumer, build_producer
 from connector.mapping import Mappings, load_mappings
 from connector.observability import Metrics
-from connector.pipeline.push import EventHandler, PushPipeline
+from connector.pipeline.push import DossierSync, EventReader, PortalGateway, PushPipeline
 from connector.portal.rest import PortalClient
 from connector.store import StateStore
 
@@ -63,20 +63,16 @@ class Service:
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
-        handler = EventHandler(
-            settings=s,
-            mappings=self.mappings,
-            store=self.store,
-            portal=self.portal,
-            dead_letters=DeadLetterQueue(self.producer, s.kafka.topics.dead_letter),
-            metrics=self.metrics,
-        )
+        dead_letters = DeadLetterQueue(self.producer, s.kafka.topics.dead_letter)
+        gateway = PortalGateway(self.portal, s.portal, self.metrics)
         pipeline = PushPipeline(
             consumer=self.consumer,
-            handler=handler,
+            reader=EventReader(s, self.mappings, self.metrics),
+            sync=DossierSync(settings=s, store=self.store, gateway=gateway, dead_letters=dead_letters),
+            gateway=gateway,
+            dead_letters=dead_letters,
             metrics=self.metrics,
             topic=s.kafka.topics.dossier_events,
-            retry=s.portal.retry,
-            batch_budget_seconds=s.kafka.max_poll_interval_ms / 2000,
+            push=s.push,
         )
         await pipeline.run(stop)

@@ -1,42 +1,52 @@
-"""The push loop: dossier.events → validate → map → portal, with outcomes recorded and offsets committed
-only once every event at or below them is finished (synced, skipped by a named rule, or dead-lettered).
+"""The push side: dossier.events → validate → map → portal, fast, in order per dossier, nothing lost.
 
-Follow one event: ``PushPipeline.run`` polls a batch → ``_drain_partition`` takes the partition's records in
-order → ``EventHandler.handle`` decides its outcome → the watermark finishes it → ``_commit``.
-
-An error that belongs to one record (invalid input, a refusal of that record) dead-letters it. An error
-that every record would meet (adapter down, login refused, state store unreachable) does not: the record
-stays unfinished, its partition is sought back to it, and the pipeline waits before trying again — the
-backlog waits in Kafka instead of draining into the DLQ.
+Follow one event:
+1. ``PushPipeline._admit`` reads it as it is polled: decode, validate, map (pure). A record-level
+   failure is dead-lettered there. A good event joins its dossier's **lane**.
+2. A lane runs one **unit** at a time: everything waiting for that dossier (``DossierSync.run_unit``).
+   Full-state events make coalescing safe: the unit pushes only the newest record, then every step in
+   order. Different dossiers' units run concurrently.
+3. Units submit their record, steps and ledger write to **micro-batchers**, so many dossiers share one
+   ``DongBoHoSoMC`` / ``CapNhatTienDoHoSoMC`` call and one ledger transaction. Every adapter call goes
+   through the ``PortalGateway``: rate limit, concurrency limit, circuit breaker, and the wait-out of
+   service-wide errors (which never dead-letter an event). A batch the adapter refuses is split until
+   the refused records are found; only they are dead-lettered.
+4. When a unit ends, each of its events is finished in its partition's **watermark**; offsets are
+   committed up to the first unfinished event. Consumption pauses while too much is in flight or the
+   adapter is unavailable, so memory stays bounded and the backlog waits in Kafka.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
-import random
 import re
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiolimiter import AsyncLimiter
 
-from connector.config import RetrySettings, Settings
-from connector.errors import InvalidInput, PermanentError, SyncError
+from connector.config import PortalSettings, PushSettings, Settings
+from connector.errors import InvalidInput, PermanentError, RetryableError, SyncError
 from connector.events import DossierEvent, decode_event
 from connector.kafka import ERROR_HEADER_PREFIX, DeadLetterQueue, OffsetWatermark, dead_letter_headers
 from connector.mapping import MappedEvent, Mappings, map_event
 from connector.observability import Metrics
+from connector.pipeline.batching import MicroBatcher
+from connector.pipeline.breaker import CircuitBreaker
 from connector.pipeline.retry import call_with_retries
-from connector.store import StateStore
+from connector.store import LedgerEntry, StateStore, Synced
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 OutcomeKind = Literal["synced", "skipped", "dead_lettered"]
 
@@ -44,11 +54,11 @@ OutcomeKind = Literal["synced", "skipped", "dead_lettered"]
 @dataclass(frozen=True)
 class Outcome:
     kind: OutcomeKind
-    reason: str  # synced: created / updated / step; skipped: the rule; dead_lettered: the error reason
+    reason: str  # synced: created / updated / step / coalesced; skipped: the rule; dead_lettered: the error
 
 
 class Portal(Protocol):
-    """What the push loop needs of the adapter client."""
+    """What the push side needs of the adapter client."""
 
     async def push_dossiers(self, records: Sequence[Mapping[str, Any]], *, updating: bool) -> bool: ...
 
@@ -69,128 +79,306 @@ def record_hash(record: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def _size(record: ConsumedRecord) -> int:
+    return len(record.value or b"") + len(record.key or b"")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading: one Kafka record → a mapped event, or a record-level error
+
+
+@dataclass
+class Admitted:
+    """An event read, validated and mapped, waiting for its dossier's turn."""
+
+    record: ConsumedRecord
+    tp: TopicPartition
+    event: DossierEvent
+    mapped: MappedEvent
+    admitted_at: float
+
+    @property
+    def version(self) -> int:
+        return self.event.dossier.version
+
+
 _INDEX = re.compile(r"\[\d+\]")
 
 
-class EventHandler:
-    """One Kafka record in, one outcome out. All the decisions; none of the offset bookkeeping."""
-
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        mappings: Mappings,
-        store: StateStore,
-        portal: Portal,
-        dead_letters: DeadLetterQueue,
-        metrics: Metrics,
-    ) -> None:
-        self._settings = settings
+class EventReader:
+    def __init__(self, settings: Settings, mappings: Mappings, metrics: Metrics) -> None:
+        self._max_bytes = settings.kafka.max_event_bytes
         self._mappings = mappings
-        self._store = store
-        self._portal = portal
-        self._dlq = dead_letters
         self._metrics = metrics
 
-    async def handle(self, record: ConsumedRecord) -> Outcome:
-        """The record's outcome. Raises a SyncError only when it affects every record (the caller waits)."""
-        started = time.monotonic()
+    def read(self, tp: TopicPartition, record: ConsumedRecord) -> Admitted:
+        """Raises SyncError (record-level) when the event cannot be synced as it is."""
         try:
-            outcome = await self._sync(record)
-        except SyncError as error:
-            if error.affects_every_record:
-                raise
-            await self._dead_letter(record, error)
-            outcome = Outcome("dead_lettered", error.reason)
-        else:
-            if outcome.kind == "synced":
-                self._metrics.push_latency.observe(time.monotonic() - started)
-        self._metrics.event_outcomes.labels(outcome.kind, outcome.reason).inc()
-        return outcome
-
-    def _read(self, record: ConsumedRecord) -> DossierEvent:
-        try:
-            return decode_event(record.key, record.value, max_bytes=self._settings.kafka.max_event_bytes)
+            event = decode_event(record.key, record.value, max_bytes=self._max_bytes)
+            if event.dossier.origin == "portal":
+                # Kept for replay rather than skipped: nothing an operator may need later is thrown away.
+                raise PermanentError(
+                    "dossiers that started on the national portal get their status back through "
+                    "DongBoTrangThaiHoSo, which this version does not send yet",
+                    reason="origin_portal_unsupported",
+                    field="dossier.origin",
+                )
+            mapped = map_event(event, self._mappings)
         except SyncError:
             raise
-        except Exception as exc:  # a bug in pure code must not stall a partition for ever
+        except Exception as exc:  # a bug in pure code must not stall a partition for ever: dead-letter it
             raise InvalidInput(f"unexpected {type(exc).__name__} while reading the event",
                                reason="unexpected_error") from exc
-
-    def _map(self, event: DossierEvent) -> MappedEvent:
-        try:
-            return map_event(event, self._mappings)
-        except SyncError:
-            raise
-        except Exception as exc:  # same: dead-letter it, named, rather than crash-loop
-            raise InvalidInput(f"unexpected {type(exc).__name__} while mapping the event",
-                               reason="unexpected_error") from exc
-
-    async def _sync(self, record: ConsumedRecord) -> Outcome:
-        event = self._read(record)
-        dossier = event.dossier
-        if dossier.origin == "portal":
-            # Kept for replay rather than skipped: nothing an operator may need later is thrown away.
-            raise PermanentError(
-                "dossiers that started on the national portal get their status back through "
-                "DongBoTrangThaiHoSo, which this version does not send yet",
-                reason="origin_portal_unsupported",
-                field="dossier.origin",
-            )
-        entry = await self._store.get(dossier.no)
-        if entry is not None and dossier.version <= entry.last_version:
-            rule = "duplicate" if dossier.version == entry.last_version else "stale_version"
-            log.debug("event skipped", rule=rule, dossier=dossier.no, version=dossier.version,
-                      portal_version=entry.last_version)
-            return Outcome("skipped", rule)
-
-        mapped = self._map(event)
         for cut in mapped.truncated:
             self._metrics.truncated_fields.labels(_INDEX.sub("[]", cut)).inc()
-        digest = record_hash(mapped.record)
+        return Admitted(record, tp, event, mapped, time.monotonic())
+
+
+async def dead_letter(dlq: DeadLetterQueue, record: ConsumedRecord, error: SyncError) -> None:
+    headers = dead_letter_headers(
+        record.headers, topic=record.topic, partition=record.partition, offset=record.offset,
+        error=error, attempts=error.attempts,
+    )
+    value = record.value
+    if error.reason == "too_large":
+        # It may not fit in a produce request; the headers say where the original lies.
+        headers.append((ERROR_HEADER_PREFIX + "original.size", str(len(value or b"")).encode()))
+        value = None
+    await dlq.send(record.key, value, headers)
+    log.warning(
+        "event dead-lettered",
+        topic=record.topic, partition=record.partition, offset=record.offset,
+        kind=error.kind, reason=error.reason, field=error.field,
+        # The far side's own text may quote a citizen's data: it goes to the DLQ headers only.
+        error=None if error.quotes_remote_text else error.message,
+        error_code=getattr(error, "error_code", None),
+        attempts=error.attempts, dlq=dlq.topic,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The adapter, protected: rate limit, concurrency, circuit breaker, waiting out outages
+
+
+class BreakerOpen(RetryableError):
+    """The circuit breaker holds calls back while the adapter is failing."""
+
+
+@dataclass(frozen=True)
+class RecordPush:
+    record: dict[str, Any]
+    updating: bool
+    size: int
+
+
+class PortalGateway:
+    def __init__(self, portal: Portal, settings: PortalSettings, metrics: Metrics,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._portal = portal
+        self._settings = settings
+        self._metrics = metrics
+        self._clock = clock
+        # Capacity 1, refilled at the rate: no burst, so no 1-second window ever holds more than rate + 1.
+        self._limiter = AsyncLimiter(1, 1 / settings.rate_limit.requests_per_second)
+        self._concurrency = asyncio.Semaphore(settings.rate_limit.max_concurrent_requests)
+        self._breaker = CircuitBreaker(settings.circuit_breaker)
+        self._waiting_calls = 0
+
+    @property
+    def unavailable(self) -> bool:
+        """True while any call is waiting out a service-wide error: consumption should pause."""
+        return self._waiting_calls > 0
+
+    async def push_records(self, pushes: list[RecordPush]) -> list[bool | BaseException]:
+        """DongBoHoSoMC for a batch: creates and updates in separate calls. Per push: whether it was an
+        update, or the error that belongs to that record."""
+        results: list[bool | BaseException] = [False] * len(pushes)
+        for updating in (False, True):
+            indexes = [i for i, p in enumerate(pushes) if p.updating is updating]
+            if indexes:
+                send = functools.partial(self._portal.push_dossiers, updating=updating)
+                answers = await self._bisect("DongBoHoSoMC", [pushes[i].record for i in indexes], send)
+                for i, answer in zip(indexes, answers, strict=True):
+                    results[i] = answer
+        return results
+
+    async def push_steps(self, groups: list[list[dict[str, Any]]]) -> list[BaseException | None]:
+        """CapNhatTienDoHoSoMC for a batch of step groups (each one dossier's steps, in order)."""
+        return await self._bisect_groups(groups)
+
+    async def _bisect_groups(self, groups: list[list[dict[str, Any]]]) -> list[BaseException | None]:
+        try:
+            await self.call("CapNhatTienDoHoSoMC",
+                            lambda: self._portal.push_progress([s for g in groups for s in g]))
+            return [None] * len(groups)
+        except SyncError as error:
+            if len(groups) == 1:
+                return [error]
+        middle = len(groups) // 2
+        return [*await self._bisect_groups(groups[:middle]), *await self._bisect_groups(groups[middle:])]
+
+    async def _bisect(
+        self, service: str, records: list[dict[str, Any]],
+        send: Callable[[list[dict[str, Any]]], Awaitable[bool]],
+    ) -> list[bool | BaseException]:
+        """One bad record must not fail the others: split a refused batch until the refused ones remain."""
+        try:
+            answer = await self.call(service, lambda: send(records))
+            return [answer] * len(records)
+        except SyncError as error:
+            if len(records) == 1:
+                return [error]
+        middle = len(records) // 2
+        return [*await self._bisect(service, records[:middle], send),
+                *await self._bisect(service, records[middle:], send)]
+
+    async def call(self, service: str, send: Callable[[], Awaitable[T]]) -> T:
+        """One adapter call, retried while the cause is service-wide; record-level errors are raised."""
+        waiting = False
+
+        def on_retry(svc: str, reason: str, attempt: int) -> None:
+            nonlocal waiting
+            self._metrics.retries.labels(svc, reason).inc()
+            if not waiting:
+                waiting = True
+                self._waiting_calls += 1
+                self._metrics.service_waits.labels(reason).inc()
+                self._metrics.waiting.set(1)
+
+        try:
+            return await call_with_retries(lambda: self._attempt(send), service=service,
+                                           policy=self._settings.retry, on_retry=on_retry)
+        finally:
+            if waiting:
+                self._waiting_calls -= 1
+                self._metrics.waiting.set(1 if self._waiting_calls else 0)
+
+    async def _attempt(self, send: Callable[[], Awaitable[T]]) -> T:
+        now = self._clock()
+        if not self._breaker.allow(now):
+            raise BreakerOpen("the adapter is failing; calls are held back", reason="circuit_open",
+                              retry_after=max(self._breaker.seconds_until_probe(now), 0.1))
+        async with self._limiter, self._concurrency:
+            try:
+                result = await send()
+            except SyncError as error:
+                if error.affects_every_record:
+                    self._breaker.record_failure(self._clock())
+                else:
+                    self._breaker.record_success(self._clock())  # it answered: it is up
+                raise
+        self._breaker.record_success(self._clock())
+        return result
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One dossier's waiting events → one unit of work
+
+
+def _chunks(items: list[T], size: int) -> list[list[T]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+class DossierSync:
+    def __init__(self, *, settings: Settings, store: StateStore, gateway: PortalGateway,
+                 dead_letters: DeadLetterQueue) -> None:
+        push = settings.push
+        self._push = push
+        self._store = store
+        self._retry = settings.portal.retry
+        self._dlq = dead_letters
+        concurrent = settings.portal.rate_limit.max_concurrent_requests
+        linger = push.linger_ms / 1000
+        self._reads: MicroBatcher[str, LedgerEntry | None] = MicroBatcher(
+            self._read_ledger, max_weight=500, max_bytes=1 << 30, linger_seconds=0.002,
+            max_concurrent_batches=4)
+        self._records: MicroBatcher[RecordPush, bool] = MicroBatcher(
+            gateway.push_records, max_weight=push.max_batch_records, max_bytes=push.max_batch_bytes,
+            linger_seconds=linger, max_concurrent_batches=concurrent, size_of=lambda p: p.size)
+        self._steps: MicroBatcher[list[dict[str, Any]], None] = MicroBatcher(
+            gateway.push_steps, max_weight=push.max_batch_records, max_bytes=push.max_batch_bytes,
+            linger_seconds=linger, max_concurrent_batches=concurrent, weight_of=len)
+        self._writes: MicroBatcher[Synced, None] = MicroBatcher(
+            self._write_ledger, max_weight=500, max_bytes=1 << 30, linger_seconds=0.002,
+            max_concurrent_batches=1)
+        self._batchers = (self._reads, self._records, self._steps, self._writes)
+
+    def start(self) -> None:
+        for batcher in self._batchers:
+            batcher.start()
+
+    async def close(self) -> None:
+        for batcher in self._batchers:
+            await batcher.close()
+
+    async def _read_ledger(self, dossier_nos: list[str]) -> list[LedgerEntry | None]:
+        entries = await call_with_retries(lambda: self._store.get_many(dossier_nos), service="state_store",
+                                          policy=self._retry)
+        return [entries.get(no) for no in dossier_nos]
+
+    async def _write_ledger(self, synced: list[Synced]) -> list[None]:
+        await call_with_retries(lambda: self._store.record_synced_many(synced), service="state_store",
+                                policy=self._retry)
+        return [None] * len(synced)
+
+    async def run_unit(self, items: list[Admitted]) -> list[Outcome]:
+        """Everything waiting for one dossier, in version order → one outcome per event."""
+        no = items[0].event.dossier.no
+        entry = await self._reads.submit(no)
+        outcomes: list[Outcome | None] = [None] * len(items)
+        live: list[int] = []
+        for index, item in enumerate(items):
+            newest_so_far = items[live[-1]].version if live else (entry.last_version if entry else 0)
+            if item.version <= newest_so_far:
+                same = item.version == newest_so_far
+                outcomes[index] = Outcome("skipped", "duplicate" if same else "stale_version")
+            else:
+                live.append(index)
+        if live:
+            for index, outcome in zip(live, await self._sync(no, [items[i] for i in live], entry), strict=True):
+                outcomes[index] = outcome
+        return [o for o in outcomes if o is not None]
+
+    async def _sync(self, no: str, live: list[Admitted], entry: LedgerEntry | None) -> list[Outcome]:
+        newest = live[-1]
+        digest = record_hash(newest.mapped.record)
         exists = entry is not None and entry.exists_on_portal
-        reason = "step"
-        # A step event whose dossier record is unchanged since the last push needs only the step.
-        if mapped.step is None or entry is None or entry.record_hash != digest:
-            was_update = await self._retrying(
-                "DongBoHoSoMC", lambda: self._portal.push_dossiers([mapped.record], updating=exists)
-            )
-            reason = "updated" if was_update else "created"
-        if mapped.step is not None:
-            step = mapped.step
-            await self._retrying("CapNhatTienDoHoSoMC", lambda: self._portal.push_progress([step]))
-        await self._store.record_synced(dossier.no, dossier.version, digest, event.event_id)
-        log.debug("event synced", dossier=dossier.no, version=dossier.version, how=reason)
-        return Outcome("synced", reason)
+        steps = [item.mapped.step for item in live if item.mapped.step is not None]
+        how = "step"
+        try:
+            # Steps need the dossier on the portal; an unchanged record need not be sent again.
+            if not exists or entry is None or entry.record_hash != digest:
+                size = len(newest.record.value or b"")
+                was_update = await self._records.submit(RecordPush(newest.mapped.record, exists, size))
+                how = "updated" if was_update else "created"
+            for chunk in _chunks(steps, self._push.max_batch_records):
+                await self._steps.submit(chunk)
+            await self._writes.submit(Synced(no, newest.version, digest, newest.event.event_id))
+        except SyncError as error:  # record-level: service-wide errors were waited out below us
+            for item in live:
+                await dead_letter(self._dlq, item.record, error)
+            return [Outcome("dead_lettered", error.reason)] * len(live)
+        older = [Outcome("synced", "step" if item.mapped.step is not None else "coalesced") for item in live[:-1]]
+        return [*older, Outcome("synced", how)]
 
-    async def _retrying(self, service: str, call: Any) -> Any:
-        return await call_with_retries(
-            call,
-            service=service,
-            policy=self._settings.portal.retry,
-            on_retry=lambda svc, reason: self._metrics.retries.labels(svc, reason).inc(),
-        )
 
-    async def _dead_letter(self, record: ConsumedRecord, error: SyncError) -> None:
-        headers = dead_letter_headers(
-            record.headers, topic=record.topic, partition=record.partition, offset=record.offset,
-            error=error, attempts=error.attempts,
-        )
-        value = record.value
-        if error.reason == "too_large":
-            # It may not fit in a produce request; the headers say where the original lies.
-            headers.append((ERROR_HEADER_PREFIX + "original.size", str(len(value or b"")).encode()))
-            value = None
-        await self._dlq.send(record.key, value, headers)
-        log.warning(
-            "event dead-lettered",
-            topic=record.topic, partition=record.partition, offset=record.offset,
-            kind=error.kind, reason=error.reason, field=error.field,
-            # The far side's own text may quote a citizen's data: it goes to the DLQ headers only.
-            error=None if error.quotes_remote_text else error.message,
-            error_code=getattr(error, "error_code", None),
-            attempts=error.attempts, dlq=self._dlq.topic,
-        )
+# ---------------------------------------------------------------------------------------------------------
+# Kafka side: admission, lanes, watermarks, commits, back-pressure, rebalances
+
+
+@dataclass
+class _Lane:
+    tp: TopicPartition
+    waiting: list[Admitted] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass
+class _PartitionState:
+    watermark: OffsetWatermark = field(default_factory=OffsetWatermark)
+    events: int = 0  # read but not finished
+    bytes: int = 0
+    committed: int = -1
 
 
 class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -206,130 +394,168 @@ class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class PushPipeline:
-    """Polls dossier.events; partitions run in parallel, records of one partition strictly in order."""
-
     def __init__(
         self,
         *,
         consumer: AIOKafkaConsumer,
-        handler: EventHandler,
+        reader: EventReader,
+        sync: DossierSync,
+        gateway: PortalGateway,
+        dead_letters: DeadLetterQueue,
         metrics: Metrics,
         topic: str,
-        retry: RetrySettings,
-        batch_budget_seconds: float,
-        shutdown_grace_seconds: float = 30.0,
+        push: PushSettings,
     ) -> None:
         self._consumer = consumer
-        self._handler = handler
+        self._reader = reader
+        self._sync = sync
+        self._gateway = gateway
+        self._dlq = dead_letters
         self._metrics = metrics
         self._topic = topic
-        self._retry = retry
-        self._batch_budget = batch_budget_seconds
-        self._grace = shutdown_grace_seconds
-        self._watermarks: dict[TopicPartition, OffsetWatermark] = {}
-        self._committed: dict[TopicPartition, int] = {}
-        # Held while a batch is being worked on: a revocation waits for it, then commits.
-        self._busy = asyncio.Lock()
-        self._lag_reported: set[TopicPartition] = set()
-        self._consecutive_waits = 0
+        self._push = push
+        self._partitions: dict[TopicPartition, _PartitionState] = {}
+        self._lanes: dict[str, _Lane] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._paused = False
+        self._fatal: BaseException | None = None
+
+    # -- the loop ---------------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         self._consumer.subscribe([self._topic], listener=_CommitOnRevoke(self))
-        stopping = asyncio.create_task(stop.wait())
-        try:
-            while not stop.is_set():
-                batches = await self._consumer.getmany(timeout_ms=500)
-                blocked = await self._work_on(batches, stopping) if batches else None
-                await self._commit()
-                self._update_lag()
-                if blocked is not None:
-                    await self._wait_out(blocked, stop)
-                elif batches:
-                    self._consecutive_waits = 0
-        finally:
-            stopping.cancel()
-            await self._commit()
-
-    async def _work_on(
-        self, batches: Mapping[TopicPartition, Sequence[Any]], stopping: asyncio.Task[Any]
-    ) -> SyncError | None:
-        """Work through one poll's records; return the service-wide error that stopped a partition, if any."""
-        deadline = asyncio.get_running_loop().time() + self._batch_budget
-        async with self._busy:
-            work = asyncio.create_task(self._drain_all(batches, stopping, deadline))
-            done, _ = await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if work not in done:
-                # Asked to stop: in-flight records get a grace period; what does not finish is not
-                # committed and will be delivered again.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(work), timeout=self._grace)
-                if not work.done():
-                    log.warning("shutdown grace period over; unfinished events will be re-delivered",
-                                grace_seconds=self._grace)
-                    work.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await work
-                    return None
-            return work.result()  # re-raises what broke a partition (e.g. the DLQ unreachable)
-
-    async def _drain_all(
-        self, batches: Mapping[TopicPartition, Sequence[Any]], stopping: asyncio.Task[Any], deadline: float
-    ) -> SyncError | None:
-        # A TaskGroup, not gather: if one partition fails outright, the others are cancelled with it.
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._drain_partition(tp, records, stopping, deadline))
-                     for tp, records in batches.items()]
-        return next((error for task in tasks if (error := task.result()) is not None), None)
-
-    async def _drain_partition(
-        self, tp: TopicPartition, records: Sequence[Any], stopping: asyncio.Task[Any], deadline: float
-    ) -> SyncError | None:
-        watermark = self._watermarks.setdefault(tp, OffsetWatermark())
-        self._metrics.events_consumed.labels(tp.topic).inc(len(records))
+        self._sync.start()
         loop = asyncio.get_running_loop()
-        for record in records:
-            if stopping.done():
-                return None  # not finished, not committed: re-delivered after restart
-            if loop.time() > deadline:
-                # Poll again before the group thinks we hung; the rest of the batch is fetched anew.
-                self._consumer.seek(tp, record.offset)
-                return None
-            watermark.track(record.offset)
-            try:
-                await self._handler.handle(record)
-            except SyncError as error:  # only errors that every record would meet come out of handle
-                self._consumer.seek(tp, record.offset)
-                return error
-            watermark.finish(record.offset)
-        return None
-
-    async def _wait_out(self, error: SyncError, stop: asyncio.Event) -> None:
-        """Back off after a service-wide error: exponential with full jitter up to the retry cap, or the
-        whole Retry-After the server asked for (within the batch budget, so the consumer, which polls
-        again right after, stays in its group)."""
-        self._consecutive_waits += 1
-        asked = getattr(error, "retry_after", None)
-        exponential = min(self._retry.max_backoff_seconds,
-                          self._retry.initial_backoff_seconds * 2 ** self._consecutive_waits)
-        delay = min(asked, self._batch_budget) if asked is not None else random.uniform(0, exponential)  # noqa: S311
-        self._metrics.service_waits.labels(error.reason).inc()
-        log.error("cannot sync: the cause affects every event; events wait in Kafka",
-                  reason=error.reason, kind=error.kind, error=None if error.quotes_remote_text else error.message,
-                  attempts=error.attempts, retry_in_seconds=round(delay, 3), consecutive=self._consecutive_waits)
-        self._metrics.waiting.set(1)
+        next_commit = loop.time() + self._push.commit_interval_ms / 1000
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
+            while not stop.is_set() and self._fatal is None:
+                room = self._apply_backpressure()
+                # Never read more than the in-flight bound leaves room for, whatever the backlog.
+                batches = await self._consumer.getmany(timeout_ms=100, max_records=max(room, 1))
+                for tp, records in batches.items():
+                    self._metrics.events_consumed.labels(tp.topic).inc(len(records))
+                    for record in records:
+                        self._admit(tp, record)
+                if loop.time() >= next_commit:
+                    await self._commit()
+                    self._update_lag()
+                    next_commit = loop.time() + self._push.commit_interval_ms / 1000
+            await self._finish_in_flight()
         finally:
-            self._metrics.waiting.set(0)
+            await self._sync.close()
+            await self._commit()
+        if self._fatal is not None:
+            raise self._fatal
+
+    def _apply_backpressure(self) -> int:
+        """Pause or resume consumption; return how many more events may be read now."""
+        events = sum(p.events for p in self._partitions.values())
+        size = sum(p.bytes for p in self._partitions.values())
+        full = events >= self._push.max_in_flight_events or size >= self._push.max_in_flight_bytes
+        should_pause = full or self._gateway.unavailable
+        assigned = self._consumer.assignment()
+        if should_pause:
+            # Also pauses partitions assigned since the last pause.
+            self._consumer.pause(*assigned)
+            if not self._paused:
+                log.info("consumption paused", in_flight_events=events, in_flight_bytes=size,
+                         adapter_unavailable=self._gateway.unavailable)
+            self._paused = True
+        elif self._paused:
+            self._consumer.resume(*assigned)
+            self._paused = False
+            log.info("consumption resumed", in_flight_events=events)
+        return self._push.max_in_flight_events - events
+
+    def _admit(self, tp: TopicPartition, record: ConsumedRecord) -> None:
+        state = self._partitions.setdefault(tp, _PartitionState())
+        state.watermark.track(record.offset)
+        state.events += 1
+        state.bytes += _size(record)
+        try:
+            admitted = self._reader.read(tp, record)
+        except SyncError as error:
+            self._spawn(self._dead_letter_and_finish(tp, record, error))
+            return
+        no = admitted.event.dossier.no
+        lane = self._lanes.get(no)
+        if lane is None:
+            lane = self._lanes[no] = _Lane(tp)
+        lane.waiting.append(admitted)
+        if lane.task is None:
+            self._start_unit(no, lane)
+
+    def _start_unit(self, no: str, lane: _Lane) -> None:
+        items, lane.waiting = lane.waiting, []
+        lane.task = self._spawn(self._run_unit(no, lane, items))
+
+    async def _run_unit(self, no: str, lane: _Lane, items: list[Admitted]) -> None:
+        outcomes = await self._sync.run_unit(items)
+        now = time.monotonic()
+        for item, outcome in zip(items, outcomes, strict=True):
+            self._metrics.event_outcomes.labels(outcome.kind, outcome.reason).inc()
+            if outcome.kind == "synced":
+                self._metrics.push_latency.observe(now - item.admitted_at)
+            self._finish(item.tp, item.record)
+        lane.task = None
+        if lane.waiting and self._lanes.get(no) is lane:
+            self._start_unit(no, lane)
+        elif self._lanes.get(no) is lane:
+            del self._lanes[no]
+
+    async def _dead_letter_and_finish(self, tp: TopicPartition, record: ConsumedRecord, error: SyncError) -> None:
+        await dead_letter(self._dlq, record, error)
+        self._metrics.event_outcomes.labels("dead_lettered", error.reason).inc()
+        self._finish(tp, record)
+
+    def _finish(self, tp: TopicPartition, record: ConsumedRecord) -> None:
+        state = self._partitions.get(tp)
+        if state is None:
+            return  # revoked meanwhile: the new owner redoes it; the ledger makes that harmless
+        state.watermark.finish(record.offset)
+        state.events -= 1
+        state.bytes -= _size(record)
+
+    def _spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:
+        async def guarded() -> None:
+            try:
+                await work
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - e.g. the DLQ unreachable: stop, commit what is done
+                if self._fatal is None:
+                    self._fatal = error
+                    log.error("stopping: an event could not be finished", error=type(error).__name__)
+
+        task = asyncio.create_task(guarded())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _finish_in_flight(self) -> None:
+        """On stop: in-flight units (and the ones they start for events already read) get a grace period;
+        what does not finish is not committed and is delivered again."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._push.shutdown_grace_seconds
+        while self._tasks and loop.time() < deadline:
+            await asyncio.wait(set(self._tasks), timeout=deadline - loop.time())
+        if self._tasks:
+            log.warning("shutdown grace period over; unfinished events will be re-delivered",
+                        unfinished_units=len(self._tasks), grace_seconds=self._push.shutdown_grace_seconds)
+            pending = set(self._tasks)
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending)
+
+    # -- offsets ----------------------------------------------------------------------------------------
 
     async def _commit(self, only: Sequence[TopicPartition] | None = None) -> None:
         offsets = {
             tp: point
-            for tp, wm in self._watermarks.items()
+            for tp, state in self._partitions.items()
             if (only is None or tp in only)
-            and (point := wm.commit_point) is not None
-            and point > self._committed.get(tp, -1)
+            and (point := state.watermark.commit_point) is not None
+            and point > state.committed
         }
         if not offsets:
             return
@@ -343,27 +569,37 @@ class PushPipeline:
         except KafkaError as exc:
             log.warning("offset commit failed; will try again", error=type(exc).__name__)
             return
-        # A revocation may have dropped a partition while the commit was on the wire: remember only
-        # what is still ours, or a partition that comes back would have its commits suppressed.
-        self._committed.update({tp: o for tp, o in offsets.items() if tp in self._watermarks})
+        for tp, offset in offsets.items():
+            if tp in self._partitions:  # a revocation may have dropped it while the commit was on the wire
+                self._partitions[tp].committed = offset
         log.debug("offsets committed", offsets={f"{tp.topic}[{tp.partition}]": o for tp, o in offsets.items()})
 
     async def partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
-        async with self._busy:
-            await self._commit(only=revoked)
-            for tp in revoked:
-                self._watermarks.pop(tp, None)
-                self._committed.pop(tp, None)
-                if tp in self._lag_reported:
-                    self._metrics.consumer_lag.remove(tp.topic, str(tp.partition))
-                    self._lag_reported.discard(tp)
+        gone = set(revoked)
+        lanes = [(no, lane) for no, lane in self._lanes.items() if lane.tp in gone]
+        running = [lane.task for _, lane in lanes if lane.task is not None]
+        for _, lane in lanes:
+            lane.waiting.clear()  # not started: the new owner reads them again
+        if running:
+            # Let what is on the wire finish, so its offsets can be committed before the hand-over.
+            _, pending = await asyncio.wait(running, timeout=self._push.shutdown_grace_seconds)
+            for task in pending:
+                task.cancel()
+        await self._commit(only=list(gone))
+        for no, lane in lanes:
+            if self._lanes.get(no) is lane:
+                del self._lanes[no]
+        for tp in gone:
+            self._partitions.pop(tp, None)
+            with contextlib.suppress(KeyError):
+                self._metrics.consumer_lag.remove(tp.topic, str(tp.partition))
         if revoked:
             log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
 
     def _update_lag(self) -> None:
         for tp in self._consumer.assignment():
             highwater = self._consumer.highwater(tp)
-            point = self._watermarks[tp].commit_point if tp in self._watermarks else None
+            state = self._partitions.get(tp)
+            point = state.watermark.commit_point if state is not None else None
             if highwater is not None and point is not None:
                 self._metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(highwater - point, 0))
-                self._lag_reported.add(tp)

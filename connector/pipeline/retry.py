@@ -1,4 +1,7 @@
-"""The retry policy for adapter calls: exponential backoff with full jitter, a cap, and Retry-After."""
+"""The retry policy for calls that meet a service-wide error (adapter down, throttled, session lost,
+state store unreachable): wait and try again — never give the event up for it, since every event would
+meet the same cause. The wait is the server's ``Retry-After`` when it gave one (capped), otherwise
+exponential backoff with full jitter. Errors that belong to the one item are raised at once."""
 
 from __future__ import annotations
 
@@ -7,8 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import structlog
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
-from tenacity.stop import stop_base
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_never
 from tenacity.wait import wait_random_exponential
 
 from connector.config import RetrySettings
@@ -18,35 +20,23 @@ T = TypeVar("T")
 log = structlog.get_logger(__name__)
 
 
-def _retry_after(state: RetryCallState) -> float | None:
-    outcome = state.outcome
-    error = outcome.exception() if outcome is not None else None
-    return error.retry_after if isinstance(error, RetryableError) else None
-
-
-class _AskedToWaitLonger(stop_base):
-    """Stop retrying here when the server asks for a longer pause than our cap: the pipeline then
-    waits the whole time asked, between polls, instead of calling again too early."""
-
-    def __init__(self, cap: float) -> None:
-        self._cap = cap
-
-    def __call__(self, state: RetryCallState) -> bool:
-        asked = _retry_after(state)
-        return asked is not None and asked > self._cap
+def _affects_every_record(error: BaseException) -> bool:
+    return isinstance(error, SyncError) and error.affects_every_record
 
 
 class _WaitRetryAfterOrJitter:
     """Honour the server's Retry-After when it gave one; otherwise full-jitter exponential, capped."""
 
     def __init__(self, policy: RetrySettings) -> None:
-        self._cap = policy.max_backoff_seconds
-        self._jitter = wait_random_exponential(multiplier=policy.initial_backoff_seconds, max=self._cap)
+        self._retry_after_cap = policy.max_retry_after_seconds
+        self._jitter = wait_random_exponential(multiplier=policy.initial_backoff_seconds,
+                                               max=policy.max_backoff_seconds)
 
     def __call__(self, state: RetryCallState) -> float:
-        asked = _retry_after(state)
-        if asked is not None:
-            return min(max(asked, 0.0), self._cap)
+        outcome = state.outcome
+        error = outcome.exception() if outcome is not None else None
+        if isinstance(error, RetryableError) and error.retry_after is not None:
+            return min(max(error.retry_after, 0.0), self._retry_after_cap)
         return float(self._jitter(state))
 
 
@@ -55,26 +45,27 @@ async def call_with_retries(
     *,
     service: str,
     policy: RetrySettings,
-    on_retry: Callable[[str, str], None] | None = None,
+    on_retry: Callable[[str, str, int], None] | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> T:
-    """Run ``call``; retry retryable errors up to the policy's attempts. The error that ends it carries
-    ``attempts``; permanent and invalid-input errors are raised at once."""
+    """Run ``call`` until it succeeds or fails for a reason of its own (raised, with ``attempts`` set).
+    Service-wide errors are waited out for as long as they last; cancel the caller to give up."""
     attempt = 0
 
     def before_sleep(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome is not None else None
         reason = error.reason if isinstance(error, SyncError) else type(error).__name__
         if on_retry is not None:
-            on_retry(service, reason)
-        log.info("portal call will be retried", service=service, reason=reason, attempt=state.attempt_number,
-                 wait_seconds=round(state.upcoming_sleep, 3))
+            on_retry(service, reason, state.attempt_number)
+        if state.attempt_number == 1 or state.attempt_number % 10 == 0:  # a long outage: not a line per try
+            log.warning("call will be retried: the cause affects every event", service=service, reason=reason,
+                        attempt=state.attempt_number, wait_seconds=round(state.upcoming_sleep, 3))
 
     try:
         async for attempt_state in AsyncRetrying(
-            stop=stop_after_attempt(policy.max_attempts) | _AskedToWaitLonger(policy.max_backoff_seconds),
+            stop=stop_never,
             wait=_WaitRetryAfterOrJitter(policy),
-            retry=retry_if_exception_type(RetryableError),
+            retry=retry_if_exception(_affects_every_record),
             before_sleep=before_sleep,
             sleep=sleep,
             reraise=True,

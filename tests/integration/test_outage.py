@@ -22,7 +22,7 @@ from tests.integration.pipeline_harness import (
 from tests.kafkatools import committed_offsets, consume_all, produce
 
 pytestmark = pytest.mark.broker
-FAST_RETRIES = {"max_attempts": 2, "initial_backoff_seconds": 0.01, "max_backoff_seconds": 0.2}
+FAST_RETRIES = {"initial_backoff_seconds": 0.01, "max_backoff_seconds": 0.2}
 
 
 @pytest.fixture
@@ -51,8 +51,9 @@ async def assert_dlq_empty(bootstrap: str, topic: str) -> None:
     assert first.key == b"sentinel", f"something was dead-lettered: {dict(first.headers)}"
 
 
-def waits(service: Service, reason: str) -> float:
-    return service.metrics.registry.get_sample_value("portal_sync_service_waits_total", {"reason": reason}) or 0
+def retries(service: Service, reason: str) -> float:
+    return service.metrics.registry.get_sample_value(
+        "portal_sync_portal_retries_total", {"service": "DongBoHoSoMC", "reason": reason}) or 0
 
 
 async def test_an_adapter_outage_leaves_the_backlog_in_kafka_and_it_drains_afterwards(
@@ -60,13 +61,13 @@ async def test_an_adapter_outage_leaves_the_backlog_in_kafka_and_it_drains_after
 ) -> None:
     messages = ten_dossiers()
     expected = await produce(kafka_bootstrap, stream.events, messages)
-    # 25 failing answers: far more than one event's retries (2), so the pipeline must wait them out.
+    # 25 failing answers in a row: the calls must wait them out, and dead-letter nothing.
     await inject_fault(portal_url, status=503, times=25)
 
     settings = settings_for(kafka_bootstrap, portal_url, stream, tmp_path)
     service, _ = await run_until_committed(settings, kafka_bootstrap, stream, expected)
 
-    assert waits(service, "http_503") >= 2
+    assert retries(service, "http_503") >= 2
     await assert_dlq_empty(kafka_bootstrap, stream.dead_letter)
     portal = await portal_dossiers(portal_url)
     assert len(portal) == 10
@@ -85,9 +86,9 @@ async def test_refused_credentials_commit_nothing_and_dead_letter_nothing(
         running = asyncio.create_task(service.run(stop))
         try:
             async def refused_twice() -> bool:
-                return waits(service, "login_failed") >= 2
+                return retries(service, "login_failed") >= 2
 
-            await wait_until(refused_twice, timeout=60, what="two waits after a refused login")
+            await wait_until(refused_twice, timeout=60, what="two retries after a refused login")
         finally:
             stop.set()
             await asyncio.wait_for(running, timeout=60)

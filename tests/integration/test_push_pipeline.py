@@ -88,7 +88,7 @@ async def test_a_stream_of_dossiers_ends_with_the_newest_state_of_each_on_the_po
         settings, kafka_bootstrap, pipeline_topics, expected_offsets,
         while_running=lambda svc: drained_admin_pages(svc, pipeline_topics, list(expected_offsets)))
 
-    expected = await assert_portal_holds_newest(portal_url, messages)
+    await assert_portal_holds_newest(portal_url, messages)
 
     from_portal = sum(1 for m in valid if json.loads(m.value)["dossier"]["origin"] == "portal")
     dead = await consume_all(kafka_bootstrap, pipeline_topics.dead_letter, count=3 + from_portal, timeout=30)
@@ -119,10 +119,10 @@ async def test_a_stream_of_dossiers_ends_with_the_newest_state_of_each_on_the_po
     assert metric_value(metrics, "portal_sync_events_consumed_total", topic=pipeline_topics.events) == len(messages)
     for reason in ("malformed_json", "schema", "unmapped_status"):
         assert metric_value(metrics, "portal_sync_event_outcomes_total", outcome="dead_lettered", reason=reason) == 1
-    assert metric_value(metrics, "portal_sync_portal_calls_total", service="DongBoHoSoMC", result="ok") >= len(
-        expected.records)
-    assert metric_value(metrics, "portal_sync_portal_calls_total", service="CapNhatTienDoHoSoMC", result="ok") == sum(
-        len(s) for s in expected.steps.values())
+    # Batched: far fewer calls than records, and every step arrived (checked above) in some call.
+    assert 1 <= metric_value(metrics, "portal_sync_portal_calls_total", service="DongBoHoSoMC", result="ok") < len(
+        valid)
+    assert metric_value(metrics, "portal_sync_portal_calls_total", service="CapNhatTienDoHoSoMC", result="ok") >= 1
     assert metric_value(metrics, "portal_sync_push_latency_seconds_count") == outcomes["synced"]
 
 

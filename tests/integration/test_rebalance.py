@@ -7,14 +7,13 @@ import asyncio
 
 import pytest
 
+from connector.config import load_settings
 from connector.samples import generate_events
 from connector.service import Service
 from tests.integration.pipeline_harness import (
     Topics,
     assert_portal_holds_newest,
-    clear_faults,
-    daemon_settings,
-    inject_fault,
+    daemon_config,
     unique_group,
     wait_until,
 )
@@ -34,29 +33,34 @@ async def test_a_second_instance_takes_over_partitions_without_losing_or_repeati
 ) -> None:
     stream = Topics(await topics.create("dossier.events", partitions=3),
                     await topics.create("dossier.events.dlq", partitions=1), unique_group())
-    messages = generate_events(dossiers=200, seed=23, include_bad=False)
+    messages = generate_events(dossiers=120, seed=23, include_bad=False)
     expected_offsets = await produce(kafka_bootstrap, stream.events, messages)
-    # Slow answers keep the first instance busy until the second has joined and taken work over.
-    await inject_fault(portal_url, status=None, delay_seconds=0.02, times=len(messages) * 2)
+
+    def slow_settings(state_dir):
+        # Little in flight, small batches, a low request rate: the backlog stays in Kafka long enough
+        # for the group to rebalance in the middle of it.
+        config = daemon_config(kafka_bootstrap, portal_url, stream, state_dir)
+        config["push"] = {"max_batch_records": 5, "linger_ms": 0, "max_in_flight_events": 20}
+        config["portal"]["rate_limit"] = {"requests_per_second": 40}
+        return load_settings(None, **config)
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     stop = asyncio.Event()
-    async with Service(daemon_settings(kafka_bootstrap, portal_url, stream, tmp_path / "a")) as first:
+    async with Service(slow_settings(tmp_path / "a")) as first:
         running = [asyncio.create_task(first.run(stop))]
 
         async def first_is_working() -> bool:
             return synced(first) >= 50
 
         await wait_until(first_is_working, timeout=60, what="the first instance to sync 50 events")
-        async with Service(daemon_settings(kafka_bootstrap, portal_url, stream, tmp_path / "b")) as second:
+        async with Service(slow_settings(tmp_path / "b")) as second:
             running.append(asyncio.create_task(second.run(stop)))
             try:
                 async def second_is_working() -> bool:
                     return synced(second) > 0
 
                 await wait_until(second_is_working, timeout=90, what="the second instance to sync an event")
-                await clear_faults(portal_url)
                 await wait_for_committed(kafka_bootstrap, stream.group, stream.events, expected_offsets,
                                          timeout=180)
             finally:

@@ -65,12 +65,6 @@ def test_a_yaml_error_does_not_echo_the_offending_line(tmp_path: Path) -> None:
     assert "line" in str(caught.value)
 
 
-def test_retries_that_cannot_fit_in_a_poll_interval_are_refused(tmp_path: Path) -> None:
-    text = "portal:\n  timeout_seconds: 120\n  retry:\n    max_attempts: 5\n"
-    with pytest.raises(ConfigError, match="max_poll_interval_ms"):
-        load_settings(write(tmp_path, text))
-
-
 def test_the_example_config_is_valid() -> None:
     from connector.config import PROJECT_ROOT
 
