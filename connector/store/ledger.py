@@ -94,8 +94,14 @@ class StateStore:
         engine = create_async_engine(url, pool_pre_ping=True)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        async with engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(metadata.create_all)
+        except DBAPIError:
+            # Several instances starting at once race between "does it exist" and "create": the loser
+            # finds the table there on a second look. Anything else fails again, loudly.
+            async with engine.begin() as conn:
+                await conn.run_sync(metadata.create_all)
         return cls(engine)
 
     async def close(self) -> None:

@@ -112,3 +112,19 @@ async def test_many_entries_are_read_and_written_at_once(store: StateStore) -> N
     assert len(entries) == 50
     assert entries["000.00.01.G12-201005-0007"].last_version == 7  # never backwards
     assert entries["000.00.01.G12-201005-0008"].last_version == 9
+
+
+async def test_instances_opening_a_new_postgresql_store_together_do_not_trip_over_each_other() -> None:
+    database = await _postgres_database()
+    if database is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required in CI and did not answer at {POSTGRES_ADMIN_URL}")
+        pytest.skip(f"no PostgreSQL at {POSTGRES_ADMIN_URL}")
+    name, url = database
+    try:
+        stores = await asyncio.gather(*(StateStore.open(url) for _ in range(4)))
+        for opened in stores:
+            assert await opened.get("000.00.01.G12-201005-0001") is None
+            await opened.close()
+    finally:
+        await _drop(name)
