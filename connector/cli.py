@@ -82,16 +82,51 @@ def mappings_check(directory: Path) -> None:
 @click.option("--session-ttl", type=float, default=600.0, show_default=True, help="Session lifetime, seconds.")
 @click.option("--keep-history", type=int, default=100, show_default=True,
               help="Pushed records kept per dossier for inspection (0 = none, for long runs).")
-def simulate_portal(listen: str, username: str, password: str, session_ttl: float, keep_history: int) -> None:
-    """Serve a stand-in for the national portal's integration adapter (state in memory)."""
+@click.option("--chaos-seed", type=int, help="Seed of the chaos knobs' randomness, for reproducible runs.")
+@click.option("--error-rate", "error_rates", multiple=True, metavar="[SERVICE=]P",
+              help="Answer 5xx with probability P: on every service call, or on SERVICE ('login' only by "
+                   "name). Repeatable.")
+@click.option("--error-statuses", metavar="S,S,...", help="The 5xx statuses drawn from.  [default: 500,502,503]")
+@click.option("--latency-ms", metavar="MS|uniform:MIN:MAX|lognormal:P50:P99",
+              help="Delay before answering: fixed, uniform, or lognormal given its median and 99th percentile.")
+@click.option("--throttle-rps", type=int, help="Answer 429 to calls beyond this many in each 1 s window.")
+@click.option("--throttle-retry-after", type=int, default=1, show_default=True,
+              help="Retry-After seconds on the 429s of --throttle-rps and --burst.")
+@click.option("--burst", metavar="EVERY:FOR", help="Answer 429 to every call for FOR seconds every EVERY seconds.")
+@click.option("--outage", "outages", multiple=True, metavar="START:DURATION[:reset]",
+              help="From START seconds after startup, for DURATION seconds, every call answers 503 (with "
+                   ":reset, the connection is closed unanswered). Repeatable.")
+@click.option("--apply-then-timeout-rate", type=float,
+              help="Probability that a push takes effect but its reply is withheld for --hang-seconds.")
+@click.option("--hang-seconds", type=float, help="How long a withheld reply is held back.  [default: 60]")
+def simulate_portal(
+    listen: str, username: str, password: str, session_ttl: float, keep_history: int, chaos_seed: int | None,
+    error_rates: tuple[str, ...], error_statuses: str | None, latency_ms: str | None, throttle_rps: int | None,
+    throttle_retry_after: int, burst: str | None, outages: tuple[str, ...],
+    apply_then_timeout_rate: float | None, hang_seconds: float | None,
+) -> None:
+    """Serve a stand-in for the national portal's integration adapter (state in memory).
+
+    The chaos flags set the misbehaviour in force from startup (and after POST /_sim/reset); PUT
+    /_sim/chaos replaces it at run time, and GET /_sim/rate reports the load received.
+    """
     from connector.simulator.app import SimulatorConfig, start_simulator
+    from connector.simulator.chaos import ChaosInvalid, profile_from_flags
 
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
         raise click.BadParameter("must be HOST:PORT", param_hint="--listen")
+    try:
+        chaos = profile_from_flags(
+            seed=chaos_seed, error_rates=error_rates, error_statuses=error_statuses, latency_ms=latency_ms,
+            throttle_rps=throttle_rps, retry_after=throttle_retry_after, burst=burst, outages=outages,
+            apply_then_timeout_rate=apply_then_timeout_rate, hang_seconds=hang_seconds,
+        )
+    except ChaosInvalid as exc:
+        raise click.UsageError(str(exc)) from exc
     configure_logging("info", "auto")
     config = SimulatorConfig(username=username, password=password, session_ttl_seconds=session_ttl,
-                             keep_history=keep_history)
+                             keep_history=keep_history, chaos=chaos)
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -100,6 +135,9 @@ def simulate_portal(listen: str, username: str, password: str, session_ttl: floa
             loop.add_signal_handler(signum, stop.set)
         runner, url = await start_simulator(host, int(port), config)
         click.echo(f"portal simulator listening on {url}  (state: {url}/_sim/dossiers)")
+        knobs = chaos.model_dump_json(exclude_defaults=True)
+        if knobs != "{}":
+            click.echo(f"chaos: {knobs}")
         try:
             await stop.wait()
         finally:

@@ -5,10 +5,21 @@ Adapter side (paths from ``SimulatorConfig``): login on ``auth_endpoint``; ``Don
 service as unsupported for now. The rules live in ``state`` and ``validation``; this module moves bytes.
 
 Inspection and fault knobs (not part of the real adapter):
-``GET /_sim/dossiers``, ``GET /_sim/dossiers/{MaHoSo}``, ``GET /_sim/stats``, ``POST /_sim/reset``,
-``DELETE /_sim/faults`` (disarm all), and ``POST /_sim/faults`` with a ``Fault`` as JSON, e.g.
-``{"status": 503, "times": 2, "retry_after": "1"}`` or ``{"status": null, "delay_seconds": 5}`` (slow, but
-applied).
+
+- ``GET /_sim/dossiers`` (streamed), ``GET /_sim/dossiers/{MaHoSo}``: what the portal holds. ``?fields=``
+  picks from ``state.DOSSIER_FIELDS`` (comma-separated, or ``all``); the default is record, steps,
+  pushes, history. The others: duplicate_pushes, duplicate_steps, first_received_at, last_received_at.
+- ``GET /_sim/stats``: logins and calls by outcome, dstcode headers seen; ``?fields=all`` adds the
+  duplicate_pushes and duplicate_steps totals.
+- ``GET /_sim/rate``: the load received since start or reset (``meter.RateMeter``).
+- ``POST /_sim/reset``: forget everything, measurements included; the configured chaos starts over.
+- ``POST /_sim/faults`` with a ``Fault`` as JSON, e.g. ``{"status": 503, "times": 2, "retry_after": "1"}``
+  or ``{"status": null, "delay_seconds": 5}`` (served, then answered late); ``DELETE /_sim/faults``.
+- ``PUT /_sim/chaos`` with a ``chaos.ChaosProfile`` as JSON, ``GET /_sim/chaos``, ``DELETE /_sim/chaos``
+  (a well-behaved adapter again). One-shot faults are looked at before the chaos profile.
+
+Served by ``start_simulator``, a call the client abandons (it timed out, or went away) is cancelled here too,
+so a withheld or delayed reply never outlives its client; every wait ends at once when the server shuts down.
 """
 
 from __future__ import annotations
@@ -22,8 +33,13 @@ from typing import Any
 
 from aiohttp import web
 
+from connector.simulator.chaos import LOGIN, ChaosInvalid, ChaosProfile, parse_profile
 from connector.simulator.state import (
+    DEFAULT_DOSSIER_FIELDS,
+    DEFAULT_STATS_FIELDS,
+    DOSSIER_FIELDS,
     SESSION_INVALID,
+    STATS_FIELDS,
     Fault,
     Reply,
     SimulatorConfig,
@@ -32,6 +48,7 @@ from connector.simulator.state import (
 )
 
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
+_DOSSIERS_PER_WRITE = 500  # the dossier list is sent in pieces of this many
 
 SIMULATOR_STATE = web.AppKey("simulator_state", SimulatorState)
 _STOPPING = web.AppKey("simulator_stopping", asyncio.Event)
@@ -39,9 +56,10 @@ _STOPPING = web.AppKey("simulator_stopping", asyncio.Event)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ServiceCall = Callable[[SimulatorState, dict[str, Any]], Reply]
 
+# The body was decoded for this call alone: the state may keep its records without copying them.
 INTEGRATION_SERVICES: Mapping[str, ServiceCall] = {
-    "DongBoHoSoMC": lambda state, body: state.apply_push(body.get("data"), body.get("isUpdating")),
-    "CapNhatTienDoHoSoMC": lambda state, body: state.apply_steps(body.get("data")),
+    "DongBoHoSoMC": lambda state, body: state.apply_push(body.get("data"), body.get("isUpdating"), copy=False),
+    "CapNhatTienDoHoSoMC": lambda state, body: state.apply_steps(body.get("data"), copy=False),
     "TraCuuHoSo": lambda state, body: state.lookup(body.get("mahoso")),
 }
 SHARE_SERVICES: Mapping[str, ServiceCall] = {}  # catalogue services are not simulated yet
@@ -63,6 +81,10 @@ def create_app(config: SimulatorConfig) -> web.Application:
     app.router.add_post("/_sim/reset", _reset)
     app.router.add_post("/_sim/faults", _add_fault)
     app.router.add_delete("/_sim/faults", _clear_faults)
+    app.router.add_get("/_sim/chaos", _get_chaos)
+    app.router.add_put("/_sim/chaos", _put_chaos)
+    app.router.add_delete("/_sim/chaos", _clear_chaos)
+    app.router.add_get("/_sim/rate", _rate)
     return app
 
 
@@ -71,7 +93,8 @@ async def start_simulator(host: str, port: int, config: SimulatorConfig) -> tupl
 
     ``port`` 0 picks a free port; the URL carries the one actually bound.
     """
-    runner = web.AppRunner(create_app(config))
+    # Cancel a handler when its client goes away: "in flight" then means a client is still waiting.
+    runner = web.AppRunner(create_app(config), handler_cancellation=True)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
@@ -87,35 +110,43 @@ async def start_simulator(host: str, port: int, config: SimulatorConfig) -> tupl
 
 async def _login(request: web.Request) -> web.StreamResponse:
     state = request.app[SIMULATOR_STATE]
-    state.note_dstcode(request.headers.get("dstcode"))
-    body = await _json_object(request)
-    if isinstance(body, web.Response):
-        return body
-    injected = await _injected_fault(request, "login")
-    if injected is not None:
-        return injected
-    return _json(state.login(body))
+    with state.meter.track():
+        state.note_dstcode(request.headers.get("dstcode"))
+        body = await _json_object(request)
+        if isinstance(body, web.Response):
+            return body
+        refusal, late = await _before_serving(request, LOGIN)
+        if refusal is not None:
+            return refusal
+        reply = state.login(body)
+        await _pause(request.app, late)
+        return _json(reply)
 
 
 def _service_handler(services: Mapping[str, ServiceCall]) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         state = request.app[SIMULATOR_STATE]
-        state.note_dstcode(request.headers.get("dstcode"))
-        body = await _json_object(request)
-        if isinstance(body, web.Response):
-            return body
-        named = body.get("service")
-        service = named if isinstance(named, str) else ""
-        injected = await _injected_fault(request, service)
-        if injected is not None:
-            return injected
-        # The adapter authenticates before it looks at what is asked.
-        if not state.use_session(body.get("session")):
-            state.count_call(service, "session_expired")
-            return _json(SESSION_INVALID, status=401)
-        reply = _dispatch(services, state, service, body)
-        state.count_call(service, outcome_of(reply))
-        return _json(reply)
+        with state.meter.track():
+            state.note_dstcode(request.headers.get("dstcode"))
+            body = await _json_object(request)
+            if isinstance(body, web.Response):
+                return body
+            named = body.get("service")
+            service = named if isinstance(named, str) else ""
+            refusal, late = await _before_serving(request, service)
+            if refusal is not None:
+                return refusal
+            # The adapter authenticates before it looks at what is asked.
+            if not state.use_session(body.get("session")):
+                state.count_call(service, "session_expired")
+                await _pause(request.app, late)
+                return _json(SESSION_INVALID, status=401)
+            reply = _dispatch(services, state, service, body)
+            withheld = state.withhold_seconds(service, reply)
+            state.count_call(service, "withheld" if withheld is not None else outcome_of(reply))
+            # Applied; the client that gives up meanwhile cannot know (it cancels this handler).
+            await _pause(request.app, late + (withheld or 0.0))
+            return _json(reply)
 
     return handle
 
@@ -145,22 +176,41 @@ async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
     return body
 
 
-async def _injected_fault(request: web.Request, service: str) -> web.Response | None:
+async def _before_serving(request: web.Request, service: str) -> tuple[web.StreamResponse | None, float]:
+    """An injected fault, then the chaos profile: the answer to give instead of serving the call, or
+    None and how many seconds to hold the reply back once the call is served."""
     state = request.app[SIMULATOR_STATE]
     fault = state.take_fault(service)
-    if fault is None:
-        return None
-    if fault.delay_seconds:
+    if fault is not None:
+        if fault.status is None:
+            return None, fault.delay_seconds  # only late: served first, answered after the delay
         await _pause(request.app, fault.delay_seconds)
-    if fault.status is None:  # only late: go on and answer normally
-        return None
-    state.count_call(service, f"fault_{fault.status}")
-    headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else None
-    return web.Response(status=fault.status, text=fault.body, headers=headers)
+        state.count_call(service, f"fault_{fault.status}")
+        headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else None
+        return web.Response(status=fault.status, text=fault.body, headers=headers), 0.0
+    verdict = state.chaos_verdict(service)
+    if verdict.close:
+        state.count_call(service, verdict.outcome)
+        return _drop_connection(request), 0.0
+    await _pause(request.app, verdict.delay_seconds)
+    if verdict.status is None:
+        return None, 0.0
+    state.count_call(service, verdict.outcome)
+    headers = {"Retry-After": str(verdict.retry_after)} if verdict.retry_after is not None else None
+    return web.Response(status=verdict.status, text="simulated chaos", headers=headers), 0.0
+
+
+def _drop_connection(request: web.Request) -> web.Response:
+    transport = request.transport
+    if transport is not None:
+        transport.close()
+    return web.Response(status=503)  # never delivered: the connection is closing
 
 
 async def _pause(app: web.Application, seconds: float) -> None:
     # Cut short when the server shuts down, so a stopping simulator never waits on a delayed call.
+    if seconds <= 0:
+        return
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(app[_STOPPING].wait(), seconds)
 
@@ -173,18 +223,49 @@ async def _release_delayed_calls(app: web.Application) -> None:
 
 
 async def _list_dossiers(request: web.Request) -> web.StreamResponse:
-    return _json(request.app[SIMULATOR_STATE].snapshot())
+    """``{MaHoSo: view}`` written in pieces, so tens of thousands of dossiers stay cheap to fetch.
+
+    Each dossier's view is taken whole, between pushes; pushes arriving while the list is being sent
+    may show in the dossiers not yet written.
+    """
+    fields = _fields(request, DOSSIER_FIELDS, DEFAULT_DOSSIER_FIELDS)
+    if isinstance(fields, web.Response):
+        return fields
+    stored = list(request.app[SIMULATOR_STATE].dossiers.items())
+    response = web.StreamResponse()
+    response.content_type = "application/json"
+    response.charset = "utf-8"
+    await response.prepare(request)
+    for start in range(0, len(stored), _DOSSIERS_PER_WRITE):
+        piece = ",".join(
+            f"{_dumps(number)}:{_dumps(dossier.as_json(fields))}"
+            for number, dossier in stored[start : start + _DOSSIERS_PER_WRITE]
+        )
+        await response.write((("{" if start == 0 else ",") + piece).encode("utf-8"))
+    await response.write(b"}" if stored else b"{}")
+    await response.write_eof()
+    return response
 
 
 async def _one_dossier(request: web.Request) -> web.StreamResponse:
+    fields = _fields(request, DOSSIER_FIELDS, DEFAULT_DOSSIER_FIELDS)
+    if isinstance(fields, web.Response):
+        return fields
     stored = request.app[SIMULATOR_STATE].dossiers.get(request.match_info["no"])
     if stored is None:
         return _json({"error": "not found"}, status=404)
-    return _json(stored.as_json())
+    return _json(stored.as_json(fields))
 
 
 async def _stats(request: web.Request) -> web.StreamResponse:
-    return _json(request.app[SIMULATOR_STATE].stats())
+    fields = _fields(request, STATS_FIELDS, DEFAULT_STATS_FIELDS)
+    if isinstance(fields, web.Response):
+        return fields
+    return _json(request.app[SIMULATOR_STATE].stats(fields))
+
+
+async def _rate(request: web.Request) -> web.StreamResponse:
+    return _json(request.app[SIMULATOR_STATE].meter.snapshot())
 
 
 async def _reset(request: web.Request) -> web.StreamResponse:
@@ -205,6 +286,42 @@ async def _clear_faults(request: web.Request) -> web.StreamResponse:
     return _json({"cleared": request.app[SIMULATOR_STATE].clear_faults()})
 
 
+async def _get_chaos(request: web.Request) -> web.StreamResponse:
+    return _json(request.app[SIMULATOR_STATE].chaos.profile.model_dump(mode="json"))
+
+
+async def _put_chaos(request: web.Request) -> web.StreamResponse:
+    """Replace the chaos profile; answer it with every default filled in, or 400 naming each problem."""
+    try:
+        profile = parse_profile(await request.json())
+    except ChaosInvalid as exc:
+        return _json({"error": str(exc)}, status=400)
+    except ValueError:
+        return _json({"error": "the body must be a JSON object (a chaos profile)"}, status=400)
+    request.app[SIMULATOR_STATE].set_chaos(profile)
+    return _json(profile.model_dump(mode="json"))
+
+
+async def _clear_chaos(request: web.Request) -> web.StreamResponse:
+    profile = ChaosProfile()
+    request.app[SIMULATOR_STATE].set_chaos(profile)
+    return _json(profile.model_dump(mode="json"))
+
+
+def _fields(request: web.Request, known: tuple[str, ...], default: tuple[str, ...]) -> tuple[str, ...] | web.Response:
+    """The ``?fields=`` of a view: comma-separated names from ``known``, or ``all``."""
+    asked = request.query.get("fields")
+    if asked is None:
+        return default
+    if asked == "all":
+        return known
+    names = tuple(name.strip() for name in asked.split(",") if name.strip())
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        return _json({"error": f"fields: choose from {', '.join(known)} (or all); not {asked!r}"}, status=400)
+    return names
+
+
 def _json(payload: Any, *, status: int = 200) -> web.Response:
     return web.json_response(payload, status=status, dumps=_dumps)
 
@@ -218,6 +335,7 @@ def _url_host(host: str) -> str:
 __all__ = [
     "MAX_REQUEST_BYTES",
     "SIMULATOR_STATE",
+    "ChaosProfile",
     "Fault",
     "SimulatorConfig",
     "SimulatorState",

@@ -1,22 +1,26 @@
-"""The simulated adapter's memory and rules, without HTTP: sessions, dossiers, steps, faults, counters.
+"""The simulated adapter's memory and rules, without HTTP: sessions, dossiers, steps, faults, chaos,
+counters and load measurements.
 
-Every method takes decoded JSON values and returns the adapter-shaped reply
-``{"error_code", "message", "result"}``, so the aiohttp layer only moves bytes.
+Every service method takes decoded JSON values and returns the adapter-shaped reply
+``{"error_code", "message", "result"}``, so the aiohttp layer only moves bytes. Time comes from two
+injectable clocks: a monotonic one for sessions, chaos windows and the rate meter, and the wall clock
+for the receipt times a benchmark compares with events' ``occurred_at``.
 """
 
 from __future__ import annotations
 
-import copy
 import hmac
 import secrets
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from connector.simulator.chaos import Chaos, ChaosProfile, Verdict
+from connector.simulator.meter import RateMeter
 from connector.simulator.validation import push_problem, steps_problem
 
 Reply = dict[str, Any]
@@ -37,6 +41,8 @@ class SimulatorConfig:
     integration_endpoint: str = "/api/integration"
     share_endpoint: str = "/api/share"
     keep_history: int = 100  # pushed records kept per dossier (0 = none), for tests
+    # Misbehaviour from the start (and again after a reset); PUT /_sim/chaos replaces it at run time.
+    chaos: ChaosProfile = field(default_factory=ChaosProfile)
 
 
 class Fault(BaseModel):
@@ -62,20 +68,63 @@ class Fault(BaseModel):
         return self.service == service
 
 
+DOSSIER_FIELDS = (
+    "record", "steps", "pushes", "history",
+    "duplicate_pushes", "duplicate_steps", "first_received_at", "last_received_at",
+)  # fmt: skip
+DEFAULT_DOSSIER_FIELDS = DOSSIER_FIELDS[:4]  # the original view; ask for the rest by name or "all"
+STATS_FIELDS = ("logins", "calls", "dstcode", "duplicate_pushes", "duplicate_steps")
+DEFAULT_STATS_FIELDS = STATS_FIELDS[:3]
+
+
 @dataclass
 class StoredDossier:
+    """One dossier as the portal holds it.
+
+    ``duplicate_pushes`` counts pushes whose record equalled the stored one exactly (a harmless re-send);
+    ``duplicate_steps`` counts steps equal to one already stored (they are appended all the same).
+    ``first_received_at``/``last_received_at`` are wall-clock seconds of the first push and of the last
+    push of a record or a step that took effect.
+    """
+
     record: dict[str, Any]
     history: deque[dict[str, Any]]
+    first_received_at: float
+    last_received_at: float
     steps: list[dict[str, Any]] = field(default_factory=list)
     pushes: int = 0
+    duplicate_pushes: int = 0
+    duplicate_steps: int = 0
+    _step_hashes: set[int] = field(default_factory=set, repr=False)
 
-    def as_json(self) -> dict[str, Any]:
-        return {
+    def as_json(self, fields: Collection[str] = DEFAULT_DOSSIER_FIELDS) -> dict[str, Any]:
+        view = {
             "record": self.record,
             "steps": self.steps,
             "pushes": self.pushes,
-            "history": list(self.history),
+            "history": list(self.history) if "history" in fields else [],
+            "duplicate_pushes": self.duplicate_pushes,
+            "duplicate_steps": self.duplicate_steps,
+            "first_received_at": self.first_received_at,
+            "last_received_at": self.last_received_at,
         }
+        return {name: view[name] for name in DOSSIER_FIELDS if name in fields}
+
+    def add_step(self, step: dict[str, Any], now: float) -> bool:
+        """Append ``step``; True when an identical step was already stored.
+
+        Steps are remembered by a 64-bit hash (a fraction of their size): a false match, which could only
+        miscount, is vanishingly unlikely.
+        """
+        key = hash(_frozen(step))
+        repeated = key in self._step_hashes
+        if repeated:
+            self.duplicate_steps += 1
+        else:
+            self._step_hashes.add(key)
+        self.steps.append(step)
+        self.last_received_at = now
+        return repeated
 
 
 @dataclass
@@ -86,20 +135,31 @@ class _ArmedFault:
 
 @dataclass
 class _Session:
-    expires_at: float
+    issued_at: float
     uses_left: int | None
 
 
 class SimulatorState:
-    def __init__(self, config: SimulatorConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: SimulatorConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self._clock = clock
+        self._wall_clock = wall_clock
         self.sessions: dict[str, _Session] = {}
         self.dossiers: dict[str, StoredDossier] = {}
         self._faults: list[_ArmedFault] = []
         self._logins: Counter[str] = Counter()
         self._calls: dict[str, Counter[str]] = {}
         self._dstcodes: Counter[str] = Counter()
+        self._duplicate_pushes = 0
+        self._duplicate_steps = 0
+        self.chaos = Chaos(config.chaos, installed_at=clock())
+        self.meter = RateMeter(clock)
 
     # --- sessions ---------------------------------------------------------------------------------
 
@@ -115,16 +175,16 @@ class SimulatorState:
             self._logins["rejected"] += 1
             return _error("Tên đăng nhập hoặc mật khẩu không đúng")
         now = self._clock()
-        self.sessions = {t: s for t, s in self.sessions.items() if s.expires_at > now}
+        self.sessions = {t: s for t, s in self.sessions.items() if self._alive(s, now)}
         token = secrets.token_urlsafe(32)
-        self.sessions[token] = _Session(now + self.config.session_ttl_seconds, self.config.session_max_uses)
+        self.sessions[token] = _Session(now, self.config.session_max_uses)
         self._logins["ok"] += 1
         return {"error_code": 0, "message": "Đăng nhập thành công", "session": token}
 
     def use_session(self, token: Any) -> bool:
         """True when ``token`` is a live session; counts one use of it."""
         session = self.sessions.get(token) if isinstance(token, str) else None
-        if session is None or session.expires_at <= self._clock():
+        if session is None or not self._alive(session, self._clock()):
             return False
         if session.uses_left is not None:
             if session.uses_left <= 0:
@@ -132,10 +192,22 @@ class SimulatorState:
             session.uses_left -= 1
         return True
 
+    @property
+    def session_ttl_seconds(self) -> float:
+        """The lifetime of every session, issued or to be issued: the chaos profile's, else the config's."""
+        override = self.chaos.profile.session_ttl_seconds
+        return override if override is not None else self.config.session_ttl_seconds
+
+    def _alive(self, session: _Session, now: float) -> bool:
+        return now < session.issued_at + self.session_ttl_seconds
+
     # --- services ---------------------------------------------------------------------------------
 
-    def apply_push(self, data: Any, is_updating: Any) -> Reply:
-        """``DongBoHoSoMC``: all records or none. Create of an existing one fails; update upserts."""
+    def apply_push(self, data: Any, is_updating: Any, *, copy: bool = True) -> Reply:
+        """``DongBoHoSoMC``: all records or none. Create of an existing one fails; update upserts.
+
+        ``copy=False`` stores the records themselves: for data decoded for this call alone.
+        """
         problem = push_problem(data, is_updating)
         if problem is not None:
             return _error(problem)
@@ -143,18 +215,24 @@ class SimulatorState:
             existing = next((r["MaHoSo"] for r in data if r["MaHoSo"] in self.dossiers), None)
             if existing is not None:
                 return {"error_code": "-3", "message": f"Hồ sơ {existing} đã tồn tại"}
-        return _ok([self._store(copy.deepcopy(record)) for record in data])
+        now = self._wall_clock()
+        return _ok([self._store(_json_copy(record) if copy else record, now) for record in data])
 
-    def apply_steps(self, data: Any) -> Reply:
-        """``CapNhatTienDoHoSoMC``: steps of existing dossiers, appended in arrival order."""
+    def apply_steps(self, data: Any, *, copy: bool = True) -> Reply:
+        """``CapNhatTienDoHoSoMC``: steps of existing dossiers, appended in arrival order.
+
+        ``copy=False`` stores the steps themselves: for data decoded for this call alone.
+        """
         problem = steps_problem(data)
         if problem is not None:
             return _error(problem)
         missing = next((s["MaHoSo"] for s in data if s["MaHoSo"] not in self.dossiers), None)
         if missing is not None:
             return _error(f"Hồ sơ {missing} không tồn tại")
+        now = self._wall_clock()
         for step in data:
-            self.dossiers[step["MaHoSo"]].steps.append(copy.deepcopy(step))
+            if self.dossiers[step["MaHoSo"]].add_step(_json_copy(step) if copy else step, now):
+                self._duplicate_steps += 1
         return _ok([{"MaHoSo": step["MaHoSo"]} for step in data])
 
     def lookup(self, dossier_no: Any) -> Reply:
@@ -164,18 +242,39 @@ class SimulatorState:
         stored = self.dossiers.get(dossier_no)
         return _ok([stored.record] if stored is not None else [])
 
-    def _store(self, record: dict[str, Any]) -> dict[str, str]:
+    def _store(self, record: dict[str, Any], now: float) -> dict[str, str]:
         number = record["MaHoSo"]
         stored = self.dossiers.get(number)
         action = "updated"
         if stored is None:
-            stored = StoredDossier(record=record, history=deque(maxlen=self.config.keep_history))
+            history: deque[dict[str, Any]] = deque(maxlen=self.config.keep_history)
+            stored = StoredDossier(record, history, first_received_at=now, last_received_at=now)
             self.dossiers[number] = stored
             action = "created"
+        elif stored.record == record:
+            stored.duplicate_pushes += 1
+            self._duplicate_pushes += 1
         stored.record = record
         stored.pushes += 1
+        stored.last_received_at = now
         stored.history.append(record)
         return {"MaHoSo": number, "action": action}
+
+    # --- chaos ------------------------------------------------------------------------------------
+
+    def set_chaos(self, profile: ChaosProfile) -> None:
+        """Put ``profile`` in force from now (its outage windows count from this moment)."""
+        self.chaos = Chaos(profile, installed_at=self._clock())
+
+    def chaos_verdict(self, service: str) -> Verdict:
+        """What the chaos profile does to a call of ``service`` arriving now ("login" for the login)."""
+        return self.chaos.verdict(service, self._clock())
+
+    def withhold_seconds(self, service: str, reply: Reply) -> float | None:
+        """For a served call: how long to withhold ``reply`` (a push that took effect), or None."""
+        if outcome_of(reply) != "ok":
+            return None
+        return self.chaos.withhold_seconds(service)
 
     # --- faults, counters, inspection ------------------------------------------------------------
 
@@ -208,23 +307,51 @@ class SimulatorState:
         if dstcode is not None:
             self._dstcodes[dstcode] += 1
 
-    def stats(self) -> dict[str, Any]:
-        return {
+    def stats(self, fields: Collection[str] = DEFAULT_STATS_FIELDS) -> dict[str, Any]:
+        """Counters: ``fields`` picks among ``STATS_FIELDS`` (the duplicates are asked for by name)."""
+        view: dict[str, Any] = {
             "logins": dict(self._logins),
             "calls": {service: dict(outcomes) for service, outcomes in self._calls.items()},
             "dstcode": dict(self._dstcodes),
+            "duplicate_pushes": self._duplicate_pushes,
+            "duplicate_steps": self._duplicate_steps,
         }
+        return {name: view[name] for name in STATS_FIELDS if name in fields}
 
-    def snapshot(self) -> dict[str, Any]:
-        return {number: stored.as_json() for number, stored in self.dossiers.items()}
+    def snapshot(self, fields: Collection[str] = DEFAULT_DOSSIER_FIELDS) -> dict[str, Any]:
+        return {number: stored.as_json(fields) for number, stored in self.dossiers.items()}
 
     def reset(self) -> None:
+        """Forget every dossier, session, fault and count; the configured chaos starts over from now."""
         self.sessions.clear()
         self.dossiers.clear()
         self._faults.clear()
         self._logins.clear()
         self._calls.clear()
         self._dstcodes.clear()
+        self._duplicate_pushes = 0
+        self._duplicate_steps = 0
+        self.meter.reset()
+        self.set_chaos(self.config.chaos)
+
+
+def _json_copy(value: Any) -> Any:
+    """A copy of decoded JSON sharing nothing mutable with it (a third of ``copy.deepcopy``'s cost)."""
+    if isinstance(value, dict):
+        return {key: _json_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_copy(item) for item in value]
+    return value
+
+
+def _frozen(value: Any) -> Hashable:
+    """A hashable stand-in for decoded JSON: equal values give equal stand-ins."""
+    if isinstance(value, dict):
+        return ("{", frozenset((key, _frozen(item)) for key, item in value.items()))
+    if isinstance(value, list):
+        return ("[", tuple(_frozen(item) for item in value))
+    scalar: Hashable = value  # str, int, float, bool or None
+    return scalar
 
 
 def outcome_of(reply: Reply) -> str:
@@ -246,7 +373,12 @@ def _same(given: str, expected: str) -> bool:
 
 
 __all__ = [
+    "DEFAULT_DOSSIER_FIELDS",
+    "DEFAULT_STATS_FIELDS",
+    "DOSSIER_FIELDS",
     "SESSION_INVALID",
+    "STATS_FIELDS",
+    "ChaosProfile",
     "Fault",
     "Reply",
     "SimulatorConfig",

@@ -442,7 +442,7 @@ def write_daemon_config(
         },
         "portal": {
             "adapter_url": portal_url, "username": PORTAL_USER, "password": PORTAL_PASSWORD, "madonvi": MADONVI,
-            "retry": {"max_attempts": 3, "initial_backoff_seconds": 0.05, "max_backoff_seconds": 1.0},
+            "retry": {"initial_backoff_seconds": 0.05, "max_backoff_seconds": 1.0},
             # Measure the pipeline, not the limiter.
             "rate_limit": {"requests_per_second": 100_000},
         },

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from connector.simulator.state import Fault, SimulatorConfig, SimulatorState
+import pytest
+
+from connector.simulator.chaos import parse_profile
+from connector.simulator.state import (
+    DEFAULT_DOSSIER_FIELDS,
+    DOSSIER_FIELDS,
+    STATS_FIELDS,
+    Fault,
+    SimulatorConfig,
+    SimulatorState,
+)
 from tests.factories import portal_record
 
 NUMBER = "000.00.01.H22-240101-0001"
@@ -12,8 +22,8 @@ CREDENTIALS = {"username": "portal-sync", "password": "secret"}
 
 
 class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
 
     def __call__(self) -> float:
         return self.now
@@ -188,14 +198,23 @@ def test_reset_forgets_everything() -> None:
     state = SimulatorState(SimulatorConfig())
     token = state.login(CREDENTIALS)["session"]
     state.apply_push([record()], "False")
+    state.apply_push([record()], "True")
+    state.apply_steps([step(), step()])
     state.count_call("DongBoHoSoMC", "ok")
     state.note_dstcode("X")
     state.add_fault(Fault())
+    state.set_chaos(parse_profile({"error_rate": 1.0}))
+    with state.meter.track():
+        pass
     state.reset()
     assert state.snapshot() == {}
-    assert state.stats() == {"logins": {}, "calls": {}, "dstcode": {}}
+    assert state.stats(STATS_FIELDS) == {
+        "logins": {}, "calls": {}, "dstcode": {}, "duplicate_pushes": 0, "duplicate_steps": 0
+    }  # fmt: skip
     assert not state.use_session(token)
     assert state.take_fault("DongBoHoSoMC") is None
+    assert state.chaos_verdict("DongBoHoSoMC").status is None
+    assert state.meter.snapshot()["requests"] == 0
 
 
 def test_clearing_faults_disarms_them_and_keeps_the_dossiers() -> None:
@@ -207,3 +226,73 @@ def test_clearing_faults_disarms_them_and_keeps_the_dossiers() -> None:
     assert state.clear_faults() == 1
     assert state.take_fault("DongBoHoSoMC") is None
     assert NUMBER in state.dossiers
+
+
+def test_an_identical_re_push_is_counted_as_a_duplicate() -> None:
+    state = SimulatorState(SimulatorConfig())
+    other = "000.00.01.H22-240101-0002"
+    state.apply_push([record(), record(other)], "False")
+    state.apply_push([record(), record(other, TrangThaiHoSo="4")], "True")  # one re-sent, one changed
+    state.apply_push([record()], "True")
+    assert state.apply_push([record()], "False")["error_code"] == "-3"  # refused: not a push that happened
+    view = state.snapshot(DOSSIER_FIELDS)
+    assert (view[NUMBER]["pushes"], view[NUMBER]["duplicate_pushes"]) == (3, 2)
+    assert (view[other]["pushes"], view[other]["duplicate_pushes"]) == (2, 0)
+    assert state.stats(["duplicate_pushes"]) == {"duplicate_pushes": 2}
+
+
+def test_a_repeated_step_is_appended_and_counted() -> None:
+    state = SimulatorState(SimulatorConfig())
+    state.apply_push([record()], "False")
+    state.apply_steps([step(content="một"), step(content="hai")])
+    state.apply_steps([step(content="hai"), step(content="ba"), step(content="ba")])
+    stored = state.dossiers[NUMBER]
+    assert [s["NoiDungXuLy"] for s in stored.steps] == ["một", "hai", "hai", "ba", "ba"]
+    assert stored.duplicate_steps == 2
+    assert state.stats(["duplicate_steps", "duplicate_pushes"]) == {"duplicate_pushes": 0, "duplicate_steps": 2}
+
+
+def test_steps_differing_in_any_field_are_not_duplicates() -> None:
+    state = SimulatorState(SimulatorConfig())
+    state.apply_push([record()], "False")
+    later = step()
+    later["ThoiDiemXuLy"] = "20240102090001"
+    extra = {**step(), "NewerField": ["x", {"y": 1}]}
+    state.apply_steps([step(), later, extra, {**step(), "NewerField": ["x", {"y": 1}]}])
+    assert state.dossiers[NUMBER].duplicate_steps == 1
+
+
+def test_receipt_times_come_from_the_wall_clock() -> None:
+    wall = FakeClock(1_700_000_000.0)
+    state = SimulatorState(SimulatorConfig(), wall_clock=wall)
+    state.apply_push([record()], "False")
+    wall.now += 2.5
+    state.apply_push([record(TrangThaiHoSo="4")], "True")
+    times = ["first_received_at", "last_received_at"]
+    assert state.snapshot(times)[NUMBER] == {"first_received_at": 1_700_000_000.0, "last_received_at": 1_700_000_002.5}
+    wall.now += 1
+    state.apply_steps([step()])
+    assert state.snapshot(times)[NUMBER]["last_received_at"] == 1_700_000_003.5
+    wall.now += 1
+    state.apply_push([record(GhiChu="x" * 2001)], "True")  # refused: received, but nothing stored
+    assert state.snapshot(times)[NUMBER]["last_received_at"] == 1_700_000_003.5
+
+
+def test_views_keep_their_original_shape_unless_more_is_asked_for() -> None:
+    state = SimulatorState(SimulatorConfig(), wall_clock=lambda: 5.0)
+    state.apply_push([record()], "False")
+    assert tuple(state.snapshot()[NUMBER]) == DEFAULT_DOSSIER_FIELDS == ("record", "steps", "pushes", "history")
+    assert tuple(state.snapshot(DOSSIER_FIELDS)[NUMBER]) == DOSSIER_FIELDS
+    assert state.snapshot(["pushes", "record"])[NUMBER] == {"record": record(), "pushes": 1}
+    assert tuple(state.stats()) == ("logins", "calls", "dstcode")
+    assert tuple(state.stats(STATS_FIELDS)) == STATS_FIELDS
+
+
+@pytest.mark.parametrize("keep_history", [0, 100])
+def test_many_records_in_a_batch_are_stored_and_re_sends_counted(keep_history: int) -> None:
+    state = SimulatorState(SimulatorConfig(keep_history=keep_history))
+    batch = [record(f"000.00.01.H22-240101-{i:04d}") for i in range(100)]
+    assert state.apply_push(batch, "True")["error_code"] == "0"
+    assert state.apply_push(batch, "True")["error_code"] == "0"
+    assert len(state.dossiers) == 100
+    assert state.stats(["duplicate_pushes"]) == {"duplicate_pushes": 100}
