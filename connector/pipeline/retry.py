@@ -6,6 +6,7 @@ exponential backoff with full jitter. Errors that belong to the one item are rai
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -36,7 +37,10 @@ class _WaitRetryAfterOrJitter:
         outcome = state.outcome
         error = outcome.exception() if outcome is not None else None
         if isinstance(error, RetryableError) and error.retry_after is not None:
-            return min(max(error.retry_after, 0.0), self._retry_after_cap)
+            asked = min(max(error.retry_after, 0.0), self._retry_after_cap)
+            # At least what was asked, plus a little jitter: callers told the same Retry-After must not
+            # come back in lockstep (and land in the same throttled window again).
+            return asked + random.uniform(0, min(1.0, 0.1 * asked))  # noqa: S311
         return float(self._jitter(state))
 
 
