@@ -10,7 +10,7 @@ import ssl
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from connector.config import KafkaSettings
 from connector.errors import SyncError
@@ -134,7 +134,6 @@ class DeadLetterQueue:
 
 
 __all__ = [
-    "ConsumerRebalanceListener",
     "DeadLetterQueue",
     "OffsetWatermark",
     "build_consumer",

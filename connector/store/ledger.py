@@ -112,12 +112,7 @@ class StateStore:
             await conn.execute(select(1))
 
     async def get(self, dossier_no: str) -> LedgerEntry | None:
-        query = select(
-            dossier_ledger.c.last_version, dossier_ledger.c.record_hash, dossier_ledger.c.exists_on_portal
-        ).where(dossier_ledger.c.dossier_no == dossier_no)
-        async with _store_errors(), self._engine.connect() as conn:
-            row = (await conn.execute(query)).first()
-        return None if row is None else LedgerEntry(dossier_no, row[0], row[1], row[2])
+        return (await self.get_many([dossier_no])).get(dossier_no)
 
     async def get_many(self, dossier_nos: Sequence[str]) -> dict[str, LedgerEntry]:
         """Entries of the dossiers the ledger knows, in one query."""
