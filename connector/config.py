@@ -66,11 +66,19 @@ class KafkaSettings(Section):
 class RetrySettings(Section):
     """Waiting out a service-wide error (adapter down or throttling, login refused, state store
     unreachable): such an error never dead-letters an event, it is retried until it clears, with
-    exponential backoff and full jitter, or after the ``Retry-After`` the adapter asked for."""
+    exponential backoff and full jitter, or after the ``Retry-After`` the adapter asked for.
+
+    Unless the adapter answers everyone else: a record whose own pushes keep failing (a 5xx or a timeout
+    that only it meets) while other calls succeed is the problem itself. A batch holding it is split
+    after ``split_batch_after_attempts`` such failures; the record alone becomes a recorded failure
+    after ``record_deadline_seconds`` of failing while the adapter was otherwise healthy (time with the
+    circuit breaker open does not count, so an outage never turns the backlog into failures)."""
 
     initial_backoff_seconds: float = Field(0.5, gt=0)
     max_backoff_seconds: float = Field(15.0, gt=0)
     max_retry_after_seconds: float = Field(300.0, gt=0)
+    split_batch_after_attempts: int = Field(3, ge=1)
+    record_deadline_seconds: float = Field(300.0, gt=0)
 
 
 class RateLimitSettings(Section):

@@ -82,7 +82,7 @@ def _print_summary(console: Console, outcomes: Counter[tuple[str, str]], portal:
     table.add_column("reason / rule")
     table.add_column("events", justify="right")
     for (outcome, reason), count in sorted(outcomes.items()):
-        style = {"synced": "green", "skipped": "yellow", "dead_lettered": "red"}.get(outcome, "")
+        style = {"synced": "green", "skipped": "yellow", "failed": "red"}.get(outcome, "")
         table.add_row(f"[{style}]{outcome}[/]", reason, str(count))
     console.print(table)
 
@@ -151,8 +151,8 @@ async def _demo(console: Console, dossiers: int, seed: int) -> int:
     if not done:
         console.print(f"[red]not every event had an outcome within {TIMEOUT_SECONDS:.0f} s[/]")
         return 1
-    console.print("[green]done[/]: every event synced, skipped by a named rule, or dead-lettered "
-                  f"to {DLQ_TOPIC} with its reason.")
+    console.print("[green]done[/]: every event synced, skipped by a named rule, or recorded as failed "
+                  f"(in the state store and on {DLQ_TOPIC}) with its reason.")
     return 0
 
 

@@ -26,7 +26,7 @@ ErrorKind = Literal["invalid_input", "permanent", "retryable"]
 
 class SyncError(Exception):
     kind: ClassVar[ErrorKind] = "permanent"
-    quotes_remote_text: ClassVar[bool] = False
+    quotes_remote_text: bool = False  # class default; a wrapper of another error inherits its value
     # Class default; an instance may say otherwise (an HTTP 404 is about our endpoint, not the record).
     affects_every_record: bool = False
 
@@ -64,3 +64,22 @@ class RetryableError(SyncError):
     ) -> None:
         super().__init__(message, reason=reason, field=field)
         self.retry_after = retry_after
+
+
+class DeadlineExceeded(SyncError):
+    """A record kept meeting a retryable error (a 5xx, a timeout) while the adapter answered other calls,
+    until its deadline: the record itself is the trouble. It becomes a recorded failure; the last error
+    and the attempts made travel with it."""
+
+    kind: ClassVar[ErrorKind] = "retryable"
+
+    def __init__(self, last: SyncError, *, attempts: int, seconds: float) -> None:
+        super().__init__(
+            f"gave up after {attempts} attempts over {seconds:.0f} s while the adapter answered other calls; "
+            f"last error ({last.reason}): {last}",
+            reason="deadline_exceeded",
+            field=last.field,
+        )
+        self.last = last
+        self.attempts = attempts
+        self.quotes_remote_text = last.quotes_remote_text

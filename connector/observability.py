@@ -95,7 +95,8 @@ class Metrics:
         )
         self.event_outcomes = Counter(
             "portal_sync_event_outcomes",
-            "How each consumed event ended: synced, dead_lettered or skipped, with the rule or error reason",
+            "How each consumed event ended: synced, skipped or failed (recorded and dead-lettered), "
+            "with the rule or error reason",
             ["outcome", "reason"],
             registry=r,
         )

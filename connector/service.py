@@ -18,6 +18,7 @@ from connector.config import Settings
 from connector.kafka import DeadLetterQueue, build_consumer, build_producer
 from connector.mapping import Mappings, load_mappings
 from connector.observability import Metrics
+from connector.pipeline.failures import FailureRecorder
 from connector.pipeline.push import DossierSync, EventReader, PortalGateway, PushPipeline
 from connector.portal.rest import PortalClient
 from connector.store import StateStore
@@ -63,14 +64,15 @@ class Service:
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
-        dead_letters = DeadLetterQueue(self.producer, s.kafka.topics.dead_letter)
+        failures = FailureRecorder(self.store, DeadLetterQueue(self.producer, s.kafka.topics.dead_letter),
+                                   s.portal.retry)
         gateway = PortalGateway(self.portal, s.portal, self.metrics)
         pipeline = PushPipeline(
             consumer=self.consumer,
             reader=EventReader(s, self.mappings, self.metrics),
-            sync=DossierSync(settings=s, store=self.store, gateway=gateway, dead_letters=dead_letters),
+            sync=DossierSync(settings=s, store=self.store, gateway=gateway, failures=failures),
             gateway=gateway,
-            dead_letters=dead_letters,
+            failures=failures,
             metrics=self.metrics,
             topic=s.kafka.topics.dossier_events,
             push=s.push,

@@ -8,7 +8,7 @@ import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -16,6 +16,8 @@ R = TypeVar("R")
 # ``send`` answers each item: a result, or the exception that belongs to that item alone. An exception
 # raised by ``send`` itself fails the whole batch.
 SendBatch = Callable[[list[T]], Awaitable[Sequence["R | BaseException"]]]
+# ``settle(index, result)`` hands one item its answer before the whole batch is done.
+Settle = Callable[[int, "R | BaseException"], None]
 
 
 @dataclass
@@ -38,7 +40,8 @@ class MicroBatcher(Generic[T, R]):
         weight_of: Callable[[T], int] = lambda _item: 1,
         size_of: Callable[[T], int] = lambda _item: 0,
     ) -> None:
-        self._send = send
+        self._send: Callable[[list[T], Settle[R]], Awaitable[Sequence[R | BaseException]]] = (
+            lambda items, _settle: send(items))
         self._max_weight = max_weight
         self._max_bytes = max_bytes
         self._linger = linger_seconds
@@ -50,6 +53,18 @@ class MicroBatcher(Generic[T, R]):
         self._sending: set[asyncio.Task[None]] = set()
         self._taken: dict[asyncio.Task[None], list[_Waiting[T, R]]] = {}
         self._loop_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def settling(
+        cls,
+        send: Callable[[list[T], Settle[R]], Awaitable[Sequence[R | BaseException]]],
+        **options: Any,
+    ) -> MicroBatcher[T, R]:
+        """A batcher whose ``send`` may settle items early (``settle(index, result)``): a batch that is
+        split must not hold the answered half hostage to the half still being retried."""
+        batcher: MicroBatcher[T, R] = cls(_unused, **options)
+        batcher._send = send
+        return batcher
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._collect())
@@ -123,8 +138,11 @@ class MicroBatcher(Generic[T, R]):
             live = [entry for entry in batch if not entry.result.done()]  # submitters may have gone
             if not live:
                 return
+            def settle(index: int, result: R | BaseException) -> None:
+                _set(live[index].result, result)
+
             try:
-                results = await self._send([entry.item for entry in live])
+                results = await self._send([entry.item for entry in live], settle)
             except asyncio.CancelledError:
                 for entry in live:
                     entry.result.cancel()
@@ -135,11 +153,19 @@ class MicroBatcher(Generic[T, R]):
                         entry.result.set_exception(error)
                 return
             for entry, result in zip(live, results, strict=True):
-                if entry.result.done():
-                    continue
-                if isinstance(result, BaseException):
-                    entry.result.set_exception(result)
-                else:
-                    entry.result.set_result(result)
+                _set(entry.result, result)
         finally:
             self._slots.release()
+
+
+def _set(future: asyncio.Future[R], result: R | BaseException) -> None:
+    if future.done():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+async def _unused(_items: list[Any]) -> list[Any]:
+    raise AssertionError("a settling batcher sends through its own function")  # pragma: no cover

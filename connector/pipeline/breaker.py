@@ -4,6 +4,9 @@ Closed: calls go through; the outcomes of the last ``window`` calls are kept. Wh
 ``min_calls`` are known and the share of service-wide failures reaches ``failure_ratio``, it opens.
 Open: no calls for ``open_seconds``. Then half-open: one probe goes through; success closes it,
 failure opens it again.
+
+It also keeps the adapter's **healthy time**: seconds spent closed. A record's own deadline runs on it,
+so that an outage (breaker open) never counts against the records waiting for it.
 """
 
 from __future__ import annotations
@@ -17,11 +20,18 @@ State = Literal["closed", "open", "half_open"]
 
 
 class CircuitBreaker:
-    def __init__(self, settings: CircuitBreakerSettings) -> None:
+    def __init__(self, settings: CircuitBreakerSettings, now: float = 0.0) -> None:
         self._settings = settings
         self._outcomes: deque[bool] = deque(maxlen=settings.window)  # True = failed
         self._opened_at: float | None = None
         self._probing = False
+        self._closed_since: float | None = now
+        self._healthy_before = 0.0  # closed time before the current closed period
+
+    def healthy_seconds(self, now: float) -> float:
+        """Seconds spent closed so far: a clock that stops while the adapter is failing."""
+        current = now - self._closed_since if self._closed_since is not None else 0.0
+        return self._healthy_before + max(current, 0.0)
 
     def state(self, now: float) -> State:
         if self._opened_at is None:
@@ -48,6 +58,7 @@ class CircuitBreaker:
     def record_success(self, now: float) -> None:
         if self._opened_at is not None:
             self._opened_at = None
+            self._closed_since = now
             self._outcomes.clear()
         self._probing = False
         self._outcomes.append(False)
@@ -64,3 +75,6 @@ class CircuitBreaker:
             self._settings.failure_ratio
         ):
             self._opened_at = now
+            if self._closed_since is not None:
+                self._healthy_before += max(now - self._closed_since, 0.0)
+                self._closed_since = None

@@ -35,26 +35,29 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiolimiter import AsyncLimiter
 
 from connector.config import PortalSettings, PushSettings, Settings
-from connector.errors import InvalidInput, PermanentError, RetryableError, SyncError
+from connector.errors import DeadlineExceeded, InvalidInput, PermanentError, RetryableError, SyncError
 from connector.events import DossierEvent, decode_event
-from connector.kafka import ERROR_HEADER_PREFIX, DeadLetterQueue, OffsetWatermark, dead_letter_headers
+from connector.kafka import OffsetWatermark
 from connector.mapping import MappedEvent, Mappings, map_event
 from connector.observability import Metrics
-from connector.pipeline.batching import MicroBatcher
+from connector.pipeline.batching import MicroBatcher, Settle
 from connector.pipeline.breaker import CircuitBreaker
+from connector.pipeline.failures import ConsumedRecord, FailureRecorder
 from connector.pipeline.retry import call_with_retries
 from connector.store import LedgerEntry, StateStore, Synced
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+X = TypeVar("X")
+R = TypeVar("R")
 
-OutcomeKind = Literal["synced", "skipped", "dead_lettered"]
+OutcomeKind = Literal["synced", "skipped", "failed"]
 
 
 @dataclass(frozen=True)
 class Outcome:
     kind: OutcomeKind
-    reason: str  # synced: created / updated / step / coalesced; skipped: the rule; dead_lettered: the error
+    reason: str  # synced: created / updated / step / coalesced; skipped: the rule; failed: the error
 
 
 class Portal(Protocol):
@@ -63,15 +66,6 @@ class Portal(Protocol):
     async def push_dossiers(self, records: Sequence[Mapping[str, Any]], *, updating: bool) -> bool: ...
 
     async def push_progress(self, steps: Sequence[Mapping[str, Any]]) -> None: ...
-
-
-class ConsumedRecord(Protocol):
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes]]
 
 
 def record_hash(record: Mapping[str, Any]) -> str:
@@ -102,6 +96,16 @@ class Admitted:
         return self.event.dossier.version
 
 
+@dataclass(frozen=True)
+class Rejected:
+    """An event that cannot be synced as it is (bad bytes, schema, contract, mapping)."""
+
+    record: ConsumedRecord
+    tp: TopicPartition
+    error: SyncError
+    event: DossierEvent | None  # when it decoded
+
+
 _INDEX = re.compile(r"\[\d+\]")
 
 
@@ -111,8 +115,9 @@ class EventReader:
         self._mappings = mappings
         self._metrics = metrics
 
-    def read(self, tp: TopicPartition, record: ConsumedRecord) -> Admitted:
-        """Raises SyncError (record-level) when the event cannot be synced as it is."""
+    def read(self, tp: TopicPartition, record: ConsumedRecord) -> Admitted | Rejected:
+        """The event ready to sync, or why it cannot be synced as it is."""
+        event: DossierEvent | None = None
         try:
             event = decode_event(record.key, record.value, max_bytes=self._max_bytes)
             if event.dossier.origin == "portal":
@@ -124,36 +129,16 @@ class EventReader:
                     field="dossier.origin",
                 )
             mapped = map_event(event, self._mappings)
-        except SyncError:
-            raise
-        except Exception as exc:  # a bug in pure code must not stall a partition for ever: dead-letter it
-            raise InvalidInput(f"unexpected {type(exc).__name__} while reading the event",
-                               reason="unexpected_error") from exc
+        except SyncError as error:
+            return Rejected(record, tp, error, event)
+        except Exception as exc:  # noqa: BLE001 - a bug in pure code must not stall a partition: record it
+            unexpected = InvalidInput(f"unexpected {type(exc).__name__} while reading the event",
+                                      reason="unexpected_error")
+            unexpected.__cause__ = exc
+            return Rejected(record, tp, unexpected, event)
         for cut in mapped.truncated:
             self._metrics.truncated_fields.labels(_INDEX.sub("[]", cut)).inc()
         return Admitted(record, tp, event, mapped, time.monotonic())
-
-
-async def dead_letter(dlq: DeadLetterQueue, record: ConsumedRecord, error: SyncError) -> None:
-    headers = dead_letter_headers(
-        record.headers, topic=record.topic, partition=record.partition, offset=record.offset,
-        error=error, attempts=error.attempts,
-    )
-    value = record.value
-    if error.reason == "too_large":
-        # It may not fit in a produce request; the headers say where the original lies.
-        headers.append((ERROR_HEADER_PREFIX + "original.size", str(len(value or b"")).encode()))
-        value = None
-    await dlq.send(record.key, value, headers)
-    log.warning(
-        "event dead-lettered",
-        topic=record.topic, partition=record.partition, offset=record.offset,
-        kind=error.kind, reason=error.reason, field=error.field,
-        # The far side's own text may quote a citizen's data: it goes to the DLQ headers only.
-        error=None if error.quotes_remote_text else error.message,
-        error_code=getattr(error, "error_code", None),
-        attempts=error.attempts, dlq=dlq.topic,
-    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -162,6 +147,20 @@ async def dead_letter(dlq: DeadLetterQueue, record: ConsumedRecord, error: SyncE
 
 class BreakerOpen(RetryableError):
     """The circuit breaker holds calls back while the adapter is failing."""
+
+
+@dataclass(eq=False)  # compared and hashed by identity: one per call
+class _Patience:
+    """One batch's (or record's) history of retryable failures, handed down when a batch is split: the
+    record's deadline runs from its first failure in any batch."""
+
+    healthy_at_first_failure: float | None = None
+    answers_at_first_failure: int = 0
+    attempts: int = 0
+    failures_while_closed: int = 0  # of this batch itself, not handed down
+
+    def for_half(self) -> _Patience:
+        return _Patience(self.healthy_at_first_failure, self.answers_at_first_failure, self.attempts)
 
 
 @dataclass(frozen=True)
@@ -181,79 +180,122 @@ class PortalGateway:
         # Capacity 1, refilled at the rate: no burst, so no 1-second window ever holds more than rate + 1.
         self._limiter = AsyncLimiter(1, 1 / settings.rate_limit.requests_per_second)
         self._concurrency = asyncio.Semaphore(settings.rate_limit.max_concurrent_requests)
-        self._breaker = CircuitBreaker(settings.circuit_breaker)
-        self._waiting_calls = 0
+        self._breaker = CircuitBreaker(settings.circuit_breaker, now=clock())
+        self._waiting: set[_Patience] = set()  # calls retrying a service-wide error
+        self._answers = 0  # calls the adapter answered (success or a record's own refusal)
 
     @property
     def unavailable(self) -> bool:
-        """True while any call is waiting out a service-wide error: consumption should pause."""
-        return self._waiting_calls > 0
+        """True while a call waits out an error nothing has got past since it began (the adapter down,
+        the breaker open): consumption should pause. A record failing alone while others get answers
+        does not pause anything: its deadline deals with it."""
+        return any(p.answers_at_first_failure == self._answers for p in self._waiting)
 
-    async def push_records(self, pushes: list[RecordPush]) -> list[bool | BaseException]:
+    async def push_records(self, pushes: list[RecordPush], settle: Settle[bool]) -> list[bool | BaseException]:
         """DongBoHoSoMC for a batch: creates and updates in separate calls. Per push: whether it was an
-        update, or the error that belongs to that record."""
+        update, or the error that belongs to that record; each settled as soon as it is known."""
         results: list[bool | BaseException] = [False] * len(pushes)
-        for updating in (False, True):
+
+        async def one_kind(updating: bool) -> None:
             indexes = [i for i, p in enumerate(pushes) if p.updating is updating]
-            if indexes:
-                send = functools.partial(self._portal.push_dossiers, updating=updating)
-                answers = await self._bisect("DongBoHoSoMC", [pushes[i].record for i in indexes], send)
-                for i, answer in zip(indexes, answers, strict=True):
-                    results[i] = answer
+            if not indexes:
+                return
+
+            def settle_push(i: int, answer: bool | BaseException) -> None:
+                results[indexes[i]] = answer
+                settle(indexes[i], answer)
+
+            send = functools.partial(self._portal.push_dossiers, updating=updating)
+            await self._bisect("DongBoHoSoMC", [pushes[i].record for i in indexes], send, settle_push)
+
+        await asyncio.gather(one_kind(False), one_kind(True))
         return results
 
-    async def push_steps(self, groups: list[list[dict[str, Any]]]) -> list[BaseException | None]:
+    async def push_steps(self, groups: list[list[dict[str, Any]]],
+                         settle: Settle[None]) -> list[BaseException | None]:
         """CapNhatTienDoHoSoMC for a batch of step groups (each one dossier's steps, in order)."""
-        return await self._bisect_groups(groups)
+        results: list[BaseException | None] = [None] * len(groups)
 
-    async def _bisect_groups(self, groups: list[list[dict[str, Any]]]) -> list[BaseException | None]:
-        try:
-            await self.call("CapNhatTienDoHoSoMC",
-                            lambda: self._portal.push_progress([s for g in groups for s in g]))
-            return [None] * len(groups)
-        except SyncError as error:
-            if len(groups) == 1:
-                return [error]
-        middle = len(groups) // 2
-        return [*await self._bisect_groups(groups[:middle]), *await self._bisect_groups(groups[middle:])]
+        async def send(chunk: list[list[dict[str, Any]]]) -> None:
+            await self._portal.push_progress([step for group in chunk for step in group])
+
+        def settle_group(i: int, answer: BaseException | None) -> None:
+            results[i] = answer
+            settle(i, answer)
+
+        await self._bisect("CapNhatTienDoHoSoMC", groups, send, settle_group)
+        return results
 
     async def _bisect(
-        self, service: str, records: list[dict[str, Any]],
-        send: Callable[[list[dict[str, Any]]], Awaitable[bool]],
-    ) -> list[bool | BaseException]:
-        """One bad record must not fail the others: split a refused batch until the refused ones remain."""
+        self, service: str, items: list[X], send: Callable[[list[X]], Awaitable[R]],
+        settle: Callable[[int, R | BaseException], None], start: int = 0, patience: _Patience | None = None,
+    ) -> None:
+        """One bad record must not fail the others: split a refused batch until the refused ones remain.
+        A batch that keeps failing retryably while the adapter is otherwise healthy is split too, and a
+        record that still fails alone past its deadline becomes its own failure. Each item is settled
+        (``settle(start + i, answer)``) as soon as its answer is known."""
+        patience = patience or _Patience()
         try:
-            answer = await self.call(service, lambda: send(records))
-            return [answer] * len(records)
+            answer = await self.call(service, lambda: send(items), patience, single=len(items) == 1)
         except SyncError as error:
-            if len(records) == 1:
-                return [error]
-        middle = len(records) // 2
-        return [*await self._bisect(service, records[:middle], send),
-                *await self._bisect(service, records[middle:], send)]
+            if len(items) == 1:
+                settle(start, self._gave_up(error, patience) if error.affects_every_record else error)
+                return
+        else:
+            for i in range(len(items)):
+                settle(start + i, answer)
+            return
+        middle = len(items) // 2
+        # Side by side: the half without the bad record must not wait for the other half's deadline.
+        await asyncio.gather(
+            self._bisect(service, items[:middle], send, settle, start, patience.for_half()),
+            self._bisect(service, items[middle:], send, settle, start + middle, patience.for_half()))
 
-    async def call(self, service: str, send: Callable[[], Awaitable[T]]) -> T:
-        """One adapter call, retried while the cause is service-wide; record-level errors are raised."""
-        waiting = False
+    def _gave_up(self, last: SyncError, patience: _Patience) -> DeadlineExceeded:
+        healthy = self._breaker.healthy_seconds(self._clock()) - (patience.healthy_at_first_failure or 0.0)
+        return DeadlineExceeded(last, attempts=patience.attempts, seconds=healthy)
+
+    def _give_up(self, patience: _Patience, single: bool) -> bool:
+        """Has this batch (or record) failed retryably long enough, while the adapter was otherwise
+        healthy, to be the trouble itself?"""
+        now = self._clock()
+        patience.attempts += 1
+        if patience.healthy_at_first_failure is None:
+            patience.healthy_at_first_failure = self._breaker.healthy_seconds(now)
+            patience.answers_at_first_failure = self._answers
+        if not single:
+            # Splitting costs only calls; but not while the breaker is open (an outage): batches that
+            # would go out as single records afterwards would drain the backlog slowly.
+            if self._breaker.state(now) == "closed":
+                patience.failures_while_closed += 1
+            return patience.failures_while_closed >= self._settings.retry.split_batch_after_attempts
+        if self._answers == patience.answers_at_first_failure:
+            return False  # nothing got through since: the adapter is down, not this record
+        waited = self._breaker.healthy_seconds(now) - patience.healthy_at_first_failure
+        return waited >= self._settings.retry.record_deadline_seconds
+
+    async def call(self, service: str, send: Callable[[], Awaitable[T]], patience: _Patience, *,
+                   single: bool = True) -> T:
+        """One adapter call, retried while the cause is service-wide; record-level errors are raised, and
+        so is the service-wide one once ``patience`` says the call itself is the trouble."""
 
         def on_retry(svc: str, reason: str, attempt: int) -> None:
-            nonlocal waiting
             self._metrics.retries.labels(svc, reason).inc()
-            if not waiting:
-                waiting = True
-                self._waiting_calls += 1
+            if patience not in self._waiting:
+                self._waiting.add(patience)
                 self._metrics.service_waits.labels(reason).inc()
-                self._metrics.waiting.set(1)
+            self._metrics.waiting.set(1 if self.unavailable else 0)
 
         try:
-            return await call_with_retries(lambda: self._attempt(send), service=service,
-                                           policy=self._settings.retry, on_retry=on_retry)
+            return await call_with_retries(
+                lambda: self._attempt(send, patience), service=service, policy=self._settings.retry,
+                on_retry=on_retry, give_up=lambda _error, _attempt: self._give_up(patience, single))
         finally:
-            if waiting:
-                self._waiting_calls -= 1
-                self._metrics.waiting.set(1 if self._waiting_calls else 0)
+            if patience in self._waiting:
+                self._waiting.discard(patience)
+                self._metrics.waiting.set(1 if self.unavailable else 0)
 
-    async def _attempt(self, send: Callable[[], Awaitable[T]]) -> T:
+    async def _attempt(self, send: Callable[[], Awaitable[T]], patience: _Patience) -> T:
         now = self._clock()
         if not self._breaker.allow(now):
             raise BreakerOpen("the adapter is failing; calls are held back", reason="circuit_open",
@@ -262,11 +304,15 @@ class PortalGateway:
             try:
                 result = await send()
             except SyncError as error:
-                if error.affects_every_record:
-                    self._breaker.record_failure(self._clock())
-                else:
+                if not error.affects_every_record:
+                    self._answers += 1
                     self._breaker.record_success(self._clock())  # it answered: it is up
+                elif patience.attempts == 0 or self._breaker.state(self._clock()) != "closed":
+                    # A first failure, or a failed probe. The retries of one call are not counted: a
+                    # record failing alone, retried, must not open the breaker for everyone else.
+                    self._breaker.record_failure(self._clock())
                 raise
+        self._answers += 1
         self._breaker.record_success(self._clock())
         return result
 
@@ -275,27 +321,32 @@ class PortalGateway:
 # One dossier's waiting events → one unit of work
 
 
+def _payload(mapped: MappedEvent) -> dict[str, Any]:
+    """What was (or would have been) sent for one event, for the failure table."""
+    return {"DongBoHoSoMC": mapped.record, "CapNhatTienDoHoSoMC": mapped.step}
+
+
 def _chunks(items: list[T], size: int) -> list[list[T]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 class DossierSync:
     def __init__(self, *, settings: Settings, store: StateStore, gateway: PortalGateway,
-                 dead_letters: DeadLetterQueue) -> None:
+                 failures: FailureRecorder) -> None:
         push = settings.push
         self._push = push
         self._store = store
         self._retry = settings.portal.retry
-        self._dlq = dead_letters
+        self._failures = failures
         concurrent = settings.portal.rate_limit.max_concurrent_requests
         linger = push.linger_ms / 1000
         self._reads: MicroBatcher[str, LedgerEntry | None] = MicroBatcher(
             self._read_ledger, max_weight=500, max_bytes=1 << 30, linger_seconds=0.002,
             max_concurrent_batches=4)
-        self._records: MicroBatcher[RecordPush, bool] = MicroBatcher(
+        self._records: MicroBatcher[RecordPush, bool] = MicroBatcher.settling(
             gateway.push_records, max_weight=push.max_batch_records, max_bytes=push.max_batch_bytes,
             linger_seconds=linger, max_concurrent_batches=concurrent, size_of=lambda p: p.size)
-        self._steps: MicroBatcher[list[dict[str, Any]], None] = MicroBatcher(
+        self._steps: MicroBatcher[list[dict[str, Any]], None] = MicroBatcher.settling(
             gateway.push_steps, max_weight=push.max_batch_records, max_bytes=push.max_batch_bytes,
             linger_seconds=linger, max_concurrent_batches=concurrent, weight_of=len)
         self._writes: MicroBatcher[Synced, None] = MicroBatcher(
@@ -306,10 +357,12 @@ class DossierSync:
     def start(self) -> None:
         for batcher in self._batchers:
             batcher.start()
+        self._failures.start()
 
     async def close(self) -> None:
         for batcher in self._batchers:
             await batcher.close()
+        await self._failures.close()
 
     async def _read_ledger(self, dossier_nos: list[str]) -> list[LedgerEntry | None]:
         entries = await call_with_retries(lambda: self._store.get_many(dossier_nos), service="state_store",
@@ -345,19 +398,23 @@ class DossierSync:
         exists = entry is not None and entry.exists_on_portal
         steps = [item.mapped.step for item in live if item.mapped.step is not None]
         how = "step"
+        service = "DongBoHoSoMC"
         try:
             # Steps need the dossier on the portal; an unchanged record need not be sent again.
             if not exists or entry is None or entry.record_hash != digest:
                 size = len(newest.record.value or b"")
                 was_update = await self._records.submit(RecordPush(newest.mapped.record, exists, size))
                 how = "updated" if was_update else "created"
+            service = "CapNhatTienDoHoSoMC"
             for chunk in _chunks(steps, self._push.max_batch_records):
                 await self._steps.submit(chunk)
             await self._writes.submit(Synced(no, newest.version, digest, newest.event.event_id))
         except SyncError as error:  # record-level: service-wide errors were waited out below us
-            for item in live:
-                await dead_letter(self._dlq, item.record, error)
-            return [Outcome("dead_lettered", error.reason)] * len(live)
+            await asyncio.gather(*(
+                self._failures.record(item.record, error, dossier_no=no, event_id=item.event.event_id,
+                                      service=service, mapped_payload=_payload(item.mapped))
+                for item in live))
+            return [Outcome("failed", error.reason)] * len(live)
         older = [Outcome("synced", "step" if item.mapped.step is not None else "coalesced") for item in live[:-1]]
         return [*older, Outcome("synced", how)]
 
@@ -401,7 +458,7 @@ class PushPipeline:
         reader: EventReader,
         sync: DossierSync,
         gateway: PortalGateway,
-        dead_letters: DeadLetterQueue,
+        failures: FailureRecorder,
         metrics: Metrics,
         topic: str,
         push: PushSettings,
@@ -410,7 +467,7 @@ class PushPipeline:
         self._reader = reader
         self._sync = sync
         self._gateway = gateway
-        self._dlq = dead_letters
+        self._failures = failures
         self._metrics = metrics
         self._topic = topic
         self._push = push
@@ -472,10 +529,9 @@ class PushPipeline:
         state.watermark.track(record.offset)
         state.events += 1
         state.bytes += _size(record)
-        try:
-            admitted = self._reader.read(tp, record)
-        except SyncError as error:
-            self._spawn(self._dead_letter_and_finish(tp, record, error))
+        admitted = self._reader.read(tp, record)
+        if isinstance(admitted, Rejected):
+            self._spawn(self._record_failure_and_finish(admitted))
             return
         no = admitted.event.dossier.no
         lane = self._lanes.get(no)
@@ -503,10 +559,13 @@ class PushPipeline:
         elif self._lanes.get(no) is lane:
             del self._lanes[no]
 
-    async def _dead_letter_and_finish(self, tp: TopicPartition, record: ConsumedRecord, error: SyncError) -> None:
-        await dead_letter(self._dlq, record, error)
-        self._metrics.event_outcomes.labels("dead_lettered", error.reason).inc()
-        self._finish(tp, record)
+    async def _record_failure_and_finish(self, rejected: Rejected) -> None:
+        event = rejected.event
+        await self._failures.record(rejected.record, rejected.error,
+                                    dossier_no=event.dossier.no if event else None,
+                                    event_id=event.event_id if event else None)
+        self._metrics.event_outcomes.labels("failed", rejected.error.reason).inc()
+        self._finish(rejected.tp, rejected.record)
 
     def _finish(self, tp: TopicPartition, record: ConsumedRecord) -> None:
         state = self._partitions.get(tp)

@@ -21,10 +21,6 @@ T = TypeVar("T")
 log = structlog.get_logger(__name__)
 
 
-def _affects_every_record(error: BaseException) -> bool:
-    return isinstance(error, SyncError) and error.affects_every_record
-
-
 class _WaitRetryAfterOrJitter:
     """Honour the server's Retry-After when it gave one; otherwise full-jitter exponential, capped."""
 
@@ -50,11 +46,18 @@ async def call_with_retries(
     service: str,
     policy: RetrySettings,
     on_retry: Callable[[str, str, int], None] | None = None,
+    give_up: Callable[[SyncError, int], bool] | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> T:
     """Run ``call`` until it succeeds or fails for a reason of its own (raised, with ``attempts`` set).
-    Service-wide errors are waited out for as long as they last; cancel the caller to give up."""
+    Service-wide errors are waited out for as long as they last, unless ``give_up(error, attempt)`` says
+    the caller has waited enough (then the error is raised); cancel the caller to stop waiting."""
     attempt = 0
+
+    def should_retry(error: BaseException) -> bool:
+        if not isinstance(error, SyncError) or not error.affects_every_record:
+            return False
+        return give_up is None or not give_up(error, attempt)
 
     def before_sleep(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome is not None else None
@@ -69,7 +72,7 @@ async def call_with_retries(
         async for attempt_state in AsyncRetrying(
             stop=stop_never,
             wait=_WaitRetryAfterOrJitter(policy),
-            retry=retry_if_exception(_affects_every_record),
+            retry=retry_if_exception(should_retry),
             before_sleep=before_sleep,
             sleep=sleep,
             reraise=True,

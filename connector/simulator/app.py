@@ -141,6 +141,10 @@ def _service_handler(services: Mapping[str, ServiceCall]) -> Handler:
                 state.count_call(service, "session_expired")
                 await _pause(request.app, late)
                 return _json(SESSION_INVALID, status=401)
+            crash = state.chaos.crash_status(service, body.get("data"))
+            if crash is not None:
+                state.count_call(service, f"crash_{crash}")
+                return web.Response(status=crash, text="simulated crash on this record")
             reply = _dispatch(services, state, service, body)
             withheld = state.withhold_seconds(service, reply)
             state.count_call(service, "withheld" if withheld is not None else outcome_of(reply))

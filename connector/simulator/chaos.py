@@ -13,7 +13,9 @@ The order in which one call meets the knobs (fixed, so a seed reproduces a run):
 4. the throttle: the calls of one 1-second window (counted from when the profile was installed) beyond
    ``requests_per_second`` answer 429 with ``Retry-After``; the login counts;
 5. the error rate: 5xx with the service's probability, the status drawn from ``error_statuses``;
-6. the call is served; a push that took effect (``DongBoHoSoMC``, ``CapNhatTienDoHoSoMC``) then has its
+6. a push naming one of ``crashing_dossiers`` answers ``crash_status`` and takes no effect, every time:
+   the adapter failing on one record's data, a poison pill no retry cures (checked once the session is);
+7. the call is served; a push that took effect (``DongBoHoSoMC``, ``CapNhatTienDoHoSoMC``) then has its
    reply withheld for ``hang_seconds`` with probability ``apply_then_timeout_rate``.
 
 The login is a call like any other for outages, latency and the throttle; the error rate reaches it only
@@ -160,6 +162,9 @@ class ChaosProfile(_Knob):
     session_ttl_seconds: Seconds | None = None
     apply_then_timeout_rate: Probability = 0.0
     hang_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    crashing_dossiers: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        default_factory=list, max_length=10_000)
+    crash_status: Annotated[int, Field(ge=500, le=599)] = 500
 
     @field_validator("error_rate", mode="before")
     @classmethod
@@ -220,6 +225,14 @@ class Chaos:
             status = self._rng.choice(profile.error_statuses)
             return Verdict(delay, status=status, outcome=f"chaos_{status}")
         return Verdict(delay)
+
+    def crash_status(self, service: str, data: Any) -> int | None:
+        """For a push about to be served: the 5xx it crashes with, when it names a crashing dossier."""
+        crashing = self.profile.crashing_dossiers
+        if not crashing or service not in PUSH_SERVICES or not isinstance(data, list):
+            return None
+        named = {item.get("MaHoSo") for item in data if isinstance(item, dict)}
+        return self.profile.crash_status if not named.isdisjoint(crashing) else None
 
     def withhold_seconds(self, service: str) -> float | None:
         """For a push that took effect: how long to withhold its reply, or None to answer now."""

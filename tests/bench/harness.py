@@ -549,7 +549,7 @@ class Daemon:
         return sum(samples.get("portal_sync_events_consumed_total", {}).values())
 
     async def outcomes(self, http: aiohttp.ClientSession) -> dict[str, float]:
-        """Events finished, by outcome (synced / skipped / dead_lettered)."""
+        """Events finished, by outcome (synced / skipped / failed)."""
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):
             samples = await self.metrics(http)
             totals: dict[str, float] = {}

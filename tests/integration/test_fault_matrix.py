@@ -1,7 +1,8 @@
 """The adapter misbehaving in every way it does in production, one test each: errors, ambiguous
 timeouts, throttling, expiring sessions, an outage. In every case the portal ends with each dossier's
-newest version and every step in order, nothing is dead-lettered (these causes are the adapter's, not
-the events'), every offset is committed, and the request rate never exceeds the configured limit."""
+newest version and every step in order, nothing is dead-lettered or recorded as failed (these causes are
+the adapter's, not the events'), every offset is committed, and the request rate never exceeds the
+configured limit."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from connector.config import load_settings
 from connector.samples import generate_events
+from connector.store import StateStore
 from tests.integration.pipeline_harness import (
     HTTP_TIMEOUT,
     Topics,
@@ -60,7 +62,9 @@ async def test_the_portal_ends_right_whatever_the_adapter_does(
     expected_offsets = await produce(kafka_bootstrap, stream.events, messages)
 
     config = daemon_config(kafka_bootstrap, portal_url, stream, tmp_path)
-    config["portal"].update(timeout_seconds=1, retry={"initial_backoff_seconds": 0.05, "max_backoff_seconds": 1})
+    # A record deadline shorter than the outage: waiting out the adapter must not count against records.
+    config["portal"].update(timeout_seconds=1, retry={"initial_backoff_seconds": 0.05, "max_backoff_seconds": 1,
+                                                      "record_deadline_seconds": min(10.0, OUTAGE_SECONDS / 2)})
     config["portal"]["rate_limit"] = {"requests_per_second": RATE_LIMIT}
     # Small batches: many calls, so the faults meet many of them.
     config["push"] = {"max_batch_records": 5}
@@ -70,6 +74,11 @@ async def test_the_portal_ends_right_whatever_the_adapter_does(
 
     await assert_portal_holds_newest(portal_url, messages, resent_steps_allowed=True)
     await assert_dlq_empty(kafka_bootstrap, stream.dead_letter)
+    store = await StateStore.open(config["state"]["url"])
+    try:
+        assert await store.failures(state=None) == []
+    finally:
+        await store.close()
     rate = await simulator_call("GET", f"{portal_url}/_sim/rate")
     assert rate["max_per_second"] <= RATE_LIMIT + 1, rate
     stats = await simulator_call("GET", f"{portal_url}/_sim/stats")

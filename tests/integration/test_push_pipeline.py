@@ -109,8 +109,8 @@ async def test_a_stream_of_dossiers_ends_with_the_newest_state_of_each_on_the_po
         for sample in metric.samples:
             if sample.name.endswith("_total"):
                 outcomes[sample.labels["outcome"]] += int(sample.value)
-    assert outcomes["dead_lettered"] == 3 + from_portal
-    assert outcomes["synced"] + outcomes["skipped"] + outcomes["dead_lettered"] == len(messages)
+    assert outcomes["failed"] == 3 + from_portal
+    assert outcomes["synced"] + outcomes["skipped"] + outcomes["failed"] == len(messages)
 
     # What a dashboard reads: the same numbers over HTTP, in Prometheus text format.
     assert admin["/healthz"][0] == 200
@@ -118,7 +118,7 @@ async def test_a_stream_of_dossiers_ends_with_the_newest_state_of_each_on_the_po
     assert status == 200
     assert metric_value(metrics, "portal_sync_events_consumed_total", topic=pipeline_topics.events) == len(messages)
     for reason in ("malformed_json", "schema", "unmapped_status"):
-        assert metric_value(metrics, "portal_sync_event_outcomes_total", outcome="dead_lettered", reason=reason) == 1
+        assert metric_value(metrics, "portal_sync_event_outcomes_total", outcome="failed", reason=reason) == 1
     # Batched: far fewer calls than records, and every step arrived (checked above) in some call.
     assert 1 <= metric_value(metrics, "portal_sync_portal_calls_total", service="DongBoHoSoMC", result="ok") < len(
         valid)

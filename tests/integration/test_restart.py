@@ -116,7 +116,7 @@ def _assert_logs_hold_no_personal_data(log: Path, messages) -> None:
     lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     events = {line.get("event") for line in lines}
     assert "service started" in events and "service stopped" in events  # the audit read real logs
-    assert any(line.get("event") == "event dead-lettered" for line in lines)
+    assert any(line.get("event") == "event failed" for line in lines)
     secrets = {SIM.password}
     for message in messages:
         try:

@@ -81,3 +81,27 @@ async def test_close_cancels_waiting_submitters() -> None:
     await asyncio.wait_for(batcher.close(), timeout=5)
     done, _ = await asyncio.wait({waiter}, timeout=5)
     assert waiter in done and waiter.cancelled()
+
+
+async def test_a_settling_send_answers_items_before_the_batch_is_done() -> None:
+    release = asyncio.Event()
+    early: list[int] = []
+
+    async def send(items: list[int], settle) -> list[int]:
+        settle(0, items[0] * 10)  # the first is known at once; the rest waits
+        await release.wait()
+        return [i * 10 for i in items]
+
+    batcher = MicroBatcher.settling(send, max_weight=10, max_bytes=10**6, linger_seconds=0.01,
+                                    max_concurrent_batches=1)
+    batcher.start()
+    try:
+        first = asyncio.ensure_future(batcher.submit(1))
+        rest = asyncio.ensure_future(batcher.submit(2))
+        early.append(await asyncio.wait_for(first, timeout=5))
+        assert not rest.done()
+        release.set()
+        assert await asyncio.wait_for(rest, timeout=5) == 20
+    finally:
+        await batcher.close()
+    assert early == [10]

@@ -62,3 +62,17 @@ def test_only_the_last_window_of_calls_counts() -> None:
     assert breaker.state(0) == "closed"
     breaker.record_failure(0)  # [S, S, F, F]: 2 of 4
     assert breaker.state(0) == "open"
+
+
+def test_healthy_time_stops_while_open_and_goes_on_once_closed_again() -> None:
+    breaker = CircuitBreaker(SETTINGS, now=100)
+    assert breaker.healthy_seconds(110) == 10
+    for _ in range(4):
+        breaker.record_failure(110)  # opens at 110
+    assert breaker.healthy_seconds(150) == 10  # an outage does not count
+    assert breaker.allow(150)
+    breaker.record_failure(150)  # the probe fails: open again
+    assert breaker.healthy_seconds(160) == 10
+    assert breaker.allow(170)
+    breaker.record_success(170)
+    assert breaker.healthy_seconds(175) == 15

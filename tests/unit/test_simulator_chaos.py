@@ -348,3 +348,13 @@ def test_bad_flags_are_refused_naming_the_flag(flags: dict[str, Any], problem: s
     with pytest.raises(ChaosInvalid) as caught:
         profile_from_flags(**flags)
     assert problem in str(caught.value)
+
+
+def test_a_push_naming_a_crashing_dossier_always_crashes_and_others_pass() -> None:
+    chaos = Chaos(parse_profile({"crashing_dossiers": ["X-1"], "crash_status": 502}), installed_at=0)
+    poisoned = [{"MaHoSo": "A-1"}, {"MaHoSo": "X-1"}]
+    assert [chaos.crash_status(PUSH, poisoned) for _ in range(5)] == [502] * 5
+    assert chaos.crash_status("CapNhatTienDoHoSoMC", [{"MaHoSo": "X-1"}]) == 502
+    assert chaos.crash_status(PUSH, [{"MaHoSo": "A-1"}, "not a record"]) is None
+    assert chaos.crash_status("TraCuuHoSo", [{"MaHoSo": "X-1"}]) is None  # only pushes
+    assert Chaos(ChaosProfile(), installed_at=0).crash_status(PUSH, poisoned) is None

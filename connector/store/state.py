@@ -1,4 +1,5 @@
-"""The sync ledger: per dossier, the newest version the portal acknowledged."""
+"""The state store: the sync ledger (per dossier, the newest version the portal acknowledged) and the
+failures (every event that could not be synced, kept for inspection and replay)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    DateTime,
-    MetaData,
-    String,
-    Table,
-    event,
-    select,
-)
+from sqlalchemy import event, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -27,19 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from connector.errors import RetryableError
-
-metadata = MetaData()
-
-dossier_ledger = Table(
-    "dossier_ledger",
-    metadata,
-    Column("dossier_no", String(100), primary_key=True),
-    Column("last_version", BigInteger, nullable=False),
-    Column("record_hash", String(64), nullable=False),
-    Column("exists_on_portal", Boolean, nullable=False),
-    Column("last_event_id", String(64), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-)
+from connector.store.tables import dossier_ledger, metadata, sync_failures
 
 
 class StoreUnavailable(RetryableError):
@@ -62,6 +41,28 @@ class Synced:
     version: int
     record_hash: str
     event_id: str
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An event that could not be synced: where it lies, its bytes, and the last error met."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+    dossier_no: str | None
+    event_id: str | None
+    service: str | None
+    mapped_payload: dict[str, Any] | None
+    error_class: str
+    error_kind: str
+    reason: str
+    field: str | None
+    message: str
+    attempts: int
 
 
 @dataclass(frozen=True)
@@ -147,3 +148,40 @@ class StateStore:
         )
         async with _store_errors(), self._engine.begin() as conn:
             await conn.execute(stmt, rows)
+
+    async def record_failures(self, failures: Sequence[Failure]) -> None:
+        """Record failed events (one transaction). A record that fails again stays one row: the newest
+        error, the attempts added up, and open again whatever its state was."""
+        if not failures:
+            return
+        now = datetime.now(UTC)
+        rows = [
+            {"topic": f.topic, "partition": f.partition, "offset": f.offset, "dossier_no": f.dossier_no,
+             "event_id": f.event_id, "service": f.service, "record_key": f.key, "record_value": f.value,
+             "record_headers": [[k, v.decode("latin-1")] for k, v in f.headers],
+             "mapped_payload": f.mapped_payload, "error_class": f.error_class, "error_kind": f.error_kind,
+             "reason": f.reason, "field": f.field, "message": f.message, "attempts": f.attempts,
+             "first_failed_at": now, "last_failed_at": now, "state": "open"}
+            for f in failures
+        ]
+        stmt = self._insert(sync_failures)
+        again = ("dossier_no", "event_id", "service", "mapped_payload", "error_class", "error_kind", "reason",
+                 "field", "message", "last_failed_at", "state")
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[sync_failures.c.topic, sync_failures.c.partition, sync_failures.c.offset],
+            set_={**{k: stmt.excluded[k] for k in again},
+                  "attempts": sync_failures.c.attempts + stmt.excluded.attempts,
+                  "state_changed_by": None, "state_changed_at": None},
+        )
+        # One record twice in a batch would make one upsert touch a row twice: keep the newest.
+        unique = list({(r["topic"], r["partition"], r["offset"]): r for r in rows}.values())
+        async with _store_errors(), self._engine.begin() as conn:
+            await conn.execute(stmt, unique)
+
+    async def failures(self, *, state: str | None = "open") -> list[dict[str, Any]]:
+        """Recorded failures, oldest first (all states when ``state`` is None)."""
+        query = select(sync_failures).order_by(sync_failures.c.id)
+        if state is not None:
+            query = query.where(sync_failures.c.state == state)
+        async with _store_errors(), self._engine.connect() as conn:
+            return [dict(row._mapping) for row in (await conn.execute(query)).all()]

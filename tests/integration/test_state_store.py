@@ -1,4 +1,4 @@
-"""The sync ledger on both supported databases: SQLite (default) and PostgreSQL."""
+"""The state store (sync ledger and failures) on both supported databases: SQLite (default) and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from connector.store import StateStore
+from connector.store import Failure, StateStore
 
 POSTGRES_ADMIN_URL = os.environ.get("PORTAL_SYNC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -128,3 +128,39 @@ async def test_instances_opening_a_new_postgresql_store_together_do_not_trip_ove
             await opened.close()
     finally:
         await _drop(name)
+
+
+def _failure(offset: int, *, reason: str = "portal_rejected", attempts: int = 1, value: bytes = b'{"v":1}') -> Failure:
+    return Failure(
+        topic="dossier.events", partition=2, offset=offset, key=b"000.00.01.G12-201005-0009", value=value,
+        headers=[("source", b"one-stop"), ("bin", bytes([0, 255]))], dossier_no="000.00.01.G12-201005-0009",
+        event_id=str(uuid.uuid4()), service="DongBoHoSoMC", mapped_payload={"MaHoSo": "000.00.01.G12-201005-0009"},
+        error_class="PortalRejected", error_kind="permanent", reason=reason, field="MaTTHC",
+        message="Mã thủ tục không tồn tại", attempts=attempts,
+    )
+
+
+async def test_a_failure_is_kept_whole_for_replay(store: StateStore) -> None:
+    await store.record_failures([_failure(41)])
+    [row] = await store.failures()
+    assert (row["topic"], row["partition"], row["offset"]) == ("dossier.events", 2, 41)
+    assert row["record_key"] == b"000.00.01.G12-201005-0009" and row["record_value"] == b'{"v":1}'
+    assert row["record_headers"] == [["source", "one-stop"], ["bin", "\x00\xff"]]
+    assert row["mapped_payload"] == {"MaHoSo": "000.00.01.G12-201005-0009"}
+    assert (row["error_class"], row["error_kind"], row["reason"], row["field"]) == (
+        "PortalRejected", "permanent", "portal_rejected", "MaTTHC")
+    assert row["message"] == "Mã thủ tục không tồn tại" and row["attempts"] == 1 and row["state"] == "open"
+
+
+async def test_a_record_failing_again_stays_one_row_with_the_newest_error(store: StateStore) -> None:
+    await store.record_failures([_failure(7, attempts=3)])
+    await store.record_failures([_failure(7, reason="deadline_exceeded", attempts=5), _failure(8)])
+    rows = await store.failures()
+    assert [(r["offset"], r["reason"], r["attempts"]) for r in rows] == [(7, "deadline_exceeded", 8),
+                                                                         (8, "portal_rejected", 1)]
+    assert rows[0]["last_failed_at"] >= rows[0]["first_failed_at"]
+
+
+async def test_one_record_twice_in_a_batch_is_one_row(store: StateStore) -> None:
+    await store.record_failures([_failure(9, reason="first"), _failure(9, reason="second")])
+    assert [(r["offset"], r["reason"]) for r in await store.failures(state=None)] == [(9, "second")]

@@ -1,0 +1,100 @@
+"""Events that cannot be synced: each is recorded in the state store's failure table (for inspection and
+replay) and sent to the DLQ topic byte-identical with error headers. Both are acknowledged before the
+event counts as finished, so its offset may be committed; a poison event never stalls its partition."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import structlog
+
+from connector.config import RetrySettings
+from connector.errors import DeadlineExceeded, SyncError
+from connector.kafka import ERROR_HEADER_PREFIX, DeadLetterQueue, dead_letter_headers
+from connector.pipeline.batching import MicroBatcher
+from connector.pipeline.retry import call_with_retries
+from connector.store import Failure, StateStore
+
+log = structlog.get_logger(__name__)
+
+
+class ConsumedRecord(Protocol):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+def _dossier_no_from_key(key: bytes | None) -> str | None:
+    """The key is the dossier number by contract; an event that did not decode still names it there."""
+    try:
+        text = key.decode("utf-8") if key else None
+    except UnicodeDecodeError:
+        return None
+    return text if text and len(text) <= 100 else None
+
+
+class FailureRecorder:
+    def __init__(self, store: StateStore, dead_letters: DeadLetterQueue, retry: RetrySettings) -> None:
+        self._store = store
+        self._dlq = dead_letters
+        self._retry = retry
+        # Many failures at once (a bad mapping refuses a whole batch) share one transaction.
+        self._writes: MicroBatcher[Failure, None] = MicroBatcher(
+            self._write, max_weight=200, max_bytes=16 << 20, linger_seconds=0.002, max_concurrent_batches=1,
+            size_of=lambda f: len(f.value or b""))
+
+    def start(self) -> None:
+        self._writes.start()
+
+    async def close(self) -> None:
+        await self._writes.close()
+
+    async def _write(self, failures: list[Failure]) -> list[None]:
+        # The store being down is service-wide: wait it out, never lose the failure.
+        await call_with_retries(lambda: self._store.record_failures(failures), service="state_store",
+                                policy=self._retry)
+        return [None] * len(failures)
+
+    async def record(
+        self,
+        record: ConsumedRecord,
+        error: SyncError,
+        *,
+        dossier_no: str | None = None,
+        event_id: str | None = None,
+        service: str | None = None,
+        mapped_payload: dict[str, Any] | None = None,
+    ) -> None:
+        """Returns once the failure is in the store and on the DLQ."""
+        value = record.value
+        headers = dead_letter_headers(
+            record.headers, topic=record.topic, partition=record.partition, offset=record.offset,
+            error=error, attempts=error.attempts,
+        )
+        if error.reason == "too_large":
+            # It may not fit in a produce request or a row; the headers say where the original lies.
+            headers.append((ERROR_HEADER_PREFIX + "original.size", str(len(value or b"")).encode()))
+            value = None
+        failure = Failure(
+            topic=record.topic, partition=record.partition, offset=record.offset, key=record.key, value=value,
+            headers=list(record.headers), dossier_no=dossier_no or _dossier_no_from_key(record.key),
+            event_id=event_id, service=service, mapped_payload=mapped_payload,
+            error_class=type(error).__name__, error_kind=error.kind, reason=error.reason, field=error.field,
+            message=str(error), attempts=error.attempts,
+        )
+        await asyncio.gather(self._writes.submit(failure), self._dlq.send(record.key, value, headers))
+        log.warning(
+            "event failed",
+            topic=record.topic, partition=record.partition, offset=record.offset,
+            kind=error.kind, reason=error.reason, field=error.field, service=service,
+            last_error=error.last.reason if isinstance(error, DeadlineExceeded) else None,
+            # The far side's own text may quote a citizen's data: it goes to the store and DLQ headers only.
+            error=None if error.quotes_remote_text else error.message,
+            error_code=getattr(error, "error_code", None),
+            attempts=error.attempts, dlq=self._dlq.topic,
+        )
