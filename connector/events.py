@@ -7,6 +7,7 @@ reads, built only from events the schema accepted; they do not restate the schem
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from functools import cache
@@ -15,6 +16,7 @@ from typing import Any
 import fastjsonschema
 import jsonschema
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
+from pydantic_core import from_json
 
 from connector.config import SCHEMAS_DIR
 from connector.errors import InvalidInput
@@ -120,11 +122,72 @@ def _validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(_schema())
 
 
+# Keywords whose value is one subschema (or, for draft-07 "items", a list), a list of subschemas, or a map of
+# names to subschemas: the places where a schema nests schemas, as opposed to data ("enum", "const").
+_ONE_SCHEMA = frozenset({"items", "additionalItems", "additionalProperties", "contains", "propertyNames", "not",
+                         "if", "then", "else", "unevaluatedItems", "unevaluatedProperties"})
+_SCHEMA_LIST = frozenset({"allOf", "anyOf", "oneOf", "prefixItems"})
+_SCHEMA_MAP = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas",
+                         "dependencies"})
+_NULL = {"type": "null"}
+
+
+def _reshaped_for_speed(schema: dict[str, Any]) -> dict[str, Any]:
+    """The same schema, meaning for meaning, in a shape fastjsonschema's generated code runs faster.
+
+    - An inline ``items`` subschema becomes a ``$ref`` to a copy in ``$defs``: inline, the generated loop
+      builds every field's error path with ``str.format(**locals())`` on each element, even when nothing fails.
+    - ``{"type": "null"}`` goes first in ``anyOf``: the order of ``anyOf`` changes no verdict, and the
+      generated code raises and catches an exception for every branch that fails before one passes, while
+      most optional values are null.
+
+    A schema with a nested ``$id`` is left as it is: moving a subschema out of it would change what its
+    relative references point to.
+    """
+    original, schema = schema, copy.deepcopy(schema)
+    hoisted: list[dict[str, Any]] = []
+    refs: list[dict[str, Any]] = []
+    nested_ids: list[str] = []
+
+    def visit(node: Any) -> None:
+        if not isinstance(node, dict):
+            return
+        if node is not schema and "$id" in node:
+            nested_ids.append(node["$id"])
+        for keyword, value in node.items():
+            if keyword in _SCHEMA_MAP and isinstance(value, dict):
+                for sub in value.values():
+                    visit(sub)
+            elif keyword in _SCHEMA_LIST or keyword in _ONE_SCHEMA:
+                for sub in value if isinstance(value, list) else [value]:
+                    visit(sub)
+        if isinstance(node.get("anyOf"), list):
+            node["anyOf"] = sorted(node["anyOf"], key=lambda branch: branch != _NULL)
+        items = node.get("items")
+        if isinstance(items, dict) and "$ref" not in items:
+            ref: dict[str, Any] = {}  # filled in once every name in $defs is known
+            hoisted.append(items)
+            refs.append(ref)
+            node["items"] = ref
+
+    visit(schema)
+    if nested_ids:
+        return copy.deepcopy(original)
+    defs = schema.setdefault("$defs", {})
+    for number, (items, ref) in enumerate(zip(hoisted, refs, strict=True)):
+        name = f"items{number}"
+        while name in defs:
+            name = "_" + name
+        defs[name] = items
+        ref["$ref"] = f"#/$defs/{name}"
+    return schema
+
+
 @cache
 def _fast_check() -> Callable[[Any], Any]:
     # The schema keeps to what draft-07 also means (the $refs are plain JSON pointers), so the compiled
     # check can use that draft; the reference validator above has the last word whenever they differ.
-    schema = dict(_schema(), **{"$schema": "http://json-schema.org/draft-07/schema#"})
+    schema = dict(_reshaped_for_speed(_schema()), **{"$schema": "http://json-schema.org/draft-07/schema#"})
     check: Callable[[Any], Any] = fastjsonschema.compile(schema)
     return check
 
@@ -165,6 +228,20 @@ def _rule(error: jsonschema.ValidationError) -> str:
     return f"fails {error.validator}"
 
 
+def _parse_json(value: bytes) -> Any:
+    """``json.loads(value)``, nearly twice as fast on the events we meet.
+
+    pydantic-core's parser also shares short strings between events (keys, codes, names that recur),
+    which shrinks what an event in flight keeps alive. It refuses a few inputs that json.loads reads (lone
+    surrogates, a byte-order mark, UTF-16, deep nesting) and words its errors its own way: on any refusal
+    json.loads reads the value again, so the result, or the error, is json.loads's own.
+    """
+    try:
+        return from_json(value)
+    except (ValueError, TypeError):
+        return json.loads(value)
+
+
 def decode_event(key: bytes | None, value: bytes | None, *, max_bytes: int) -> DossierEvent:
     """Turn one Kafka record into a validated event, or raise InvalidEvent naming the field and the rule."""
     if value is None:
@@ -176,7 +253,7 @@ def decode_event(key: bytes | None, value: bytes | None, *, max_bytes: int) -> D
             field="(value)",
         )
     try:
-        document: Any = json.loads(value)
+        document: Any = _parse_json(value)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidEvent(f"not valid UTF-8 JSON ({exc.__class__.__name__} at position "
                            f"{getattr(exc, 'pos', getattr(exc, 'start', '?'))})",

@@ -170,7 +170,7 @@ def load_mappings(directory: Path) -> Mappings:
 # Events → portal records
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one is built per event and thousands are held in flight
 class MappedEvent:
     """What one event becomes on the national side."""
 
@@ -186,8 +186,10 @@ def portal_time(moment: datetime | None) -> str:
     if moment is None:
         return ""
     local = moment.astimezone(PORTAL_TZ)
-    # Not strftime: %Y does not zero-pad years below 1000 on every platform.
-    return f"{local.year:04d}{local.month:02d}{local.day:02d}{local.hour:02d}{local.minute:02d}{local.second:02d}"
+    # Not strftime: %Y does not zero-pad years below 1000 on every platform. printf-style formatting of the
+    # six fields takes half the time of the equivalent f-string, and this runs several times per event.
+    return "%04d%02d%02d%02d%02d%02d" % (  # noqa: UP031
+        local.year, local.month, local.day, local.hour, local.minute, local.second)
 
 
 def national_status(status: str, sub_status: str | None, table: StatusTable) -> int:
@@ -207,10 +209,6 @@ def _code(table: Mapping[str, str], key: str, table_name: str, field_name: str) 
     except KeyError:
         raise MappingError(f"'{key}' is not in mappings codes.{table_name}", reason="unmapped_code",
                            field=field_name) from None
-
-
-def _text(value: str | None) -> str:
-    return "" if value is None else value
 
 
 def _cut(value: str, limit: int) -> str:
@@ -256,25 +254,25 @@ def map_dossier(dossier: Dossier, mappings: Mappings) -> dict[str, Any]:
         "HinhThuc": _code(codes.result_delivery, dossier.result_delivery, "result_delivery",
                           "dossier.result_delivery"),
         "DonViXuLy": dossier.agency_name,
-        "SoBienNhan": _text(dossier.receipt_no),
+        "SoBienNhan": dossier.receipt_no or "",
         "ChuHoSo": applicant.name,
-        "MaDoiTuong": _text(applicant.portal_account_id),
+        "MaDoiTuong": applicant.portal_account_id or "",
         "ThongTinKhac": "",
-        "Email": _text(applicant.email),
+        "Email": applicant.email or "",
         "Fax": "",
-        "SoDienThoai": _text(applicant.phone),
-        "TrichYeuHoSo": _text(dossier.summary),
+        "SoDienThoai": applicant.phone or "",
+        "TrichYeuHoSo": dossier.summary or "",
         "NgayTra": portal_time(dossier.returned_at),
         "ThongTinTra": "",
         "NgayKetThucXuLy": portal_time(dossier.finished_at),
-        "GhiChu": _text(dossier.note),
+        "GhiChu": dossier.note or "",
         "KenhThucHien": _code(codes.channels, dossier.channel, "channels", "dossier.channel"),
         "TaiLieuNop": [
             {
                 "TepDinhKemId": doc.id,
                 "TenTepDinhKem": doc.name,
                 "IsDeleted": "True" if doc.deleted else "False",
-                "MaThanhPhanHoSo": _text(doc.component_code),
+                "MaThanhPhanHoSo": doc.component_code or "",
                 "DuongDanTaiTepTin": doc.url,
             }
             for doc in dossier.documents
@@ -282,7 +280,7 @@ def map_dossier(dossier: Dossier, mappings: Mappings) -> dict[str, Any]:
         "DanhSachGiayToKetQua": [
             {
                 "TenGiayTo": res.name,
-                "MaThanhPhanHoSo": _text(res.component_code),
+                "MaThanhPhanHoSo": res.component_code or "",
                 "GiayToId": res.id,
                 "DuongDanTepTinKetQua": res.url,
             }
@@ -292,7 +290,7 @@ def map_dossier(dossier: Dossier, mappings: Mappings) -> dict[str, Any]:
             {
                 "TenPhiLePhi": fee.name,
                 "MaPhiLePhi": fee.code,
-                "HinhThucThu": _text(fee.method),
+                "HinhThucThu": fee.method or "",
                 "Gia": str(fee.amount),
                 "LoaiPhiLePhi": _code(codes.fee_kinds, fee.kind, "fee_kinds", "dossier.fees.kind"),
             }

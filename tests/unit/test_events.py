@@ -1,8 +1,11 @@
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from connector.events import InvalidEvent, decode_event
+from connector.events import DossierEvent, InvalidEvent, _parse_json, decode_event
+from connector.samples import generate_events
 from tests.factories import encode, event_dict, step_dict
 
 MAX = 1_048_576
@@ -110,4 +113,73 @@ def test_absurdly_nested_json_is_invalid_not_a_crash() -> None:
     value = b'{"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     with pytest.raises(InvalidEvent) as caught:
         decode_event(b"k", value, max_bytes=MAX)
+    assert caught.value.reason == "malformed_json"
+
+
+# ---- the JSON reader is json.loads, only faster ---------------------------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.integers(min_value=10**19, max_value=10**400)
+    | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def outcome(read, raw: bytes) -> str:
+    """What reading ``raw`` gives, exactly: the value with its types (1 is not 1.0), or the error."""
+    try:
+        return json.dumps(read(raw), ensure_ascii=True)
+    except Exception as exc:  # the very error is what is compared
+        return f"{type(exc).__name__}: {exc}"
+
+
+@given(JSON_VALUES, st.booleans())
+def test_the_json_reader_reads_what_json_loads_reads(value, ascii_only) -> None:
+    raw = json.dumps(value, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    assert outcome(_parse_json, raw) == outcome(json.loads, raw)
+
+
+@given(JSON_VALUES, st.data())
+def test_the_json_reader_fails_like_json_loads_on_damaged_json(value, data) -> None:
+    raw = json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    at = data.draw(st.integers(min_value=0, max_value=len(raw)))
+    junk = data.draw(st.sampled_from([b"", b",", b":", b"{", b"]", b'"', b"\\", b" ", b"0", b"-", b"e", b".",
+                                      b"\x00", b"\x1f", b"\xff", b"\xed\xa0\x80", b"NaN", b"x"]))
+    cut = data.draw(st.integers(min_value=0, max_value=2))
+    damaged = raw[:at] + junk + raw[at + cut:]
+    assert outcome(_parse_json, damaged) == outcome(json.loads, damaged)
+
+
+@given(st.binary(max_size=40))
+def test_the_json_reader_fails_like_json_loads_on_any_bytes(raw) -> None:
+    assert outcome(_parse_json, raw) == outcome(json.loads, raw)
+
+
+@pytest.mark.parametrize("raw", [
+    b'"\\ud800"', b'{"\\udc00": 1}', b'"\xed\xa0\x80"', b"\xef\xbb\xbf{}", '{"a": "é"}'.encode("utf-16"),
+    '{"a": 1}'.encode("utf-32"), b"[" * 300 + b"]" * 300, b"NaN", b"-Infinity", b"1e400", b"1" * 4000,
+    b"1" * 5000, b'{"a": 1, "a": 2}', b"{} {}", b'"\t"', b"\x0c{}", b"01", b"",
+])
+def test_the_json_reader_agrees_with_json_loads_where_parsers_differ(raw: bytes) -> None:
+    assert outcome(_parse_json, raw) == outcome(json.loads, raw)
+
+
+def test_a_decoded_event_is_the_one_json_loads_would_give() -> None:
+    for message in generate_events(dossiers=20, seed=5):
+        if message.label == "valid":
+            event = decode_event(message.key, message.value, max_bytes=MAX)
+            assert event == DossierEvent.model_validate(json.loads(message.value))
+
+
+@pytest.mark.parametrize("value", [b"{not json", b"\xff\xfe", b'{"a": "\xff"}', b'{"a": 1} x'])
+def test_malformed_json_is_reported_as_json_loads_words_it(value: bytes) -> None:
+    try:
+        json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        where = getattr(exc, "pos", getattr(exc, "start", "?"))
+        expected = f"not valid UTF-8 JSON ({exc.__class__.__name__} at position {where})"
+    with pytest.raises(InvalidEvent) as caught:
+        decode_event(b"k", value, max_bytes=MAX)
+    assert caught.value.message == expected
     assert caught.value.reason == "malformed_json"

@@ -11,6 +11,7 @@ from connector.config import DEFAULT_MAPPINGS_DIR
 from connector.events import DossierEvent
 from connector.mapping import (
     ELLIPSIS,
+    PORTAL_TZ,
     MappingError,
     MappingsInvalid,
     apply_limits,
@@ -75,6 +76,13 @@ def test_afternoon_times_use_the_24_hour_clock() -> None:
 def test_portal_time_always_has_14_digits(moment) -> None:
     text = portal_time(moment)
     assert re.fullmatch(r"\d{14}", text)
+
+
+@given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.timezones()))
+def test_portal_time_is_the_local_time_digits_zero_padded_in_any_year(moment) -> None:
+    local = moment.astimezone(PORTAL_TZ)
+    assert portal_time(moment) == (f"{local.year:04d}{local.month:02d}{local.day:02d}"
+                                   f"{local.hour:02d}{local.minute:02d}{local.second:02d}")
 
 
 def test_sub_status_wins_over_status() -> None:
