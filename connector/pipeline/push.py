@@ -81,19 +81,24 @@ def _size(record: ConsumedRecord) -> int:
 # Reading: one Kafka record → a mapped event, or a record-level error
 
 
-@dataclass
+@dataclass(slots=True)
 class Admitted:
-    """An event read, validated and mapped, waiting for its dossier's turn."""
+    """An event read, validated and mapped, waiting for its dossier's turn. Only what the unit needs is
+    kept (the parsed event is not): thousands wait in flight."""
 
-    record: ConsumedRecord
+    record: ConsumedRecord  # the original bytes, for the DLQ if it fails
     tp: TopicPartition
-    event: DossierEvent
+    event_id: str
     mapped: MappedEvent
     admitted_at: float
 
     @property
+    def no(self) -> str:
+        return self.mapped.dossier_no
+
+    @property
     def version(self) -> int:
-        return self.event.dossier.version
+        return self.mapped.version
 
 
 @dataclass(frozen=True)
@@ -138,7 +143,7 @@ class EventReader:
             return Rejected(record, tp, unexpected, event)
         for cut in mapped.truncated:
             self._metrics.truncated_fields.labels(_INDEX.sub("[]", cut)).inc()
-        return Admitted(record, tp, event, mapped, time.monotonic())
+        return Admitted(record, tp, event.event_id, mapped, time.monotonic())
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -376,7 +381,7 @@ class DossierSync:
 
     async def run_unit(self, items: list[Admitted]) -> list[Outcome]:
         """Everything waiting for one dossier, in version order → one outcome per event."""
-        no = items[0].event.dossier.no
+        no = items[0].no
         entry = await self._reads.submit(no)
         outcomes: list[Outcome | None] = [None] * len(items)
         live: list[int] = []
@@ -408,10 +413,10 @@ class DossierSync:
             service = "CapNhatTienDoHoSoMC"
             for chunk in _chunks(steps, self._push.max_batch_records):
                 await self._steps.submit(chunk)
-            await self._writes.submit(Synced(no, newest.version, digest, newest.event.event_id))
+            await self._writes.submit(Synced(no, newest.version, digest, newest.event_id))
         except SyncError as error:  # record-level: service-wide errors were waited out below us
             await asyncio.gather(*(
-                self._failures.record(item.record, error, dossier_no=no, event_id=item.event.event_id,
+                self._failures.record(item.record, error, dossier_no=no, event_id=item.event_id,
                                       service=service, mapped_payload=_payload(item.mapped))
                 for item in live))
             return [Outcome("failed", error.reason)] * len(live)
@@ -533,7 +538,7 @@ class PushPipeline:
         if isinstance(admitted, Rejected):
             self._spawn(self._record_failure_and_finish(admitted))
             return
-        no = admitted.event.dossier.no
+        no = admitted.no
         lane = self._lanes.get(no)
         if lane is None:
             lane = self._lanes[no] = _Lane(tp)
