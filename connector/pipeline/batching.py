@@ -48,7 +48,10 @@ class MicroBatcher(Generic[T, R]):
         self._weight_of = weight_of
         self._size_of = size_of
         self._waiting: deque[_Waiting[T, R]] = deque()
+        self._waiting_weight = 0
+        self._waiting_bytes = 0
         self._arrived = asyncio.Event()
+        self._full = asyncio.Event()
         self._slots = asyncio.Semaphore(max_concurrent_batches)
         self._sending: set[asyncio.Task[None]] = set()
         self._taken: dict[asyncio.Task[None], list[_Waiting[T, R]]] = {}
@@ -83,25 +86,30 @@ class MicroBatcher(Generic[T, R]):
             entry.result.cancel()
         while self._waiting:
             self._waiting.popleft().result.cancel()
+        self._waiting_weight = self._waiting_bytes = 0
 
     async def submit(self, item: T) -> R:
         waiting: _Waiting[T, R] = _Waiting(item, self._weight_of(item), self._size_of(item))
         self._waiting.append(waiting)
+        self._waiting_weight += waiting.weight
+        self._waiting_bytes += waiting.size
         self._arrived.set()
+        if self._waiting_weight >= self._max_weight or self._waiting_bytes >= self._max_bytes:
+            self._full.set()
         return await waiting.result
 
     async def _collect(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             while not self._waiting:
                 self._arrived.clear()
                 await self._arrived.wait()
-            deadline = loop.time() + self._linger
-            # Linger only while the batch is not full: a backlog goes out at once.
-            while self._weight(self._waiting) < self._max_weight and loop.time() < deadline:
-                self._arrived.clear()
+            # Linger only while the batch is not full: a backlog goes out at once. One timer per batch, not
+            # one wake-up per arriving item.
+            if self._waiting_weight < self._max_weight and self._waiting_bytes < self._max_bytes:
+                self._full.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._arrived.wait(), timeout=deadline - loop.time())
+                    async with asyncio.timeout(self._linger):
+                        await self._full.wait()
             batch = self._take_batch()
             await self._slots.acquire()
             task = asyncio.create_task(self._deliver(batch))
@@ -113,14 +121,6 @@ class MicroBatcher(Generic[T, R]):
         self._sending.discard(task)
         self._taken.pop(task, None)
 
-    def _weight(self, waiting: deque[_Waiting[T, R]]) -> int:
-        total = 0
-        for entry in waiting:
-            total += entry.weight
-            if total >= self._max_weight:
-                break
-        return total
-
     def _take_batch(self) -> list[_Waiting[T, R]]:
         batch = [self._waiting.popleft()]  # always at least one, even if it alone is over a limit
         weight, size = batch[0].weight, batch[0].size
@@ -131,6 +131,8 @@ class MicroBatcher(Generic[T, R]):
             batch.append(self._waiting.popleft())
             weight += nxt.weight
             size += nxt.size
+        self._waiting_weight -= weight
+        self._waiting_bytes -= size
         return batch
 
     async def _deliver(self, batch: list[_Waiting[T, R]]) -> None:
