@@ -60,6 +60,9 @@ class KafkaSettings(Section):
     session_timeout_ms: int = Field(10_000, ge=1000)
     # The consumer leaves the group if it does not poll within this (the pipeline polls continuously).
     max_poll_interval_ms: int = Field(300_000, ge=10_000)
+    # How long the broker may hold a fetch that finds nothing new. Apache Kafka answers as soon as data
+    # arrives, so a short wait costs only idle polls; a broker that waits it out adds it to the latency.
+    fetch_max_wait_ms: int = Field(100, ge=0, le=10_000)
     request_timeout_ms: int = Field(40_000, ge=1000)
 
 

@@ -107,6 +107,7 @@ def build_consumer(settings: KafkaSettings) -> AIOKafkaConsumer:
         max_poll_records=settings.max_poll_records,
         session_timeout_ms=settings.session_timeout_ms,
         max_poll_interval_ms=settings.max_poll_interval_ms,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         # Values are bounded by max_event_bytes in decoding; the fetch limit keeps one poll bounded too.
         max_partition_fetch_bytes=max(settings.max_event_bytes, 1_048_576),
     )
