@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.events import DossierEvent, InvalidEvent, _parse_json, decode_event
+from connector.events import InvalidEvent, _parse_json, decode_event, event_from_document
 from connector.samples import generate_events
 from tests.factories import encode, event_dict, step_dict
 
@@ -109,6 +109,31 @@ def test_an_impossible_date_is_invalid_not_a_crash() -> None:
     assert caught.value.field == "dossier.due_at"
 
 
+@pytest.mark.parametrize(("where", "field"), [("occurred_at", "occurred_at"), ("dossier", "dossier.received_at"),
+                                              ("step", "step.at")])
+def test_a_day_the_calendar_lacks_is_named_wherever_it_is(where: str, field: str) -> None:
+    data = event_dict(event_type="dossier.step")
+    data["step"] = step_dict()
+    bad = "2021-02-29T08:00:00+07:00"
+    if where == "occurred_at":
+        data["occurred_at"] = bad
+    elif where == "dossier":
+        data["dossier"]["received_at"] = bad
+    else:
+        data["step"]["at"] = bad
+    with pytest.raises(InvalidEvent) as caught:
+        decode_event(*encode(data), max_bytes=MAX)
+    assert (caught.value.reason, caught.value.field) == ("schema", field)
+    assert "not a real date" in caught.value.message
+
+
+def test_rfc3339_lower_case_separators_and_long_fractions_read_as_the_same_instant() -> None:
+    upper = decode_event(*encode(event_dict(received_at="2020-10-05T08:30:00.123456789Z")), max_bytes=MAX)
+    lower = decode_event(*encode(event_dict(received_at="2020-10-05t08:30:00.123456789z")), max_bytes=MAX)
+    assert upper.dossier.received_at == lower.dossier.received_at
+    assert upper.dossier.received_at.isoformat() == "2020-10-05T08:30:00.123456+00:00"
+
+
 def test_absurdly_nested_json_is_invalid_not_a_crash() -> None:
     value = b'{"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     with pytest.raises(InvalidEvent) as caught:
@@ -169,7 +194,7 @@ def test_a_decoded_event_is_the_one_json_loads_would_give() -> None:
     for message in generate_events(dossiers=20, seed=5):
         if message.label == "valid":
             event = decode_event(message.key, message.value, max_bytes=MAX)
-            assert event == DossierEvent.model_validate(json.loads(message.value))
+            assert event == event_from_document(json.loads(message.value))
 
 
 @pytest.mark.parametrize("value", [b"{not json", b"\xff\xfe", b'{"a": "\xff"}', b'{"a": 1} x'])

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connector.config import DEFAULT_MAPPINGS_DIR
-from connector.events import DossierEvent
+from connector.events import DossierEvent, event_from_document
 from connector.mapping import (
     ELLIPSIS,
     PORTAL_TZ,
@@ -34,7 +34,7 @@ def event(**kwargs) -> DossierEvent:
     if step is not None:
         data["event_type"] = "dossier.step"
         data["step"] = step
-    return DossierEvent.model_validate(data)
+    return event_from_document(data)
 
 
 def test_every_required_field_is_filled_as_a_non_empty_string() -> None:
