@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -27,6 +24,7 @@ from tests.integration.pipeline_harness import (
     expected_portal_state,
     inject_fault,
     portal_dossiers,
+    records_pushed,
     unique_group,
     version_in,
     wait_until,
@@ -35,32 +33,6 @@ from tests.integration.pipeline_harness import (
 from tests.kafkatools import committed_offsets, consume_all, produce, wait_for_committed
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-async def start_daemon() -> AsyncIterator[Callable[[Path, Path], Awaitable[asyncio.subprocess.Process]]]:
-    """Start `portal-sync run` as its own process; whatever a failing test leaves running is killed."""
-    started: list[asyncio.subprocess.Process] = []
-
-    async def start(config: Path, log: Path) -> asyncio.subprocess.Process:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_SYNC__")}
-        with log.open("ab") as stderr:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "connector", "run", "--config", str(config),
-                stdout=asyncio.subprocess.DEVNULL, stderr=stderr, env=env,
-            )
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.returncode is None:
-            process.kill()
-            await asyncio.wait_for(process.wait(), timeout=10)
-
-
-async def records_pushed(portal_url: str) -> int:
-    return sum(d["pushes"] for d in (await portal_dossiers(portal_url)).values())
 
 
 async def test_sigterm_mid_stream_then_restart_loses_nothing_and_never_regresses(
