@@ -99,11 +99,13 @@ def mappings_check(directory: Path) -> None:
 @click.option("--apply-then-timeout-rate", type=float,
               help="Probability that a push takes effect but its reply is withheld for --hang-seconds.")
 @click.option("--hang-seconds", type=float, help="How long a withheld reply is held back.  [default: 60]")
+@click.option("--crash-on", "crashing_dossiers", multiple=True, metavar="DOSSIER_NO",
+              help="Every push naming this dossier answers 500 and takes no effect: a poison record. Repeatable.")
 def simulate_portal(
     listen: str, username: str, password: str, session_ttl: float, keep_history: int, chaos_seed: int | None,
     error_rates: tuple[str, ...], error_statuses: str | None, latency_ms: str | None, throttle_rps: int | None,
     throttle_retry_after: int, burst: str | None, outages: tuple[str, ...],
-    apply_then_timeout_rate: float | None, hang_seconds: float | None,
+    apply_then_timeout_rate: float | None, hang_seconds: float | None, crashing_dossiers: tuple[str, ...],
 ) -> None:
     """Serve a stand-in for the national portal's integration adapter (state in memory).
 
@@ -121,6 +123,7 @@ def simulate_portal(
             seed=chaos_seed, error_rates=error_rates, error_statuses=error_statuses, latency_ms=latency_ms,
             throttle_rps=throttle_rps, retry_after=throttle_retry_after, burst=burst, outages=outages,
             apply_then_timeout_rate=apply_then_timeout_rate, hang_seconds=hang_seconds,
+            crashing_dossiers=crashing_dossiers,
         )
     except ChaosInvalid as exc:
         raise click.UsageError(str(exc)) from exc

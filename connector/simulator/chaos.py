@@ -285,6 +285,7 @@ def profile_from_flags(
     outages: Iterable[str] = (),
     apply_then_timeout_rate: float | None = None,
     hang_seconds: float | None = None,
+    crashing_dossiers: Iterable[str] = (),
 ) -> ChaosProfile:
     """The profile that ``simulate-portal``'s flags describe (their syntax is in the command's help)."""
     profile: dict[str, Any] = {"seed": seed}
@@ -305,6 +306,8 @@ def profile_from_flags(
         profile["apply_then_timeout_rate"] = apply_then_timeout_rate
     if hang_seconds is not None:
         profile["hang_seconds"] = hang_seconds
+    if crashing_dossiers:
+        profile["crashing_dossiers"] = list(crashing_dossiers)
     return parse_profile(profile)
 
 

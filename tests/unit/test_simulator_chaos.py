@@ -305,7 +305,7 @@ def test_command_line_flags_make_a_profile() -> None:
     profile = profile_from_flags(
         seed=1, error_rates=["0.3", "login=0.05"], error_statuses="502,504", latency_ms="20",
         throttle_rps=500, retry_after=2, burst="10:2", outages=["30:20", "60:5:reset"],
-        apply_then_timeout_rate=0.1, hang_seconds=30,
+        apply_then_timeout_rate=0.1, hang_seconds=30, crashing_dossiers=["X-1", "X-2"],
     )  # fmt: skip
     assert profile == parse_profile({
         "seed": 1,
@@ -320,6 +320,7 @@ def test_command_line_flags_make_a_profile() -> None:
         ],
         "apply_then_timeout_rate": 0.1,
         "hang_seconds": 30,
+        "crashing_dossiers": ["X-1", "X-2"],
     })
     assert profile_from_flags() == ChaosProfile()
     assert profile_from_flags(latency_ms="uniform:5:50").latency == parse_profile(
