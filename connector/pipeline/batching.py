@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -20,12 +19,14 @@ SendBatch = Callable[[list[T]], Awaitable[Sequence["R | BaseException"]]]
 Settle = Callable[[int, "R | BaseException"], None]
 
 
-@dataclass
 class _Waiting(Generic[T, R]):
-    item: T
-    weight: int
-    size: int
-    result: asyncio.Future[R] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    __slots__ = ("item", "result", "size", "weight")
+
+    def __init__(self, item: T, weight: int, size: int, result: asyncio.Future[R]) -> None:
+        self.item = item
+        self.weight = weight
+        self.size = size
+        self.result = result
 
 
 class MicroBatcher(Generic[T, R]):
@@ -89,7 +90,8 @@ class MicroBatcher(Generic[T, R]):
         self._waiting_weight = self._waiting_bytes = 0
 
     async def submit(self, item: T) -> R:
-        waiting: _Waiting[T, R] = _Waiting(item, self._weight_of(item), self._size_of(item))
+        waiting: _Waiting[T, R] = _Waiting(item, self._weight_of(item), self._size_of(item),
+                                           asyncio.get_running_loop().create_future())
         self._waiting.append(waiting)
         self._waiting_weight += waiting.weight
         self._waiting_bytes += waiting.size

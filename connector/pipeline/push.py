@@ -26,7 +26,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -54,8 +54,7 @@ R = TypeVar("R")
 OutcomeKind = Literal["synced", "skipped", "failed"]
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):  # a tuple, not a frozen dataclass: one is made per event, cheaply
     kind: OutcomeKind
     reason: str  # synced: created / updated / step / coalesced; skipped: the rule; failed: the error
 
@@ -169,8 +168,7 @@ class _Patience:
         return _Patience(self.healthy_at_first_failure, self.answers_at_first_failure, self.attempts)
 
 
-@dataclass(frozen=True)
-class RecordPush:
+class RecordPush(NamedTuple):
     record: dict[str, Any]
     updating: bool
     size: int

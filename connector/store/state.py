@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import event, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -35,8 +35,7 @@ async def _store_errors() -> AsyncIterator[None]:
                                reason="state_store_unavailable") from exc
 
 
-@dataclass(frozen=True)
-class Synced:
+class Synced(NamedTuple):  # tuples: thousands a second are made
     dossier_no: str
     version: int
     record_hash: str
@@ -65,8 +64,7 @@ class Failure:
     attempts: int
 
 
-@dataclass(frozen=True)
-class LedgerEntry:
+class LedgerEntry(NamedTuple):
     dossier_no: str
     last_version: int
     record_hash: str
