@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from connector.config import KafkaSettings
 from connector.errors import SyncError
 
-Header = tuple[str, bytes]
+Header = tuple[str, bytes | None]  # Kafka allows a header without a value
 
 # Kafka Connect's names, so existing DLQ tooling reads our records too.
 ERROR_HEADER_PREFIX = "__connect.errors."

@@ -112,8 +112,9 @@ class MicroBatcher(Generic[T, R]):
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._linger):
                         await self._full.wait()
-            batch = self._take_batch()
+            # The slot first: a close() while waiting for one then finds the items still waiting.
             await self._slots.acquire()
+            batch = self._take_batch()
             task = asyncio.create_task(self._deliver(batch))
             self._sending.add(task)
             self._taken[task] = batch

@@ -26,7 +26,7 @@ class ConsumedRecord(Protocol):
     offset: int
     key: bytes | None
     value: bytes | None
-    headers: Sequence[tuple[str, bytes]]
+    headers: Sequence[tuple[str, bytes | None]]
 
 
 def _dossier_no_from_key(key: bytes | None) -> str | None:

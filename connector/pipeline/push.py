@@ -19,6 +19,7 @@ Follow one event:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import hashlib
@@ -163,9 +164,12 @@ class _Patience:
     answers_at_first_failure: int = 0
     attempts: int = 0
     failures_while_closed: int = 0  # of this batch itself, not handed down
+    service: str = ""
+    single: bool = True
 
     def for_half(self) -> _Patience:
-        return _Patience(self.healthy_at_first_failure, self.answers_at_first_failure, self.attempts)
+        return _Patience(self.healthy_at_first_failure, self.answers_at_first_failure, self.attempts,
+                         service=self.service)
 
 
 class RecordPush(NamedTuple):
@@ -186,14 +190,19 @@ class PortalGateway:
         self._concurrency = asyncio.Semaphore(settings.rate_limit.max_concurrent_requests)
         self._breaker = CircuitBreaker(settings.circuit_breaker, now=clock())
         self._waiting: set[_Patience] = set()  # calls retrying a service-wide error
-        self._answers = 0  # calls the adapter answered (success or a record's own refusal)
+        # Per service, calls the adapter answered (success or a record's own refusal): one service may be
+        # down while the other answers.
+        self._answers: collections.Counter[str] = collections.Counter()
 
     @property
     def unavailable(self) -> bool:
-        """True while a call waits out an error nothing has got past since it began (the adapter down,
-        the breaker open): consumption should pause. A record failing alone while others get answers
-        does not pause anything: its deadline deals with it."""
-        return any(p.answers_at_first_failure == self._answers for p in self._waiting)
+        """True while the breaker is open, or a batch waits out an error that nothing of its service has
+        got past since it began (the adapter down): consumption should pause. A single record failing
+        does not pause anything: new events must keep coming, or nothing could tell a record failing
+        alone (its deadline deals with it) from an outage."""
+        if self._breaker.state(self._clock()) == "open":
+            return True
+        return any(not p.single and p.answers_at_first_failure == self._answers[p.service] for p in self._waiting)
 
     async def push_records(self, pushes: list[RecordPush], settle: Settle[bool]) -> list[bool | BaseException]:
         """DongBoHoSoMC for a batch: creates and updates in separate calls. Per push: whether it was an
@@ -239,8 +248,9 @@ class PortalGateway:
         record that still fails alone past its deadline becomes its own failure. Each item is settled
         (``settle(start + i, answer)``) as soon as its answer is known."""
         patience = patience or _Patience()
+        patience.service, patience.single = service, len(items) == 1
         try:
-            answer = await self.call(service, lambda: send(items), patience, single=len(items) == 1)
+            answer = await self.call(service, lambda: send(items), patience)
         except SyncError as error:
             if len(items) == 1:
                 settle(start, self._gave_up(error, patience) if error.affects_every_record else error)
@@ -255,31 +265,38 @@ class PortalGateway:
             self._bisect(service, items[:middle], send, settle, start, patience.for_half()),
             self._bisect(service, items[middle:], send, settle, start + middle, patience.for_half()))
 
+    def _counts_against_the_adapter(self, service: str, patience: _Patience) -> bool:
+        """A first failure, a failed probe, or a batch that nothing of its service has got past since it
+        began count in the breaker. The retries of a single record do not: one record failing alone must
+        not open the breaker for everyone else."""
+        if patience.attempts == 0 or self._breaker.state(self._clock()) != "closed":
+            return True
+        return not patience.single and self._answers[service] == patience.answers_at_first_failure
+
     def _gave_up(self, last: SyncError, patience: _Patience) -> DeadlineExceeded:
         healthy = self._breaker.healthy_seconds(self._clock()) - (patience.healthy_at_first_failure or 0.0)
         return DeadlineExceeded(last, attempts=patience.attempts, seconds=healthy)
 
-    def _give_up(self, patience: _Patience, single: bool) -> bool:
+    def _give_up(self, patience: _Patience) -> bool:
         """Has this batch (or record) failed retryably long enough, while the adapter was otherwise
         healthy, to be the trouble itself?"""
         now = self._clock()
         patience.attempts += 1
         if patience.healthy_at_first_failure is None:
             patience.healthy_at_first_failure = self._breaker.healthy_seconds(now)
-            patience.answers_at_first_failure = self._answers
-        if not single:
+            patience.answers_at_first_failure = self._answers[patience.service]
+        if not patience.single:
             # Splitting costs only calls; but not while the breaker is open (an outage): batches that
             # would go out as single records afterwards would drain the backlog slowly.
             if self._breaker.state(now) == "closed":
                 patience.failures_while_closed += 1
             return patience.failures_while_closed >= self._settings.retry.split_batch_after_attempts
-        if self._answers == patience.answers_at_first_failure:
+        if self._answers[patience.service] == patience.answers_at_first_failure:
             return False  # nothing got through since: the adapter is down, not this record
         waited = self._breaker.healthy_seconds(now) - patience.healthy_at_first_failure
         return waited >= self._settings.retry.record_deadline_seconds
 
-    async def call(self, service: str, send: Callable[[], Awaitable[T]], patience: _Patience, *,
-                   single: bool = True) -> T:
+    async def call(self, service: str, send: Callable[[], Awaitable[T]], patience: _Patience) -> T:
         """One adapter call, retried while the cause is service-wide; record-level errors are raised, and
         so is the service-wide one once ``patience`` says the call itself is the trouble."""
 
@@ -292,14 +309,14 @@ class PortalGateway:
 
         try:
             return await call_with_retries(
-                lambda: self._attempt(send, patience), service=service, policy=self._settings.retry,
-                on_retry=on_retry, give_up=lambda _error, _attempt: self._give_up(patience, single))
+                lambda: self._attempt(service, send, patience), service=service, policy=self._settings.retry,
+                on_retry=on_retry, give_up=lambda _error, _attempt: self._give_up(patience))
         finally:
             if patience in self._waiting:
                 self._waiting.discard(patience)
                 self._metrics.waiting.set(1 if self.unavailable else 0)
 
-    async def _attempt(self, send: Callable[[], Awaitable[T]], patience: _Patience) -> T:
+    async def _attempt(self, service: str, send: Callable[[], Awaitable[T]], patience: _Patience) -> T:
         now = self._clock()
         if not self._breaker.allow(now):
             raise BreakerOpen("the adapter is failing; calls are held back", reason="circuit_open",
@@ -309,14 +326,12 @@ class PortalGateway:
                 result = await send()
             except SyncError as error:
                 if not error.affects_every_record:
-                    self._answers += 1
+                    self._answers[service] += 1
                     self._breaker.record_success(self._clock())  # it answered: it is up
-                elif patience.attempts == 0 or self._breaker.state(self._clock()) != "closed":
-                    # A first failure, or a failed probe. The retries of one call are not counted: a
-                    # record failing alone, retried, must not open the breaker for everyone else.
+                elif self._counts_against_the_adapter(service, patience):
                     self._breaker.record_failure(self._clock())
                 raise
-        self._answers += 1
+        self._answers[service] += 1
         self._breaker.record_success(self._clock())
         return result
 

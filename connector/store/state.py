@@ -51,7 +51,7 @@ class Failure:
     offset: int
     key: bytes | None
     value: bytes | None
-    headers: Sequence[tuple[str, bytes]]
+    headers: Sequence[tuple[str, bytes | None]]
     dossier_no: str | None
     event_id: str | None
     service: str | None
@@ -69,6 +69,16 @@ class LedgerEntry(NamedTuple):
     last_version: int
     record_hash: str
     exists_on_portal: bool
+
+
+def _text(value: str, limit: int) -> str:
+    # Hostile input reaches these columns (a key, the adapter's message, a JSON path). PostgreSQL refuses
+    # NUL in text and values over the column's length, and a refused failure would be retried for ever.
+    return value.replace("\x00", "\ufffd")[:limit]
+
+
+def _maybe_text(value: str | None, limit: int) -> str | None:
+    return None if value is None else _text(value, limit)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -154,11 +164,13 @@ class StateStore:
             return
         now = datetime.now(UTC)
         rows = [
-            {"topic": f.topic, "partition": f.partition, "offset": f.offset, "dossier_no": f.dossier_no,
-             "event_id": f.event_id, "service": f.service, "record_key": f.key, "record_value": f.value,
-             "record_headers": [[k, v.decode("latin-1")] for k, v in f.headers],
-             "mapped_payload": f.mapped_payload, "error_class": f.error_class, "error_kind": f.error_kind,
-             "reason": f.reason, "field": f.field, "message": f.message, "attempts": f.attempts,
+            {"topic": f.topic, "partition": f.partition, "offset": f.offset,
+             "dossier_no": _maybe_text(f.dossier_no, 100), "event_id": _maybe_text(f.event_id, 64),
+             "service": f.service, "record_key": f.key, "record_value": f.value,
+             "record_headers": [[k, None if v is None else v.decode("latin-1")] for k, v in f.headers],
+             "mapped_payload": f.mapped_payload, "error_class": _text(f.error_class, 100),
+             "error_kind": f.error_kind, "reason": _text(f.reason, 100), "field": _maybe_text(f.field, 255),
+             "message": _text(f.message, 20_000), "attempts": f.attempts,
              "first_failed_at": now, "last_failed_at": now, "state": "open"}
             for f in failures
         ]

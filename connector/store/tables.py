@@ -48,7 +48,7 @@ sync_failures = Table(
     Column("record_key", LargeBinary, nullable=True),
     Column("record_value", LargeBinary, nullable=True),  # byte-identical; None when too large to keep
     Column("record_headers", JSON, nullable=False),  # [[name, value as latin-1 text], ...]
-    Column("mapped_payload", JSON, nullable=True),
+    Column("mapped_payload", JSON(none_as_null=True), nullable=True),
     Column("error_class", String(100), nullable=False),
     Column("error_kind", String(20), nullable=False),
     Column("reason", String(100), nullable=False, index=True),

@@ -164,3 +164,17 @@ async def test_a_record_failing_again_stays_one_row_with_the_newest_error(store:
 async def test_one_record_twice_in_a_batch_is_one_row(store: StateStore) -> None:
     await store.record_failures([_failure(9, reason="first"), _failure(9, reason="second")])
     assert [(r["offset"], r["reason"]) for r in await store.failures(state=None)] == [(9, "second")]
+
+
+async def test_hostile_text_and_valueless_headers_are_stored_not_retried_for_ever(store: StateStore) -> None:
+    hostile = Failure(
+        topic="dossier.events", partition=0, offset=3, key=b"K\x00", value=b"\x00", headers=[("trace", None)],
+        dossier_no="K\x00" + "x" * 200, event_id=None, service=None, mapped_payload=None,
+        error_class="PortalRejected", error_kind="permanent", reason="portal_rejected", field="a." * 300,
+        message="Lỗi\x00 từ cổng", attempts=1,
+    )
+    await store.record_failures([hostile])
+    [row] = await store.failures()
+    assert row["record_headers"] == [["trace", None]] and row["record_value"] == b"\x00"
+    assert row["message"] == "Lỗi\ufffd từ cổng" and len(row["dossier_no"]) == 100 and len(row["field"]) == 255
+    assert row["mapped_payload"] is None

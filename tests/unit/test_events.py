@@ -127,6 +127,13 @@ def test_a_day_the_calendar_lacks_is_named_wherever_it_is(where: str, field: str
     assert "not a real date" in caught.value.message
 
 
+@pytest.mark.parametrize("offset", ["+07:60", "+24:00", "-00:99"])
+def test_an_offset_that_is_not_a_real_one_is_refused(offset: str) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        decode_event(*encode(event_dict(received_at=f"2020-10-05T08:30:00{offset}")), max_bytes=MAX)
+    assert caught.value.field == "dossier.received_at"
+
+
 def test_rfc3339_lower_case_separators_and_long_fractions_read_as_the_same_instant() -> None:
     upper = decode_event(*encode(event_dict(received_at="2020-10-05T08:30:00.123456789Z")), max_bytes=MAX)
     lower = decode_event(*encode(event_dict(received_at="2020-10-05t08:30:00.123456789z")), max_bytes=MAX)
