@@ -4,6 +4,7 @@ flowing, however small the in-flight bound."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
@@ -13,6 +14,7 @@ from connector.config import DEFAULT_MAPPINGS_DIR, load_settings
 from connector.kafka import ERROR_HEADER_PREFIX
 from connector.mapping import load_mappings
 from connector.samples import SampleMessage, generate_events
+from connector.service import Service
 from connector.store import StateStore
 from tests.factories import encode, event_dict
 from tests.integration.pipeline_harness import (
@@ -21,10 +23,12 @@ from tests.integration.pipeline_harness import (
     assert_portal_holds_newest,
     daemon_config,
     portal_dossiers,
+    portal_stats,
     run_until_committed,
     unique_group,
+    wait_until,
 )
-from tests.kafkatools import consume_all, produce
+from tests.kafkatools import consume_all, produce, wait_for_committed
 
 pytestmark = pytest.mark.broker
 
@@ -122,3 +126,36 @@ async def test_refused_and_unreadable_events_are_recorded_whole(kafka_bootstrap,
     assert garbled["record_key"] == unreadable[0]
     assert garbled["dossier_no"] == "000.00.01.G12-201005-0999" and garbled["mapped_payload"] is None
     assert len(await consume_all(kafka_bootstrap, stream.dead_letter, count=3, timeout=30)) == 3
+
+
+async def test_a_record_failing_alone_in_a_quiet_stream_does_not_stop_consumption(
+    kafka_bootstrap, stream, portal_url, tmp_path
+) -> None:
+    # Nothing else in flight: a record failing alone looks like an outage until other events arrive, so
+    # consumption must go on for them to arrive.
+    async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http, http.put(
+        f"{portal_url}/_sim/chaos", json={"crashing_dossiers": [POISON]}
+    ) as reply:
+        assert reply.status == 200, await reply.text()
+    first = await produce(kafka_bootstrap, stream.events, [encode(event_dict(no=POISON, version=1))])
+    others = [SampleMessage(*encode(event_dict(no=f"000.00.01.G12-201005-{n:04d}")), None, None, "")
+              for n in range(30)]
+    config = poison_config(kafka_bootstrap, portal_url, stream, tmp_path)
+    async with Service(load_settings(None, **config)) as service:
+        stop = asyncio.Event()
+        running = asyncio.create_task(service.run(stop))
+        try:
+            async def crashed_alone_a_while() -> bool:
+                calls = (await portal_stats(portal_url))["calls"].get("DongBoHoSoMC", {})
+                return calls.get("crash_500", 0) >= 3
+
+            await wait_until(crashed_alone_a_while, timeout=30, what="the lone record to fail three times")
+            ends = await produce(kafka_bootstrap, stream.events, others)
+            expected = {p: max(first.get(p, 0), ends.get(p, 0)) for p in {*first, *ends}}
+            await wait_for_committed(kafka_bootstrap, stream.group, stream.events, expected, timeout=60)
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, timeout=60)
+    await assert_portal_holds_newest(portal_url, others)
+    assert [(f["dossier_no"], f["reason"]) for f in await failures_in_store(tmp_path)] == [
+        (POISON, "deadline_exceeded")]
