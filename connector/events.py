@@ -42,9 +42,6 @@ class _Unusable(ValueError):
 def _when(document: dict[str, Any], key: str, path: str) -> datetime:
     text = document[key]
     name = f"{path}.{key}" if path else key
-    if text[-3] == ":" and text[-6] in "+-" and not (text[-5:-3] <= "23" and text[-2:] <= "59"):
-        # fromisoformat would read "+07:60" as "+08:00"; RFC 3339 has no such offset.
-        raise _Unusable(name, "has an offset that is not a real one (hours 00-23, minutes 00-59)")
     try:
         # The pattern admits lower-case "t"/"z" (RFC 3339 does); fromisoformat reads only upper case.
         return datetime.fromisoformat(text.upper())
