@@ -445,6 +445,7 @@ class DossierSync:
 @dataclass
 class _Lane:
     tp: TopicPartition
+    partition: _PartitionState  # the assignment its events were read under
     waiting: list[Admitted] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
 
@@ -550,12 +551,12 @@ class PushPipeline:
         state.bytes += _size(record)
         admitted = self._reader.read(tp, record)
         if isinstance(admitted, Rejected):
-            self._spawn(self._record_failure_and_finish(admitted))
+            self._spawn(self._record_failure_and_finish(admitted, state))
             return
         no = admitted.no
         lane = self._lanes.get(no)
         if lane is None:
-            lane = self._lanes[no] = _Lane(tp)
+            lane = self._lanes[no] = _Lane(tp, state)
         lane.waiting.append(admitted)
         if lane.task is None:
             self._start_unit(no, lane)
@@ -571,25 +572,26 @@ class PushPipeline:
             self._metrics.event_outcomes.labels(outcome.kind, outcome.reason).inc()
             if outcome.kind == "synced":
                 self._metrics.push_latency.observe(now - item.admitted_at)
-            self._finish(item.tp, item.record)
+            self._finish(lane.tp, lane.partition, item.record)
         lane.task = None
         if lane.waiting and self._lanes.get(no) is lane:
             self._start_unit(no, lane)
         elif self._lanes.get(no) is lane:
             del self._lanes[no]
 
-    async def _record_failure_and_finish(self, rejected: Rejected) -> None:
+    async def _record_failure_and_finish(self, rejected: Rejected, partition: _PartitionState) -> None:
         event = rejected.event
         await self._failures.record(rejected.record, rejected.error,
                                     dossier_no=event.dossier.no if event else None,
                                     event_id=event.event_id if event else None)
         self._metrics.event_outcomes.labels("failed", rejected.error.reason).inc()
-        self._finish(rejected.tp, rejected.record)
+        self._finish(rejected.tp, partition, rejected.record)
 
-    def _finish(self, tp: TopicPartition, record: ConsumedRecord) -> None:
-        state = self._partitions.get(tp)
-        if state is None:
-            return  # revoked meanwhile: the new owner redoes it; the ledger makes that harmless
+    def _finish(self, tp: TopicPartition, state: _PartitionState, record: ConsumedRecord) -> None:
+        if self._partitions.get(tp) is not state:
+            # Revoked meanwhile (and perhaps assigned again, with the record read anew): the current
+            # owner finishes it in its own count; the ledger and the failure table make a redo harmless.
+            return
         state.watermark.finish(record.offset)
         state.events -= 1
         state.bytes -= _size(record)
