@@ -31,6 +31,16 @@ async def _postgres_database() -> tuple[str, str] | None:
     return name, f"{base}/{name}"
 
 
+async def _postgres_database_or_skip() -> tuple[str, str]:
+    """A fresh database, or skip the test locally (fail it in CI) when no PostgreSQL answers."""
+    database = await _postgres_database()
+    if database is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required in CI and did not answer at {POSTGRES_ADMIN_URL}")
+        pytest.skip(f"no PostgreSQL at {POSTGRES_ADMIN_URL}")
+    return database
+
+
 async def _drop(name: str) -> None:
     import asyncpg
 
@@ -48,12 +58,7 @@ async def store(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[State
         yield opened
         await opened.close()
         return
-    database = await _postgres_database()
-    if database is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL is required in CI and did not answer at {POSTGRES_ADMIN_URL}")
-        pytest.skip(f"no PostgreSQL at {POSTGRES_ADMIN_URL}")
-    name, url = database
+    name, url = await _postgres_database_or_skip()
     opened = await StateStore.open(url)
     yield opened
     await opened.close()
@@ -115,12 +120,7 @@ async def test_many_entries_are_read_and_written_at_once(store: StateStore) -> N
 
 
 async def test_instances_opening_a_new_postgresql_store_together_do_not_trip_over_each_other() -> None:
-    database = await _postgres_database()
-    if database is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL is required in CI and did not answer at {POSTGRES_ADMIN_URL}")
-        pytest.skip(f"no PostgreSQL at {POSTGRES_ADMIN_URL}")
-    name, url = database
+    name, url = await _postgres_database_or_skip()
     try:
         stores = await asyncio.gather(*(StateStore.open(url) for _ in range(4)))
         for opened in stores:
