@@ -111,8 +111,7 @@ async def start_simulator(host: str, port: int, config: SimulatorConfig) -> tupl
 async def _login(request: web.Request) -> web.StreamResponse:
     state = request.app[SIMULATOR_STATE]
     with state.meter.track():
-        state.note_dstcode(request.headers.get("dstcode"))
-        body = await _json_object(request)
+        body = await _adapter_request(request)
         if isinstance(body, web.Response):
             return body
         refusal, late = await _before_serving(request, LOGIN)
@@ -127,8 +126,7 @@ def _service_handler(services: Mapping[str, ServiceCall]) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         state = request.app[SIMULATOR_STATE]
         with state.meter.track():
-            state.note_dstcode(request.headers.get("dstcode"))
-            body = await _json_object(request)
+            body = await _adapter_request(request)
             if isinstance(body, web.Response):
                 return body
             named = body.get("service")
@@ -165,6 +163,12 @@ def _dispatch(
     if call is None:
         return {"error_code": "-1", "message": f"Dịch vụ '{service}' không được hỗ trợ"}
     return call(state, body)
+
+
+async def _adapter_request(request: web.Request) -> dict[str, Any] | web.Response:
+    """What every adapter call starts with: the dstcode header noted, the body read as a JSON object."""
+    request.app[SIMULATOR_STATE].note_dstcode(request.headers.get("dstcode"))
+    return await _json_object(request)
 
 
 async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
