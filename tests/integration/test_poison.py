@@ -73,8 +73,11 @@ async def test_a_record_the_adapter_always_crashes_on_becomes_a_recorded_failure
 ) -> None:
     others = local_sample(40, seed=41)
     poison = [encode(event_dict(no=POISON, version=v)) for v in (1, 2, 3)]
-    # The poison events spread through the stream, in one partition (same key).
-    stream_messages = [*others[:5], poison[0], *others[5:60], poison[1], *others[60:], poison[2]]
+    # The poison events spread through the stream, in one partition (same key), with events after the
+    # last one: a record failing alone with nothing else going on cannot be told from an outage, so it
+    # waits for other traffic (see the quiet-stream test below).
+    stream_messages = [*others[:5], poison[0], *others[5:60], poison[1], *others[60:-30], poison[2],
+                       *others[-30:]]
     expected_offsets = await produce(kafka_bootstrap, stream.events, stream_messages)
     async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http, http.put(
         f"{portal_url}/_sim/chaos", json={"crashing_dossiers": [POISON], "crash_status": 502}
