@@ -7,16 +7,14 @@ reads, built only from events the schema accepted; they do not restate the schem
 
 from __future__ import annotations
 
-import copy
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
 
-import fastjsonschema
 import jsonschema
+import jsonschema_rs
 from pydantic_core import from_json
 
 from connector.config import SCHEMAS_DIR
@@ -190,83 +188,21 @@ def _validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(_schema())
 
 
-# Keywords whose value is one subschema (or, for draft-07 "items", a list), a list of subschemas, or a map of
-# names to subschemas: the places where a schema nests schemas, as opposed to data ("enum", "const").
-_ONE_SCHEMA = frozenset({"items", "additionalItems", "additionalProperties", "contains", "propertyNames", "not",
-                         "if", "then", "else", "unevaluatedItems", "unevaluatedProperties"})
-_SCHEMA_LIST = frozenset({"allOf", "anyOf", "oneOf", "prefixItems"})
-_SCHEMA_MAP = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas",
-                         "dependencies"})
-_NULL = {"type": "null"}
-
-
-def _reshaped_for_speed(schema: dict[str, Any]) -> dict[str, Any]:
-    """The same schema, meaning for meaning, in a shape fastjsonschema's generated code runs faster.
-
-    - An inline ``items`` subschema becomes a ``$ref`` to a copy in ``$defs``: inline, the generated loop
-      builds every field's error path with ``str.format(**locals())`` on each element, even when nothing fails.
-    - ``{"type": "null"}`` goes first in ``anyOf``: the order of ``anyOf`` changes no verdict, and the
-      generated code raises and catches an exception for every branch that fails before one passes, while
-      most optional values are null.
-
-    A schema with a nested ``$id`` is left as it is: moving a subschema out of it would change what its
-    relative references point to.
-    """
-    original, schema = schema, copy.deepcopy(schema)
-    hoisted: list[dict[str, Any]] = []
-    refs: list[dict[str, Any]] = []
-    nested_ids: list[str] = []
-
-    def visit(node: Any) -> None:
-        if not isinstance(node, dict):
-            return
-        if node is not schema and "$id" in node:
-            nested_ids.append(node["$id"])
-        for keyword, value in node.items():
-            if keyword in _SCHEMA_MAP and isinstance(value, dict):
-                for sub in value.values():
-                    visit(sub)
-            elif keyword in _SCHEMA_LIST or keyword in _ONE_SCHEMA:
-                for sub in value if isinstance(value, list) else [value]:
-                    visit(sub)
-        if isinstance(node.get("anyOf"), list):
-            node["anyOf"] = sorted(node["anyOf"], key=lambda branch: branch != _NULL)
-        items = node.get("items")
-        if isinstance(items, dict) and "$ref" not in items:
-            ref: dict[str, Any] = {}  # filled in once every name in $defs is known
-            hoisted.append(items)
-            refs.append(ref)
-            node["items"] = ref
-
-    visit(schema)
-    if nested_ids:
-        return copy.deepcopy(original)
-    defs = schema.setdefault("$defs", {})
-    for number, (items, ref) in enumerate(zip(hoisted, refs, strict=True)):
-        name = f"items{number}"
-        while name in defs:
-            name = "_" + name
-        defs[name] = items
-        ref["$ref"] = f"#/$defs/{name}"
-    return schema
-
-
 @cache
-def _fast_check() -> Callable[[Any], Any]:
-    # The schema keeps to what draft-07 also means (the $refs are plain JSON pointers), so the compiled
-    # check can use that draft; the reference validator above has the last word whenever they differ.
-    schema = dict(_reshaped_for_speed(_schema()), **{"$schema": "http://json-schema.org/draft-07/schema#"})
-    check: Callable[[Any], Any] = fastjsonschema.compile(schema)
-    return check
+def _fast_validator() -> jsonschema_rs.Validator:
+    # The Rust validator checks a valid event about six times faster than any validator written in
+    # Python; the reference validator above still words every error and has the last word.
+    return jsonschema_rs.validator_for(_schema())
 
 
 def schema_errors(document: Any) -> list[jsonschema.ValidationError]:
     """Every way ``document`` breaks the event schema; empty when it is valid."""
     try:
-        _fast_check()(document)
-    except fastjsonschema.JsonSchemaException:
-        return sorted(_validator().iter_errors(document), key=lambda e: (len(e.absolute_path), str(e.path)))
-    return []
+        if _fast_validator().is_valid(document):
+            return []
+    except ValueError:  # a value the Rust side cannot take in (JSON never makes one): let the reference judge
+        pass
+    return sorted(_validator().iter_errors(document), key=lambda e: (len(e.absolute_path), str(e.path)))
 
 
 def vocabulary() -> dict[str, frozenset[str]]:
