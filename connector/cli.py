@@ -26,7 +26,7 @@ def main() -> None:
 def run(config_path: Path | None) -> None:
     """Run the sync daemon until SIGTERM or SIGINT."""
     from connector.mapping import MappingsInvalid
-    from connector.service import Service
+    from connector.service import Service, settle_heap
 
     try:
         settings = load_settings(config_path)
@@ -40,6 +40,7 @@ def run(config_path: Path | None) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         async with Service(settings) as service:
+            settle_heap()
             await service.run(stop)
 
     try:

@@ -7,10 +7,12 @@ renderer sees them. Metrics: one Prometheus registry per running service, so tes
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import sys
-from collections.abc import Mapping, MutableMapping
+import time
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -132,6 +134,26 @@ class Metrics:
             "portal_sync_portal_retries", "Adapter calls retried after a retryable error", ["service", "reason"],
             registry=r,
         )
+
+        self.gc_pauses = Histogram(
+            "portal_sync_gc_pause_seconds", "Time the process stood still in one garbage collection",
+            ["generation"], registry=r, buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+        )
+
+    def watch_collector(self) -> Callable[[], None]:
+        """Time every garbage collection into ``gc_pauses`` from now on; returns what stops it."""
+        pauses = [self.gc_pauses.labels(str(generation)) for generation in range(3)]
+        started = 0.0
+
+        def on_collection(phase: str, info: dict[str, int]) -> None:
+            nonlocal started
+            if phase == "start":
+                started = time.perf_counter()
+            else:
+                pauses[info["generation"]].observe(time.perf_counter() - started)
+
+        gc.callbacks.append(on_collection)
+        return lambda: gc.callbacks.remove(on_collection)
 
     def observe_portal_call(self, service: str, result: str, seconds: float) -> None:
         self.portal_calls.labels(service, result).inc()

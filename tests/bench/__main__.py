@@ -68,6 +68,7 @@ from tests.bench.harness import (
     backlog,
     broker,
     children,
+    cpu_seconds,
     drain,
     dumps,
     has_setting,
@@ -269,6 +270,7 @@ async def bare_pipe(
     started.append(child)
     total = sum(ends.values())
     first = await _bare_first_consumed(child)
+    cpu_at_first = cpu_seconds(child.pid)
     deadline = first + options.drain_timeout(total)
     last_move, last_left = time.monotonic(), total
     async with CommitWatcher(bootstrap, group, topic, range(PARTITIONS)) as watcher:
@@ -286,8 +288,9 @@ async def bare_pipe(
                                  f"with:\n{child.log_tail()}")
             await asyncio.sleep(0.05)
     elapsed = now - first
+    cpu = cpu_seconds(child.pid) - cpu_at_first
     await child.stop()
-    return Drained(total, elapsed)
+    return Drained(total, elapsed, cpu_seconds=cpu)
 
 
 async def _bare_first_consumed(child: Child) -> float:
@@ -331,6 +334,7 @@ async def section_throughput(report: Report, options: Options) -> None:
     bare_fig = report.figure("throughput", "bare pipe", "events/s", size)
     ratio_fig = report.figure("throughput", "daemon ÷ bare pipe", "", size, "≥ 0.5",
                               decimals=2)
+    cpu_fig = report.figure("throughput", "daemon CPU per event", "µs", size)
 
     async def body(run: int, workdir: Path) -> None:
         messages = list(backlog(dossiers, seed=run, events_per_dossier=EVENTS_PER_DOSSIER))
@@ -353,8 +357,11 @@ async def section_throughput(report: Report, options: Options) -> None:
                 await daemon.child.stop()
                 report.timed(drained.seconds)
                 console.print(f"  run {run}/{options.runs}: daemon {drained.events:,} events in "
-                              f"{drained.seconds:,.1f} s = [bold]{drained.rate:,.0f}[/bold] events/s"
+                              f"{drained.seconds:,.1f} s = [bold]{drained.rate:,.0f}[/bold] events/s, "
+                              f"{drained.cpu_us_per_event:,.0f} µs of CPU per event "
+                              f"({drained.gc_seconds / max(drained.cpu_seconds, 1e-9):.0%} in garbage collection)"
                               f"{_outcomes_text(drained)}{_calls_text(await simulator.stats())}")
+                cpu_fig.values.append(drained.cpu_us_per_event)
                 daemon_fig.values.append(drained.rate)
                 batch = batch_size(daemon, report)
                 max_poll = int(setting(daemon.config.settings, "kafka.max_poll_records", 500))
@@ -366,11 +373,13 @@ async def section_throughput(report: Report, options: Options) -> None:
                 bare_fig.values.append(bare.rate)
                 ratio_fig.values.append(drained.rate / bare.rate)
                 console.print(f"  run {run}/{options.runs}: bare pipe {bare.events:,} events in {bare.seconds:,.1f} s "
-                              f"= [bold]{bare.rate:,.0f}[/bold] events/s (batches of {batch}, polls of ≤ {max_poll})"
+                              f"= [bold]{bare.rate:,.0f}[/bold] events/s, "
+                              f"{bare.cpu_us_per_event:,.0f} µs of CPU per event "
+                              f"(batches of {batch}, polls of ≤ {max_poll})"
                               f"{_calls_text(await simulator.stats())}; "
                               f"daemon ÷ bare pipe = [bold]{drained.rate / bare.rate:.2f}[/bold]")
 
-    await each_run(report, options, body, [daemon_fig, bare_fig, ratio_fig])
+    await each_run(report, options, body, [daemon_fig, bare_fig, ratio_fig, cpu_fig])
     report.section_medians("throughput")
 
 

@@ -493,6 +493,15 @@ class Memory:
         return self.peak_kib / 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (Linux), 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def read_status(pid: int) -> dict[str, int]:
     """Memory lines of /proc/<pid>/status in KiB; empty once the process is gone."""
     try:
@@ -548,6 +557,11 @@ class Daemon:
             return 0.0
         return sum(samples.get("portal_sync_events_consumed_total", {}).values())
 
+    async def gc_seconds(self, http: aiohttp.ClientSession) -> float:
+        """Time spent in garbage collections so far, all generations."""
+        samples = await self.metrics(http)
+        return sum(samples.get("portal_sync_gc_pause_seconds_sum", {}).values())
+
     async def outcomes(self, http: aiohttp.ClientSession) -> dict[str, float]:
         """Events finished, by outcome (synced / skipped / failed)."""
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):
@@ -567,10 +581,16 @@ class Drained:
     per_instance: list[float] = field(default_factory=list)  # events consumed by each daemon
     all_working_after: float | None = None  # seconds from the first consumed event until every daemon consumed
     outcomes: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: float = 0.0  # CPU time the daemons used over the same span, all threads
+    gc_seconds: float = 0.0  # of which in garbage collections
 
     @property
     def rate(self) -> float:
         return self.events / self.seconds
+
+    @property
+    def cpu_us_per_event(self) -> float:
+        return self.cpu_seconds * 1e6 / self.events
 
 
 async def wait_first_consumed(daemons: Sequence[Daemon], http: aiohttp.ClientSession) -> float:
@@ -596,6 +616,8 @@ async def drain(
     total = sum(ends.values())
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) as http:
         started = await wait_first_consumed(daemons, http)
+        cpu_at_start = [cpu_seconds(daemon.child.pid) for daemon in daemons]
+        gc_at_start = await asyncio.gather(*(d.gc_seconds(http) for d in daemons))
         for daemon in daemons:
             daemon.memory.at_start_kib = read_status(daemon.child.pid).get("VmRSS", 0)
         deadline = started + timeout
@@ -628,6 +650,8 @@ async def drain(
             if now > deadline:
                 raise BenchError(f"not drained within {timeout:g} s: {left:,} of {total:,} events left")
             await asyncio.sleep(0.05)
+        cpu = sum(cpu_seconds(d.child.pid) - at_start for d, at_start in zip(daemons, cpu_at_start, strict=True))
+        gc_used = sum(await asyncio.gather(*(d.gc_seconds(http) for d in daemons))) - sum(gc_at_start)
         for daemon in daemons:
             daemon.memory.sample(daemon.child.pid, final=True)
         per_instance = list(await asyncio.gather(*(d.consumed(http) for d in daemons)))
@@ -635,7 +659,7 @@ async def drain(
         for daemon in daemons:
             for outcome, value in (await daemon.outcomes(http)).items():
                 outcomes[outcome] = outcomes.get(outcome, 0) + value
-    return Drained(total, elapsed, per_instance, all_working, outcomes)
+    return Drained(total, elapsed, per_instance, all_working, outcomes, cpu, gc_used)
 
 
 # --------------------------------------------------------------------------------------------------
