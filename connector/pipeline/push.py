@@ -136,11 +136,13 @@ class EventReader:
                 )
             mapped = map_event(event, self._mappings)
         except SyncError as error:
-            return Rejected(record, tp, error, event)
+            # Without its traceback: the traceback holds this frame, which holds the error, a reference
+            # cycle that would keep the event and its bytes alive until a full garbage collection.
+            return Rejected(record, tp, error.with_traceback(None), event)
         except Exception as exc:  # noqa: BLE001 - a bug in pure code must not stall a partition: record it
             unexpected = InvalidInput(f"unexpected {type(exc).__name__} while reading the event",
                                       reason="unexpected_error")
-            unexpected.__cause__ = exc
+            unexpected.__cause__ = exc.with_traceback(None)
             return Rejected(record, tp, unexpected, event)
         for cut in mapped.truncated:
             self._metrics.truncated_fields.labels(_INDEX.sub("[]", cut)).inc()

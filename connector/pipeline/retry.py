@@ -52,7 +52,7 @@ async def call_with_retries(
     """Run ``call`` until it succeeds or fails for a reason of its own (raised, with ``attempts`` set).
     Service-wide errors are waited out for as long as they last, unless ``give_up(error, attempt)`` says
     the caller has waited enough (then the error is raised); cancel the caller to stop waiting."""
-    attempt = 0
+    attempt = 1
 
     def should_retry(error: BaseException) -> bool:
         if not isinstance(error, SyncError) or not error.affects_every_record:
@@ -69,6 +69,24 @@ async def call_with_retries(
                         attempt=state.attempt_number, wait_seconds=round(state.upcoming_sleep, 3))
 
     try:
+        # The first try runs outside tenacity: nearly every call succeeds at once, and tenacity's state
+        # for a call is a reference cycle that would keep the call, and the batch it carries, alive until
+        # a full garbage collection.
+        return await call()
+    except SyncError as error:
+        if not error.affects_every_record:
+            error.attempts = 1
+            raise
+        first_failure: SyncError | None = error
+
+    async def again() -> T:
+        nonlocal first_failure
+        if first_failure is not None:  # tenacity's first attempt is the one that already failed
+            error, first_failure = first_failure, None
+            raise error
+        return await call()
+
+    try:
         async for attempt_state in AsyncRetrying(
             stop=stop_never,
             wait=_WaitRetryAfterOrJitter(policy),
@@ -79,7 +97,7 @@ async def call_with_retries(
         ):
             with attempt_state:
                 attempt = attempt_state.retry_state.attempt_number
-                return await call()
+                return await again()
     except SyncError as error:
         error.attempts = attempt
         raise

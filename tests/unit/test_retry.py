@@ -1,3 +1,6 @@
+import gc
+import weakref
+
 import pytest
 
 from connector.config import RetrySettings
@@ -69,3 +72,51 @@ async def test_errors_of_the_item_itself_are_not_retried(error) -> None:
         await call_with_retries(script.call, service="s", policy=POLICY, sleep=script.sleep)
     assert script.calls == 2
     assert caught.value.attempts == 2
+
+
+async def test_the_caller_is_asked_once_per_service_wide_failure_whether_to_give_up() -> None:
+    script = Script(busy(), busy(), busy())
+    asked: list[int] = []
+
+    def give_up(_error, attempt: int) -> bool:
+        asked.append(attempt)
+        return attempt == 2
+
+    with pytest.raises(RetryableError) as caught:
+        await call_with_retries(script.call, service="s", policy=POLICY, sleep=script.sleep, give_up=give_up)
+    assert asked == [1, 2]
+    assert script.calls == 2 and len(script.sleeps) == 1
+    assert caught.value.attempts == 2
+
+
+async def test_a_first_try_that_fails_for_itself_or_with_a_bug_is_not_retried() -> None:
+    script = Script(PermanentError("no", reason="portal_rejected"))
+    with pytest.raises(PermanentError) as caught:
+        await call_with_retries(script.call, service="s", policy=POLICY, sleep=script.sleep)
+    assert caught.value.attempts == 1 and script.calls == 1 and script.sleeps == []
+    script = Script(ValueError("a bug"))
+    with pytest.raises(ValueError, match="a bug"):
+        await call_with_retries(script.call, service="s", policy=POLICY, sleep=script.sleep)
+    assert script.calls == 1
+
+
+async def test_a_call_that_succeeds_at_once_is_freed_as_soon_as_it_returns() -> None:
+    # Tenacity's per-call state is a reference cycle; what the call's callbacks hold on to (the gateway's
+    # hold the batch's retry history, and through it the batch) would live until a full collection.
+    # With the collector off, only reference counting can free it here.
+    class Batch:
+        pass
+
+    batch = Batch()
+    freed = weakref.ref(batch)
+    script = Script()
+    gc.disable()
+    try:
+        result = await call_with_retries(script.call, service="s", policy=POLICY,
+                                         give_up=lambda _error, _attempt, held=batch: False,
+                                         on_retry=lambda *_args, held=batch: None)
+        assert result == "ok"
+        del batch
+        assert freed() is None
+    finally:
+        gc.enable()

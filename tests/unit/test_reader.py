@@ -1,0 +1,63 @@
+"""Reading one Kafka record into an event ready to sync, or the reason it cannot be synced."""
+
+import gc
+import json
+import weakref
+from dataclasses import dataclass, field
+
+from aiokafka import TopicPartition
+
+from connector.config import load_settings
+from connector.mapping import load_mappings
+from connector.observability import Metrics
+from connector.pipeline.push import Admitted, EventReader, Rejected
+from connector.samples import generate_events
+
+SETTINGS = load_settings(None)
+TP = TopicPartition("dossier.events", 0)
+
+
+@dataclass(eq=False)
+class Record:
+    key: bytes | None
+    value: bytes | None
+    topic: str = "dossier.events"
+    partition: int = 0
+    offset: int = 0
+    headers: list[tuple[str, bytes | None]] = field(default_factory=list)
+
+
+def reader() -> EventReader:
+    return EventReader(SETTINGS, load_mappings(SETTINGS.mappings.dir), Metrics())
+
+
+def valid_document() -> dict:
+    message = next(m for m in generate_events(dossiers=5, seed=2) if m.label == "valid")
+    return json.loads(message.value)
+
+
+def test_a_valid_event_is_admitted_mapped() -> None:
+    document = valid_document()
+    read = reader().read(TP, Record(document["dossier"]["no"].encode(), json.dumps(document).encode()))
+    assert isinstance(read, Admitted)
+    assert read.no == document["dossier"]["no"] and read.version == document["dossier"]["version"]
+    assert read.mapped.record["MaHoSo"] == document["dossier"]["no"]
+
+
+def test_a_rejected_event_names_the_rule_and_keeps_no_reference_cycle() -> None:
+    # An error keeps its traceback, the traceback the reading frame, the frame the error: a cycle that
+    # would hold the event and its bytes until a full collection. The reader drops the traceback.
+    document = valid_document()
+    document["dossier"]["origin"] = "portal"
+    record = Record(document["dossier"]["no"].encode(), json.dumps(document).encode())
+    freed = weakref.ref(record)
+    gc.disable()
+    try:
+        read = reader().read(TP, record)
+        assert isinstance(read, Rejected)
+        assert (read.error.reason, read.error.field) == ("origin_portal_unsupported", "dossier.origin")
+        assert read.error.__traceback__ is None
+        del read, record
+        assert freed() is None
+    finally:
+        gc.enable()
