@@ -38,13 +38,11 @@ class _Unusable(ValueError):
 
 
 def _when(document: dict[str, Any], key: str, path: str) -> datetime:
-    text = document[key]
-    name = f"{path}.{key}" if path else key
     try:
         # The pattern admits lower-case "t"/"z" (RFC 3339 does); fromisoformat reads only upper case.
-        return datetime.fromisoformat(text.upper())
+        return datetime.fromisoformat(document[key].upper())
     except ValueError as exc:
-        raise _Unusable(name, f"is not a real date and time ({exc})") from None
+        raise _Unusable(f"{path}.{key}" if path else key, f"is not a real date and time ({exc})") from None
 
 
 def _maybe_when(document: dict[str, Any], key: str, path: str) -> datetime | None:
@@ -196,11 +194,13 @@ def _fast_validator() -> jsonschema_rs.Validator:
 
 
 def schema_errors(document: Any) -> list[jsonschema.ValidationError]:
-    """Every way ``document`` breaks the event schema; empty when it is valid."""
+    """Every way ``document`` breaks the event schema; empty when it is valid. ``document`` comes from a
+    JSON parser: the fast check takes a tuple for an array and a Decimal for a number, which JSON
+    never makes."""
     try:
         if _fast_validator().is_valid(document):
             return []
-    except ValueError:  # a value the Rust side cannot take in (JSON never makes one): let the reference judge
+    except ValueError:  # a value the Rust side cannot take in (a lone surrogate): let the reference judge
         pass
     return sorted(_validator().iter_errors(document), key=lambda e: (len(e.absolute_path), str(e.path)))
 

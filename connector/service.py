@@ -63,6 +63,9 @@ class Service:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if self._unwatch_collector is not None:
+            self._unwatch_collector()
+            self._unwatch_collector = None
         # Leave the group first so the partitions move on quickly, then release the rest.
         for close in (self.consumer.stop, self.producer.stop, self.portal.close, self.store.close):
             try:
@@ -72,8 +75,6 @@ class Service:
                             error=type(error).__name__)
         if self._admin is not None:
             await self._admin.cleanup()
-        if self._unwatch_collector is not None:
-            self._unwatch_collector()
         log.info("service stopped")
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -25,8 +25,10 @@ import functools
 import hashlib
 import re
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 
 import structlog
@@ -140,8 +142,11 @@ class EventReader:
             # cycle that would keep the event and its bytes alive until a full garbage collection.
             return Rejected(record, tp, error.with_traceback(None), event)
         except Exception as exc:  # noqa: BLE001 - a bug in pure code must not stall a partition: record it
-            unexpected = InvalidInput(f"unexpected {type(exc).__name__} while reading the event",
-                                      reason="unexpected_error")
+            # Where, not what: the exception's own text may quote a value of the event.
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            unexpected = InvalidInput(f"unexpected {type(exc).__name__} while reading the event, in "
+                                      f"{where.name} ({Path(where.filename).name}:{where.lineno}); a bug: "
+                                      f"please report it", reason="unexpected_error")
             unexpected.__cause__ = exc.with_traceback(None)
             return Rejected(record, tp, unexpected, event)
         for cut in mapped.truncated:

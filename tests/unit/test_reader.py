@@ -2,6 +2,7 @@
 
 import gc
 import json
+import types
 import weakref
 from dataclasses import dataclass, field
 
@@ -61,3 +62,15 @@ def test_a_rejected_event_names_the_rule_and_keeps_no_reference_cycle() -> None:
         assert freed() is None
     finally:
         gc.enable()
+
+
+def test_a_bug_while_reading_becomes_a_failure_that_says_where_not_what() -> None:
+    broken = types.SimpleNamespace(procedures=None)  # map_dossier meets None where it expects a table
+    document = valid_document()
+    read = EventReader(SETTINGS, broken, Metrics()).read(
+        TP, Record(document["dossier"]["no"].encode(), json.dumps(document).encode()))
+    assert isinstance(read, Rejected)
+    assert read.error.reason == "unexpected_error"
+    assert "AttributeError" in str(read.error) and "map_dossier (mapping.py:" in str(read.error)
+    assert document["dossier"]["no"] not in str(read.error)
+    assert read.error.__cause__ is not None and read.error.__cause__.__traceback__ is None

@@ -7,11 +7,13 @@ events they must agree both ways, or the fast path would stop sparing anything.
 
 import copy
 import json
+import re
 
+import jsonschema_rs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.events import _fast_validator, _validator, schema_errors
+from connector.events import _fast_validator, _schema, _validator, schema_errors
 from connector.samples import generate_events
 
 SAMPLES = [json.loads(m.value) for m in generate_events(dossiers=30, seed=3) if m.label != "malformed-json"]
@@ -73,3 +75,39 @@ def test_a_value_the_fast_check_cannot_take_in_goes_to_the_reference() -> None:
     errors = schema_errors(odd)
     assert sorted(e.message for e in errors) == sorted(e.message for e in _validator().iter_errors(odd))
     assert "'event_id' is a required property" in [e.message for e in errors]
+
+
+def schema_patterns(node=None):
+    node = _schema() if node is None else node
+    if isinstance(node, dict):
+        if isinstance(node.get("pattern"), str):
+            yield node["pattern"]
+        for value in node.values():
+            yield from schema_patterns(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from schema_patterns(value)
+
+
+# Where regular-expression engines differ most: control characters, Latin-1, the Unicode spaces, the
+# byte-order mark, the end of the BMP and beyond it.
+CODE_POINTS = [*range(0, 0x3100), 0xFEFF, 0xFFFE, 0xFFFF, 0x1F600, 0x10FFFF]
+
+
+def test_no_pattern_of_the_schema_admits_a_character_the_reference_refuses() -> None:
+    patterns = sorted(set(schema_patterns()))
+    assert len(patterns) >= 5
+    for pattern in patterns:
+        fast = jsonschema_rs.validator_for({"type": "string", "pattern": pattern})
+        reference = re.compile(pattern)
+        for example in (e for e in _pattern_examples(pattern) if reference.search(e)):
+            for point in CODE_POINTS:
+                for text in (example + chr(point), chr(point) + example, example[:4] + chr(point) + example[4:]):
+                    if fast.is_valid(text):
+                        assert reference.search(text), (pattern, hex(point))
+
+
+def _pattern_examples(pattern: str) -> list[str]:
+    """Values the pattern admits, to put a character into."""
+    return ["https://a.vn/x", "1.001.00.00.H12", "G09-250101-0001", "2020-10-05T08:00:00+07:00",
+            "2e4a0c3a-1b2c-4d5e-8f90-a1b2c3d4e5f6", "abc"]
