@@ -25,8 +25,9 @@ def main() -> None:
               help="YAML settings file; PORTAL_SYNC__SECTION__KEY environment variables override it.")
 def run(config_path: Path | None) -> None:
     """Run the sync daemon until SIGTERM or SIGINT."""
+    from connector.heap import settle_heap
     from connector.mapping import MappingsInvalid
-    from connector.service import Service, settle_heap
+    from connector.service import Service
 
     try:
         settings = load_settings(config_path)

@@ -154,7 +154,7 @@ class PushSettings(Section):
     max_batch_bytes: int = Field(1_000_000, ge=1024)
     linger_ms: int = Field(20, ge=0, le=10_000)
     # Consumption pauses above these (events read but not finished), whatever the backlog.
-    max_in_flight_events: int = Field(4_000, ge=1)
+    max_in_flight_events: int = Field(3_000, ge=1)
     max_in_flight_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     commit_interval_ms: int = Field(500, ge=10)
     shutdown_grace_seconds: float = Field(30.0, ge=0)

@@ -7,7 +7,7 @@ and been committed.
 from __future__ import annotations
 
 import asyncio
-import gc
+import contextlib
 from collections.abc import Callable
 from types import TracebackType
 
@@ -17,6 +17,7 @@ from yarl import URL
 
 from connector.admin import start_admin
 from connector.config import Settings
+from connector.heap import trim_heap
 from connector.kafka import DeadLetterQueue, build_consumer, build_producer
 from connector.mapping import Mappings, load_mappings
 from connector.observability import Metrics
@@ -27,13 +28,8 @@ from connector.store import StateStore
 
 log = structlog.get_logger(__name__)
 
-def settle_heap() -> None:
-    """Once the daemon is up, leave everything built so far (modules, mappings, schemas, clients: most of
-    the objects the process will ever hold) out of all later garbage collections, which then scan only
-    what came after, chiefly the events in flight. About halves the collector's CPU. Process-wide, so
-    called by the ``run`` command only, not by code that embeds a Service."""
-    gc.collect()
-    gc.freeze()
+# How often memory the allocator holds free goes back to the system while the daemon runs.
+HEAP_TRIM_SECONDS = 2.0
 
 
 class Service:
@@ -92,4 +88,16 @@ class Service:
             topic=s.kafka.topics.dossier_events,
             push=s.push,
         )
-        await pipeline.run(stop)
+        trimming = asyncio.create_task(_trim_heap_until(stop))
+        try:
+            await pipeline.run(stop)
+        finally:
+            trimming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await trimming
+
+
+async def _trim_heap_until(stop: asyncio.Event) -> None:
+    while not stop.is_set() and trim_heap():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), HEAP_TRIM_SECONDS)

@@ -1,0 +1,43 @@
+"""How the daemon's process holds its memory over years of running (process-wide settings).
+
+- ``settle_heap``: once started, everything built so far leaves the garbage collector's sight.
+- ``trim_heap``: hands memory the allocator holds free back to the system.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+from collections.abc import Callable
+from functools import cache
+
+
+def settle_heap() -> None:
+    """Once the daemon is up, leave everything built so far (modules, mappings, schemas, clients: most of
+    the objects the process will ever hold) out of all later garbage collections, which then scan only
+    what came after, chiefly the events in flight. About halves the collector's CPU. Process-wide, so
+    called by the ``run`` command only, not by code that embeds a Service."""
+    gc.collect()
+    gc.freeze()
+
+
+@cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim  # glibc; musl and others have none
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+def trim_heap() -> bool:
+    """Give the C allocator's free pages back to the system; False where the C library cannot.
+
+    Events come and go by the million; the allocator keeps the pages they freed, scattered between live
+    ones, so the resident size creeps up over a long drain (about 10 MiB of a 200 MiB peak). A trim takes
+    about 2 ms."""
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
