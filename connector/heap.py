@@ -1,6 +1,7 @@
 """How the daemon's process holds its memory over years of running (process-wide settings).
 
-- ``settle_heap``: once started, everything built so far leaves the garbage collector's sight.
+- ``settle_heap``: once started, everything built so far leaves the garbage collector's sight, and large
+  blocks are always mapped apart so that freeing one gives its memory back.
 - ``trim_heap``: hands memory the allocator holds free back to the system.
 """
 
@@ -16,9 +17,27 @@ def settle_heap() -> None:
     """Once the daemon is up, leave everything built so far (modules, mappings, schemas, clients: most of
     the objects the process will ever hold) out of all later garbage collections, which then scan only
     what came after, chiefly the events in flight. About halves the collector's CPU. Process-wide, so
-    called by the ``run`` command only, not by code that embeds a Service."""
+    called by the ``run`` command only, not by code that embeds a Service.
+
+    Also fixes the C allocator's threshold for mapping a block apart at 128 KiB. glibc raises it, by
+    default, to the largest block freed so far (a Kafka fetch, an adapter request body: megabytes), after
+    which such blocks are carved from the heap and leave holes there that live blocks pin: the resident
+    size crept up by about 30 MiB over a 1,000,000-event drain."""
     gc.collect()
     gc.freeze()
+    _fix_mmap_threshold(LARGE_BLOCK_BYTES)
+
+
+LARGE_BLOCK_BYTES = 128 * 1024  # glibc's own starting value
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter number in glibc's malloc.h
+
+
+def _fix_mmap_threshold(size: int) -> bool:
+    try:
+        mallopt: Callable[[int, int], int] = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, size))
 
 
 @cache

@@ -2,7 +2,7 @@
 
 import gc
 
-from connector.heap import settle_heap, trim_heap
+from connector.heap import LARGE_BLOCK_BYTES, _fix_mmap_threshold, settle_heap, trim_heap
 from connector.observability import Metrics
 
 
@@ -42,3 +42,8 @@ def test_free_memory_goes_back_to_the_system_where_the_c_library_can() -> None:
     # glibc (this project's Linux targets) has malloc_trim; elsewhere trimming is skipped, not an error.
     assert trim_heap() is True
     assert trim_heap() is True
+
+
+def test_large_blocks_are_mapped_apart_at_a_fixed_size_where_the_c_library_allows() -> None:
+    # glibc answers 1 when it takes the setting (and stops moving the threshold on its own).
+    assert _fix_mmap_threshold(LARGE_BLOCK_BYTES) is True
