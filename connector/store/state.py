@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import event, select
+from sqlalchemy import Table, event, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -71,14 +71,19 @@ class LedgerEntry(NamedTuple):
     exists_on_portal: bool
 
 
-def _text(value: str, limit: int) -> str:
-    # Hostile input reaches these columns (a key, the adapter's message, a JSON path). PostgreSQL refuses
-    # NUL in text and values over the column's length, and a refused failure would be retried for ever.
-    return value.replace("\x00", "\ufffd")[:limit]
+# The longest text kept in a column that declares no length (the error message).
+MAX_UNBOUNDED_TEXT = 20_000
 
 
-def _maybe_text(value: str | None, limit: int) -> str | None:
-    return None if value is None else _text(value, limit)
+def _fitted(table: Table, row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with every text value fit for its column. Hostile input reaches these columns (a key, the
+    adapter's message, a JSON path); PostgreSQL refuses NUL in text and values over the column's length,
+    and a refused failure would be retried for ever. The lengths are the table's own."""
+    for name, value in row.items():
+        if isinstance(value, str):
+            limit = getattr(table.c[name].type, "length", None) or MAX_UNBOUNDED_TEXT
+            row[name] = value.replace("\x00", "\ufffd")[:limit]
+    return row
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -164,14 +169,13 @@ class StateStore:
             return
         now = datetime.now(UTC)
         rows = [
-            {"topic": f.topic, "partition": f.partition, "offset": f.offset,
-             "dossier_no": _maybe_text(f.dossier_no, 100), "event_id": _maybe_text(f.event_id, 64),
-             "service": f.service, "record_key": f.key, "record_value": f.value,
-             "record_headers": [[k, None if v is None else v.decode("latin-1")] for k, v in f.headers],
-             "mapped_payload": f.mapped_payload, "error_class": _text(f.error_class, 100),
-             "error_kind": f.error_kind, "reason": _text(f.reason, 100), "field": _maybe_text(f.field, 255),
-             "message": _text(f.message, 20_000), "attempts": f.attempts,
-             "first_failed_at": now, "last_failed_at": now, "state": "open"}
+            _fitted(sync_failures, {
+                "topic": f.topic, "partition": f.partition, "offset": f.offset, "dossier_no": f.dossier_no,
+                "event_id": f.event_id, "service": f.service, "record_key": f.key, "record_value": f.value,
+                "record_headers": [[k, None if v is None else v.decode("latin-1")] for k, v in f.headers],
+                "mapped_payload": f.mapped_payload, "error_class": f.error_class, "error_kind": f.error_kind,
+                "reason": f.reason, "field": f.field, "message": f.message, "attempts": f.attempts,
+                "first_failed_at": now, "last_failed_at": now, "state": "open"})
             for f in failures
         ]
         stmt = self._insert(sync_failures)
