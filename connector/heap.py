@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import ctypes
 import gc
-from collections.abc import Callable
 from functools import cache
+
+LARGE_BLOCK_BYTES = 128 * 1024  # glibc's own starting value
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter number in glibc's malloc.h
 
 
 def settle_heap() -> None:
@@ -28,25 +30,19 @@ def settle_heap() -> None:
     _fix_mmap_threshold(LARGE_BLOCK_BYTES)
 
 
-LARGE_BLOCK_BYTES = 128 * 1024  # glibc's own starting value
-_M_MMAP_THRESHOLD = -3  # mallopt's parameter number in glibc's malloc.h
+@cache
+def _glibc() -> ctypes.CDLL | None:
+    """The process's C library when it is glibc (it has malloc_trim; musl and others do not)."""
+    try:
+        libc = ctypes.CDLL(None)
+    except OSError:
+        return None
+    return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
 
 
 def _fix_mmap_threshold(size: int) -> bool:
-    try:
-        mallopt: Callable[[int, int], int] = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, size))
-
-
-@cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    try:
-        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim  # glibc; musl and others have none
-    except (OSError, AttributeError):
-        return None
-    return trim
+    libc = _glibc()
+    return libc is not None and bool(libc.mallopt(_M_MMAP_THRESHOLD, size))
 
 
 def trim_heap() -> bool:
@@ -55,8 +51,8 @@ def trim_heap() -> bool:
     Events come and go by the million; the allocator keeps the pages they freed, scattered between live
     ones, so the resident size creeps up over a long drain (about 10 MiB of a 200 MiB peak). A trim takes
     about 2 ms."""
-    trim = _malloc_trim()
-    if trim is None:
+    libc = _glibc()
+    if libc is None:
         return False
-    trim(0)
+    libc.malloc_trim(0)
     return True
