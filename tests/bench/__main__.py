@@ -22,7 +22,8 @@ Environment: ``BENCH_RUNS`` (3), ``BENCH_SCALE`` (1.0: the sizes above; 0.02 for
 SQLite file per daemon), ``BENCH_INSTANCES`` (1,2,4), ``BENCH_LATENCY_RATE`` (1000),
 ``BENCH_LATENCY_SECONDS`` (30 × scale, at least 3), ``BENCH_MIN_RATE`` (50: a drain slower than this many
 events/s is given up), ``BENCH_STALL_SECONDS`` (120: so is one whose commits stop moving),
-``BENCH_JSON`` (also write the figures to this file), ``KAFKA_BOOTSTRAP_SERVERS`` (an external broker).
+``BENCH_JSON`` (also write the figures to this file), ``BENCH_DAEMON_SETTINGS`` (JSON laid over the daemon's
+settings), ``KAFKA_BOOTSTRAP_SERVERS`` (an external broker).
 """
 
 from __future__ import annotations

@@ -102,6 +102,21 @@ def read_options(known_sections: Sequence[str]) -> Options:
     )
 
 
+def daemon_overrides() -> dict[str, Any]:
+    """``BENCH_DAEMON_SETTINGS``: JSON laid over the bench's daemon settings, to measure other values
+    (e.g. ``{"push": {"max_in_flight_events": 6000}}``)."""
+    raw = os.environ.get("BENCH_DAEMON_SETTINGS", "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise SystemExit(f"BENCH_DAEMON_SETTINGS is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise SystemExit("BENCH_DAEMON_SETTINGS must be a JSON object of settings sections")
+    return value
+
+
 # --------------------------------------------------------------------------------------------------
 # Sample data
 
@@ -413,6 +428,17 @@ def fit_settings(model: type[BaseModel], desired: Mapping[str, Any], prefix: str
     return kept, dropped
 
 
+def merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` laid over it, section by section."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def has_setting(dotted: str) -> bool:
     model: type[BaseModel] | None = Settings
     for part in dotted.split("."):
@@ -450,6 +476,7 @@ def write_daemon_config(
         "admin": {"listen": f"127.0.0.1:{admin_port}"},
         "log": {"level": "warning", "format": "json"},
     }
+    desired = merged(desired, daemon_overrides())
     kept, dropped = fit_settings(Settings, desired)
     path.write_text(yaml.safe_dump(kept, allow_unicode=True, sort_keys=False), encoding="utf-8")
     try:
