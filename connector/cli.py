@@ -55,6 +55,58 @@ def run(config_path: Path | None) -> None:
 
 
 @main.group()
+def db() -> None:
+    """The state store's schema."""
+
+
+def _state_url(config_path: Path | None) -> str:
+    try:
+        return load_settings(config_path).state.url
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@db.command("upgrade")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="YAML settings file (its state.url is migrated).")
+def db_upgrade(config_path: Path | None) -> None:
+    """Bring the state store to the newest schema revision (the daemon also does this at start)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from connector.store import StateStore, schema
+
+    async def upgrade() -> tuple[str | None, str | None]:
+        store = await StateStore.open(_state_url(config_path), migrate=False)
+        try:
+            return await schema.upgrade(store.engine)
+        finally:
+            await store.close()
+
+    try:
+        before, after = asyncio.run(upgrade())
+    except (DBAPIError, OSError) as exc:
+        raise click.ClickException(f"cannot migrate the state store: {type(exc).__name__}") from exc
+    click.echo(f"state store at revision {after}" + ("" if before == after else f" (was {before or 'empty'})"))
+
+
+@db.command("current")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="YAML settings file.")
+def db_current(config_path: Path | None) -> None:
+    """Print the state store's schema revision and the newest this version knows."""
+    from connector.store import StateStore, schema
+
+    async def current() -> str | None:
+        store = await StateStore.open(_state_url(config_path), migrate=False)
+        try:
+            return await schema.current_revision(store.engine)
+        finally:
+            await store.close()
+
+    click.echo(f"state store revision: {asyncio.run(current()) or 'none (empty)'}; newest: {schema.head_revision()}")
+
+
+@main.group()
 def mappings() -> None:
     """Inspect deployment mappings."""
 

@@ -179,6 +179,10 @@ class MappedEvent:
     record: dict[str, Any]  # a DongBoHoSoMC record
     step: dict[str, Any] | None  # a CapNhatTienDoHoSoMC step, for dossier.step events
     truncated: tuple[str, ...] = field(default=())  # fields cut to their declared limit
+    # Local codes and the reception time, kept in the ledger for operators' filters (backfill).
+    agency_code: str = ""
+    procedure_code: str = ""
+    received_at: datetime | None = None
 
 
 def portal_time(moment: datetime | None) -> str:
@@ -330,4 +334,5 @@ def map_event(event: DossierEvent, mappings: Mappings) -> MappedEvent:
     apply_limits(record, mappings.limits, cut)
     if step is not None:
         apply_limits(step, mappings.limits, cut, "step.")
-    return MappedEvent(dossier.no, dossier.version, record, step, tuple(cut))
+    return MappedEvent(dossier.no, dossier.version, record, step, tuple(cut), dossier.agency_code,
+                       dossier.procedure_code, dossier.received_at)

@@ -67,6 +67,7 @@ class FailureRecorder:
         *,
         dossier_no: str | None = None,
         event_id: str | None = None,
+        event_version: int | None = None,
         service: str | None = None,
         mapped_payload: dict[str, Any] | None = None,
     ) -> None:
@@ -85,7 +86,7 @@ class FailureRecorder:
             headers=list(record.headers), dossier_no=dossier_no or _dossier_no_from_key(record.key),
             event_id=event_id, service=service, mapped_payload=mapped_payload,
             error_class=type(error).__name__, error_kind=error.kind, reason=error.reason, field=error.field,
-            message=str(error), attempts=error.attempts,
+            message=str(error), attempts=error.attempts, event_version=event_version,
         )
         await asyncio.gather(self._writes.submit(failure), self._dlq.send(record.key, value, headers))
         log.warning(

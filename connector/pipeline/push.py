@@ -76,6 +76,12 @@ def record_hash(record: Mapping[str, Any]) -> str:
     return hashlib.sha256(to_json(record)).hexdigest()
 
 
+def hashed_record(record: Mapping[str, Any]) -> tuple[str, str]:
+    """The record as JSON text, kept in the ledger, and its ``record_hash``: one serialisation for both."""
+    body = to_json(record)
+    return body.decode("utf-8"), hashlib.sha256(body).hexdigest()
+
+
 def _size(record: ConsumedRecord) -> int:
     return len(record.value or b"") + len(record.key or b"")
 
@@ -420,7 +426,7 @@ class DossierSync:
 
     async def _sync(self, no: str, live: list[Admitted], entry: LedgerEntry | None) -> list[Outcome]:
         newest = live[-1]
-        digest = record_hash(newest.mapped.record)
+        record_text, digest = hashed_record(newest.mapped.record)
         exists = entry is not None and entry.exists_on_portal
         steps = [item.mapped.step for item in live if item.mapped.step is not None]
         how = "step"
@@ -434,11 +440,14 @@ class DossierSync:
             service = "CapNhatTienDoHoSoMC"
             for chunk in _chunks(steps, self._push.max_batch_records):
                 await self._steps.submit(chunk)
-            await self._writes.submit(Synced(no, newest.version, digest, newest.event_id))
+            mapped = newest.mapped
+            await self._writes.submit(Synced(no, newest.version, digest, newest.event_id, record_text,
+                                             mapped.agency_code, mapped.procedure_code, mapped.received_at, how))
         except SyncError as error:  # record-level: service-wide errors were waited out below us
             await asyncio.gather(*(
                 self._failures.record(item.record, error, dossier_no=no, event_id=item.event_id,
-                                      service=service, mapped_payload=_payload(item.mapped))
+                                      event_version=item.version, service=service,
+                                      mapped_payload=_payload(item.mapped))
                 for item in live))
             return [Outcome("failed", error.reason)] * len(live)
         older = [Outcome("synced", "step" if item.mapped.step is not None else "coalesced") for item in live[:-1]]
@@ -590,7 +599,8 @@ class PushPipeline:
         event = rejected.event
         await self._failures.record(rejected.record, rejected.error,
                                     dossier_no=event.dossier.no if event else None,
-                                    event_id=event.event_id if event else None)
+                                    event_id=event.event_id if event else None,
+                                    event_version=event.dossier.version if event else None)
         self._metrics.event_outcomes.labels("failed", rejected.error.reason).inc()
         self._finish(rejected.tp, partition, rejected.record)
 

@@ -1,7 +1,7 @@
 """The state store: what this service knows about each dossier, kept across restarts.
 
-SQLAlchemy Core, async; a SQLite file by default, PostgreSQL by URL. Two tables for now, the sync ledger
-and the failures; schema migrations (Alembic) arrive with the operators' tools.
+SQLAlchemy Core, async; a SQLite file by default, PostgreSQL by URL. The sync ledger, the failures and
+their attempts, and the audit log of portal calls; the schema is kept by Alembic migrations (``schema``).
 """
 
 from connector.store.state import Failure, LedgerEntry, StateStore, StoreUnavailable, Synced

@@ -10,15 +10,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import Table, event, select
+import structlog
+from sqlalchemy import Table, event, insert, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from connector.errors import RetryableError
-from connector.store.tables import dossier_ledger, metadata, sync_failures
+from connector.store import schema
+from connector.store.tables import dossier_ledger, failure_attempts, sync_failures
+
+log = structlog.get_logger(__name__)
 
 
 class StoreUnavailable(RetryableError):
@@ -40,6 +44,11 @@ class Synced(NamedTuple):  # tuples: thousands a second are made
     version: int
     record_hash: str
     event_id: str
+    record_json: str | None = None  # the record sent, exactly as hashed
+    agency_code: str | None = None
+    procedure_code: str | None = None
+    received_at: datetime | None = None
+    outcome: str | None = None  # created / updated / step
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,8 @@ class Failure:
     field: str | None
     message: str
     attempts: int
+    event_version: int | None = None
+    origin: str = "pipeline"  # where it failed: pipeline / replay
 
 
 class LedgerEntry(NamedTuple):
@@ -101,22 +112,27 @@ class StateStore:
         self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
 
     @classmethod
-    async def open(cls, url: str) -> StateStore:
+    async def open(cls, url: str, *, migrate: bool = True) -> StateStore:
+        """Connect, and bring the schema to the newest revision unless ``migrate`` is false."""
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, pool_pre_ping=True)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        try:
-            async with engine.begin() as conn:
-                await conn.run_sync(metadata.create_all)
-        except DBAPIError:
-            # Several instances starting at once race between "does it exist" and "create": the loser
-            # finds the table there on a second look. Anything else fails again, loudly.
-            async with engine.begin() as conn:
-                await conn.run_sync(metadata.create_all)
+        if migrate:
+            try:
+                before, after = await schema.upgrade(engine)
+            except BaseException:
+                await engine.dispose()
+                raise
+            if before != after:
+                log.info("state store migrated", from_revision=before, to_revision=after)
         return cls(engine)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
 
     async def close(self) -> None:
         await self._engine.dispose()
@@ -150,7 +166,9 @@ class StateStore:
         now = datetime.now(UTC)
         rows = [
             {"dossier_no": s.dossier_no, "last_version": s.version, "record_hash": s.record_hash,
-             "exists_on_portal": True, "last_event_id": s.event_id, "updated_at": now}
+             "exists_on_portal": True, "last_event_id": s.event_id, "updated_at": now,
+             "record_json": s.record_json, "agency_code": s.agency_code, "procedure_code": s.procedure_code,
+             "received_at": s.received_at, "last_outcome": s.outcome}
             for s in synced
         ]
         stmt = self._insert(dossier_ledger)
@@ -175,12 +193,13 @@ class StateStore:
                 "record_headers": [[k, None if v is None else v.decode("latin-1")] for k, v in f.headers],
                 "mapped_payload": f.mapped_payload, "error_class": f.error_class, "error_kind": f.error_kind,
                 "reason": f.reason, "field": f.field, "message": f.message, "attempts": f.attempts,
-                "first_failed_at": now, "last_failed_at": now, "state": "open"})
+                "first_failed_at": now, "last_failed_at": now, "state": "open", "event_version": f.event_version,
+                "state_reason": None if f.origin == "pipeline" else f"failed again in a {f.origin}"})
             for f in failures
         ]
         stmt = self._insert(sync_failures)
         again = ("dossier_no", "event_id", "service", "mapped_payload", "error_class", "error_kind", "reason",
-                 "field", "message", "last_failed_at", "state")
+                 "field", "message", "last_failed_at", "state", "event_version", "state_reason")
         stmt = stmt.on_conflict_do_update(
             index_elements=[sync_failures.c.topic, sync_failures.c.partition, sync_failures.c.offset],
             set_={**{k: stmt.excluded[k] for k in again},
@@ -189,8 +208,25 @@ class StateStore:
         )
         # One record twice in a batch would make one upsert touch a row twice: keep the newest.
         unique = list({(r["topic"], r["partition"], r["offset"]): r for r in rows}.values())
+        origins = {(f.topic, f.partition, f.offset): f.origin for f in failures}
         async with _store_errors(), self._engine.begin() as conn:
             await conn.execute(stmt, unique)
+            # Every failure is also an attempt in the row's history.
+            ids = await self._failure_ids(conn, [(r["topic"], r["partition"], r["offset"]) for r in unique])
+            await conn.execute(insert(failure_attempts), [
+                {"failure_id": ids[(r["topic"], r["partition"], r["offset"])], "at": now,
+                 "origin": origins[(r["topic"], r["partition"], r["offset"])], "error_class": r["error_class"],
+                 "error_kind": r["error_kind"], "reason": r["reason"], "field": r["field"], "message": r["message"],
+                 "attempts": r["attempts"]}
+                for r in unique])
+
+    @staticmethod
+    async def _failure_ids(conn: AsyncConnection, coordinates: list[tuple[str, int, int]]) -> dict[tuple[str, int, int],
+                                                                                                  int]:
+        query = select(sync_failures.c.id, sync_failures.c.topic, sync_failures.c.partition,
+                       sync_failures.c.offset).where(
+            tuple_(sync_failures.c.topic, sync_failures.c.partition, sync_failures.c.offset).in_(coordinates))
+        return {(row.topic, row.partition, row.offset): row.id for row in (await conn.execute(query)).all()}
 
     async def failures(self, *, state: str | None = "open") -> list[dict[str, Any]]:
         """Recorded failures, oldest first (all states when ``state`` is None)."""

@@ -1,5 +1,6 @@
-"""The state store's tables. Schema migrations (Alembic) arrive with the operators' tools; until then
-``StateStore.open`` creates what is missing."""
+"""The state store's tables, as they stand at the newest migration (``migrations/versions``). The
+migrations create them; this module is what the code reads and writes through. A test checks the two
+agree."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
+    ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -19,6 +23,7 @@ from sqlalchemy import (
 )
 
 metadata = MetaData()
+_ID = BigInteger().with_variant(Integer(), "sqlite")  # SQLite numbers rows only in INTEGER keys
 
 # Per dossier: the newest version the portal acknowledged, and a hash of the record sent.
 dossier_ledger = Table(
@@ -30,6 +35,14 @@ dossier_ledger = Table(
     Column("exists_on_portal", Boolean, nullable=False),
     Column("last_event_id", String(64), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The record last sent, exactly as hashed: backfill and reconcile re-send it. None in rows written
+    # before revision 0002.
+    Column("record_json", Text, nullable=True),
+    Column("agency_code", String(64), nullable=True),  # national codes, as sent (MaCoQuan, MaTTHC)
+    Column("procedure_code", String(64), nullable=True),
+    Column("received_at", DateTime(timezone=True), nullable=True),
+    Column("last_outcome", String(32), nullable=True),  # created / updated / step
+    Index("ix_dossier_ledger_received_at", "received_at"),
 )
 
 # Every event that could not be synced, kept whole so that it can be inspected and replayed. One row per
@@ -60,5 +73,41 @@ sync_failures = Table(
     Column("state", String(20), nullable=False, index=True),  # open / replayed / resolved / discarded
     Column("state_changed_by", String(100), nullable=True),
     Column("state_changed_at", DateTime(timezone=True), nullable=True),
+    Column("event_version", BigInteger, nullable=True),  # unknown when the bytes did not decode
+    Column("state_reason", Text, nullable=True),  # why the state last changed (a discard's reason, ...)
     UniqueConstraint("topic", "partition", "offset", name="uq_sync_failures_record"),
+    Index("ix_sync_failures_last_failed_at", "last_failed_at"),
+)
+
+# Every time an event failed (in the pipeline or in a replay), for ``failures show``.
+failure_attempts = Table(
+    "failure_attempts",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("failure_id", Integer, ForeignKey("sync_failures.id", ondelete="CASCADE"), nullable=False,
+           index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("origin", String(20), nullable=False),  # pipeline / replay
+    Column("error_class", String(100), nullable=False),
+    Column("error_kind", String(20), nullable=False),
+    Column("reason", String(100), nullable=False),
+    Column("field", String(255), nullable=True),
+    Column("message", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+)
+
+# One row per adapter call: what was called for which dossiers and how it went. No personal data (the
+# request is kept as a digest only); rows older than the retention period are deleted.
+portal_calls = Table(
+    "portal_calls",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("service", String(64), nullable=False),
+    Column("dossier_no", String(100), nullable=True, index=True),  # when the call names one dossier
+    Column("dossiers", JSON, nullable=False),  # every dossier number the call named
+    Column("records", Integer, nullable=False),
+    Column("request_sha256", String(64), nullable=False),
+    Column("result", String(100), nullable=False),  # ok, or the error's reason
+    Column("seconds", Float, nullable=False),
 )

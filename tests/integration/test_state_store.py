@@ -3,52 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
 from connector.store import Failure, StateStore
-
-POSTGRES_ADMIN_URL = os.environ.get("PORTAL_SYNC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-async def _postgres_database() -> tuple[str, str] | None:
-    """A fresh database for one test, or None when no PostgreSQL answers (CI must have one)."""
-    import asyncpg
-
-    try:
-        conn = await asyncio.wait_for(asyncpg.connect(POSTGRES_ADMIN_URL), timeout=5)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        return None
-    name = f"portal_sync_test_{uuid.uuid4().hex[:12]}"
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    return name, f"{base}/{name}"
-
-
-async def _postgres_database_or_skip() -> tuple[str, str]:
-    """A fresh database, or skip the test locally (fail it in CI) when no PostgreSQL answers."""
-    database = await _postgres_database()
-    if database is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL is required in CI and did not answer at {POSTGRES_ADMIN_URL}")
-        pytest.skip(f"no PostgreSQL at {POSTGRES_ADMIN_URL}")
-    return database
-
-
-async def _drop(name: str) -> None:
-    import asyncpg
-
-    conn = await asyncio.wait_for(asyncpg.connect(POSTGRES_ADMIN_URL), timeout=5)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+from tests.databases import drop_postgres_database, postgres_database_or_skip
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -58,11 +19,11 @@ async def store(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[State
         yield opened
         await opened.close()
         return
-    name, url = await _postgres_database_or_skip()
+    name, url = await postgres_database_or_skip()
     opened = await StateStore.open(url)
     yield opened
     await opened.close()
-    await _drop(name)
+    await drop_postgres_database(name)
 
 
 async def test_an_unknown_dossier_has_no_entry(store: StateStore) -> None:
@@ -120,14 +81,14 @@ async def test_many_entries_are_read_and_written_at_once(store: StateStore) -> N
 
 
 async def test_instances_opening_a_new_postgresql_store_together_do_not_trip_over_each_other() -> None:
-    name, url = await _postgres_database_or_skip()
+    name, url = await postgres_database_or_skip()
     try:
         stores = await asyncio.gather(*(StateStore.open(url) for _ in range(4)))
         for opened in stores:
             assert await opened.get("000.00.01.G12-201005-0001") is None
             await opened.close()
     finally:
-        await _drop(name)
+        await drop_postgres_database(name)
 
 
 def _failure(offset: int, *, reason: str = "portal_rejected", attempts: int = 1, value: bytes = b'{"v":1}') -> Failure:
