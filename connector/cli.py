@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import signal
 import sys
+from collections.abc import Callable, Coroutine
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import structlog
+from rich.console import Console
 
-from connector.config import DEFAULT_MAPPINGS_DIR, ConfigError, load_settings
+from connector.config import DEFAULT_MAPPINGS_DIR, ConfigError, Settings, load_settings
 from connector.observability import configure_logging
+
+if TYPE_CHECKING:
+    from connector.store import FailureFilter
+
+T = TypeVar("T")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -104,6 +114,230 @@ def db_current(config_path: Path | None) -> None:
             await store.close()
 
     click.echo(f"state store revision: {asyncio.run(current()) or 'none (empty)'}; newest: {schema.head_revision()}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Operators' tools: failures and replay
+
+
+_CONFIG = click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                       help="YAML settings file; PORTAL_SYNC__SECTION__KEY environment variables override it.")
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+
+
+def _failure_filters(command: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed((
+        click.option("--dossier", help="Dossier number."),
+        click.option("--service", help="Adapter service that refused (DongBoHoSoMC, CapNhatTienDoHoSoMC)."),
+        click.option("--error-class", help="Error class, e.g. MappingError, PortalRejected."),
+        click.option("--reason", help="Error reason, e.g. unmapped_procedure."),
+        click.option("--since", help="Last failed at or after this ISO 8601 time (local time if no offset)."),
+        click.option("--until", help="Last failed before this ISO 8601 time."),
+        click.option("--state", "state", type=click.Choice(["open", "replayed", "resolved", "discarded", "all"]),
+                     default=None, help="Failure state.  [default: open]"),
+    )):
+        command = option(command)
+    return command
+
+
+def _filter_from(ids: tuple[int, ...] = (), *, dossier: str | None, service: str | None, error_class: str | None,
+                 reason: str | None, since: str | None, until: str | None, state: str | None) -> FailureFilter:
+    from connector.console import parse_moment
+    from connector.store import FailureFilter
+
+    def moment(text: str | None, name: str) -> datetime | None:
+        try:
+            return parse_moment(text) if text else None
+        except ValueError:
+            raise click.BadParameter("must be an ISO 8601 date or date-time, e.g. 2024-05-06T08:00",
+                                     param_hint=name) from None
+
+    # Named failures are taken in any state unless one is asked for: the operator chose them.
+    states: tuple[str, ...] = () if state == "all" or (ids and state is None) else (state or "open",)
+    return FailureFilter(ids=ids, dossier_no=dossier, service=service, error_class=error_class, reason=reason,
+                         since=moment(since, "--since"), until=moment(until, "--until"), states=states)
+
+
+def _settings(config_path: Path | None) -> Settings:
+    try:
+        return load_settings(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _operator() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "operator"
+
+
+def _store_call(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run an operator command's work; a store that cannot be reached is a clear error, not a traceback."""
+    from sqlalchemy.exc import DBAPIError
+
+    from connector.store import StoreUnavailable
+
+    try:
+        return asyncio.run(work())
+    except (StoreUnavailable, DBAPIError, OSError) as exc:
+        raise click.ClickException(f"the state store cannot be reached ({type(exc).__name__})") from exc
+
+
+@main.group()
+def failures() -> None:
+    """List, inspect and discard events that could not be synced."""
+
+
+@failures.command("list")
+@_failure_filters
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@click.option("--after-id", type=click.IntRange(0), default=0, help="Page on from this failure id.")
+@_CONFIG
+@_JSON
+def failures_list(config_path: Path | None, as_json: bool, limit: int, after_id: int, **filters: Any) -> None:
+    """Failed events, oldest first (open ones unless --state says otherwise)."""
+    from connector.console import failures_table, to_json
+    from connector.store import StateStore
+
+    where = _filter_from(**filters)
+    settings = _settings(config_path)
+
+    async def work() -> tuple[list[dict[str, Any]], int]:
+        store = await StateStore.open(settings.state.url)
+        try:
+            return await store.list_failures(where, limit=limit, after_id=after_id), await store.count_failures(where)
+        finally:
+            await store.close()
+
+    rows, total = _store_call(work)
+    if as_json:
+        click.echo(to_json({"total": total, "failures": [{k: v for k, v in r.items()
+                                                          if k not in ("record_value", "record_key")}
+                                                         for r in rows]}))
+    else:
+        Console().print(failures_table(rows, total=total))
+
+
+@failures.command("show")
+@click.argument("failure_id", type=int)
+@_CONFIG
+@_JSON
+def failures_show(failure_id: int, config_path: Path | None, as_json: bool) -> None:
+    """One failure: the event, the mapped payload, and every attempt's error."""
+    from connector.console import failure_detail, to_json
+    from connector.store import StateStore
+
+    settings = _settings(config_path)
+
+    async def work() -> dict[str, Any] | None:
+        store = await StateStore.open(settings.state.url)
+        try:
+            return await store.failure(failure_id)
+        finally:
+            await store.close()
+
+    found = _store_call(work)
+    if found is None:
+        raise click.ClickException(f"no failure {failure_id}")
+    if as_json:
+        click.echo(to_json(found))
+    else:
+        Console().print(failure_detail(found))
+
+
+@failures.command("discard")
+@click.argument("failure_id", type=int)
+@click.option("--reason", required=True, help="Why it is not to be replayed (kept with the failure).")
+@click.option("--by", default=None, help="Who discards it.  [default: the current user]")
+@_CONFIG
+def failures_discard(failure_id: int, reason: str, by: str | None, config_path: Path | None) -> None:
+    """Mark an open failure as discarded: it stays for the record and is never replayed by --all."""
+    from connector.store import StateStore
+
+    settings = _settings(config_path)
+
+    async def work() -> tuple[bool, dict[str, Any] | None]:
+        store = await StateStore.open(settings.state.url)
+        try:
+            moved = await store.set_failure_state(failure_id, "discarded", by=by or _operator(), reason=reason,
+                                                  only_from=("open",))
+            return moved, await store.failure(failure_id)
+        finally:
+            await store.close()
+
+    moved, found = _store_call(work)
+    if found is None:
+        raise click.ClickException(f"no failure {failure_id}")
+    if not moved:
+        raise click.ClickException(f"failure {failure_id} is {found['state']}, not open: nothing to discard")
+    click.echo(f"failure {failure_id} discarded")
+
+
+@main.command()
+@click.argument("failure_ids", nargs=-1, type=int)
+@click.option("--all", "everything", is_flag=True, help="Every failure the filters select (open ones by default).")
+@_failure_filters
+@click.option("--dry-run", is_flag=True, help="Read, map and check everything; send nothing, change nothing.")
+@_CONFIG
+@_JSON
+def replay(failure_ids: tuple[int, ...], everything: bool, dry_run: bool, config_path: Path | None, as_json: bool,
+           **filters: Any) -> None:
+    """Replay failed events with the current mappings: named ones, or --all that the filters select.
+
+    Each is read again from its stored bytes and pushed the way live events are (rate limit, retries). One
+    older than what the portal already has is not sent: it is marked resolved. Sent: replayed. Failed
+    again: still open, with the new error among its attempts.
+    """
+    from rich.progress import Progress
+
+    from connector.console import plan_table, replayed_table, to_json
+    from connector.mapping import MappingsInvalid, load_mappings
+    from connector.pipeline.replay import Replayed, count_states, open_replayer
+
+    if not failure_ids and not everything and not any(v is not None for v in filters.values()):
+        raise click.UsageError("name failures by id, or select them with --all and/or filters")
+    where = _filter_from(failure_ids, **filters)
+    settings = _settings(config_path)
+    configure_logging("warning", "auto")
+    try:
+        mappings = load_mappings(settings.mappings.dir)
+    except MappingsInvalid as exc:
+        raise click.ClickException(str(exc)) from exc
+    console = Console(stderr=as_json)
+
+    async def work() -> Any:
+        async with open_replayer(settings, mappings, changed_by=f"replay by {_operator()}") as replayer:
+            rows = await replayer.store.list_failures(where, limit=None)
+            if failure_ids:
+                missing = sorted(set(failure_ids) - {row["id"] for row in rows})
+                if missing:
+                    raise click.ClickException(f"no such failure(s) in the selected state: {missing}")
+            if dry_run:
+                return await replayer.plan(rows)
+            with Progress(console=console, transient=True) as progress:
+                task = progress.add_task("replaying", total=len(rows))
+
+                def advance(_outcome: Replayed) -> None:
+                    progress.advance(task)
+
+                return await replayer.replay(rows, advance)
+
+    result = _store_call(work)
+    if dry_run:
+        if as_json:
+            click.echo(to_json({"dry_run": True, "failures": [vars(item) for item in result]}))
+        else:
+            console.print(plan_table(result, dry_run=True))
+        return
+    counts = count_states(result)
+    if as_json:
+        click.echo(to_json({"counts": counts, "failures": [vars(item) for item in result]}))
+    else:
+        console.print(replayed_table(result))
+        console.print(", ".join(f"{state} {counts.get(state, 0)}" for state in ("replayed", "resolved", "open")))
+    if counts.get("open"):
+        sys.exit(3)  # scripts can tell "some still fail" from success
 
 
 @main.group()

@@ -39,10 +39,14 @@ def _dossier_no_from_key(key: bytes | None) -> str | None:
 
 
 class FailureRecorder:
-    def __init__(self, store: StateStore, dead_letters: DeadLetterQueue, retry: RetrySettings) -> None:
+    """``dead_letters`` None: the failure table only, for a replay, whose events are on the DLQ already."""
+
+    def __init__(self, store: StateStore, dead_letters: DeadLetterQueue | None, retry: RetrySettings, *,
+                 origin: str = "pipeline") -> None:
         self._store = store
         self._dlq = dead_letters
         self._retry = retry
+        self._origin = origin
         # Many failures at once (a bad mapping refuses a whole batch) share one transaction.
         self._writes: MicroBatcher[Failure, None] = MicroBatcher(
             self._write, max_weight=200, max_bytes=16 << 20, linger_seconds=0.002, max_concurrent_batches=1,
@@ -86,9 +90,12 @@ class FailureRecorder:
             headers=list(record.headers), dossier_no=dossier_no or _dossier_no_from_key(record.key),
             event_id=event_id, service=service, mapped_payload=mapped_payload,
             error_class=type(error).__name__, error_kind=error.kind, reason=error.reason, field=error.field,
-            message=str(error), attempts=error.attempts, event_version=event_version,
+            message=str(error), attempts=error.attempts, event_version=event_version, origin=self._origin,
         )
-        await asyncio.gather(self._writes.submit(failure), self._dlq.send(record.key, value, headers))
+        if self._dlq is None:
+            await self._writes.submit(failure)
+        else:
+            await asyncio.gather(self._writes.submit(failure), self._dlq.send(record.key, value, headers))
         log.warning(
             "event failed",
             topic=record.topic, partition=record.partition, offset=record.offset,
@@ -97,5 +104,5 @@ class FailureRecorder:
             # The far side's own text may quote a citizen's data: it goes to the store and DLQ headers only.
             error=None if error.quotes_remote_text else error.message,
             error_code=getattr(error, "error_code", None),
-            attempts=error.attempts, dlq=self._dlq.topic,
+            attempts=error.attempts, dlq=self._dlq.topic if self._dlq is not None else None, origin=self._origin,
         )

@@ -4,6 +4,14 @@ SQLAlchemy Core, async; a SQLite file by default, PostgreSQL by URL. The sync le
 their attempts, and the audit log of portal calls; the schema is kept by Alembic migrations (``schema``).
 """
 
-from connector.store.state import Failure, LedgerEntry, StateStore, StoreUnavailable, Synced
+from connector.store.state import (
+    FAILURE_STATES,
+    Failure,
+    FailureFilter,
+    LedgerEntry,
+    StateStore,
+    StoreUnavailable,
+    Synced,
+)
 
-__all__ = ["Failure", "LedgerEntry", "StateStore", "StoreUnavailable", "Synced"]
+__all__ = ["FAILURE_STATES", "Failure", "FailureFilter", "LedgerEntry", "StateStore", "StoreUnavailable", "Synced"]

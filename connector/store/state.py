@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import structlog
-from sqlalchemy import Table, event, insert, select, tuple_
+from sqlalchemy import ColumnElement, Table, event, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -230,8 +230,78 @@ class StateStore:
 
     async def failures(self, *, state: str | None = "open") -> list[dict[str, Any]]:
         """Recorded failures, oldest first (all states when ``state`` is None)."""
-        query = select(sync_failures).order_by(sync_failures.c.id)
-        if state is not None:
-            query = query.where(sync_failures.c.state == state)
+        where = FailureFilter(states=(state,) if state is not None else ())
+        return await self.list_failures(where, limit=None)
+
+    async def list_failures(self, where: FailureFilter, *, limit: int | None = 100,
+                            after_id: int = 0) -> list[dict[str, Any]]:
+        """Failures matching ``where``, oldest first, from the one after ``after_id`` (paging)."""
+        query = select(sync_failures).where(*where.clauses(), sync_failures.c.id > after_id).order_by(
+            sync_failures.c.id)
+        if limit is not None:
+            query = query.limit(limit)
         async with _store_errors(), self._engine.connect() as conn:
             return [dict(row._mapping) for row in (await conn.execute(query)).all()]
+
+    async def count_failures(self, where: FailureFilter) -> int:
+        query = select(func.count()).select_from(sync_failures).where(*where.clauses())
+        async with _store_errors(), self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def failure(self, failure_id: int) -> dict[str, Any] | None:
+        """One failure with every attempt (``attempts_history``, oldest first), or None."""
+        async with _store_errors(), self._engine.connect() as conn:
+            row = (await conn.execute(select(sync_failures).where(sync_failures.c.id == failure_id))).first()
+            if row is None:
+                return None
+            attempts = (await conn.execute(
+                select(failure_attempts).where(failure_attempts.c.failure_id == failure_id)
+                .order_by(failure_attempts.c.id))).all()
+        return {**row._mapping, "attempts_history": [dict(a._mapping) for a in attempts]}
+
+    async def set_failure_state(self, failure_id: int, state: str, *, by: str, reason: str | None,
+                                only_from: Sequence[str] = ()) -> bool:
+        """Move a failure to ``state`` (if it is in one of ``only_from``, when given); False if it was not
+        there to move."""
+        if state not in FAILURE_STATES:
+            raise ValueError(f"unknown failure state {state!r}")
+        query = update(sync_failures).where(sync_failures.c.id == failure_id).values(
+            state=state, state_changed_by=by[:100], state_changed_at=datetime.now(UTC), state_reason=reason)
+        if only_from:
+            query = query.where(sync_failures.c.state.in_(only_from))
+        async with _store_errors(), self._engine.begin() as conn:
+            return (await conn.execute(query)).rowcount == 1
+
+
+FAILURE_STATES = ("open", "replayed", "resolved", "discarded")
+
+
+@dataclass(frozen=True)
+class FailureFilter:
+    """Which failures: every given condition holds (an empty ``states`` means any state)."""
+
+    ids: Sequence[int] = ()
+    dossier_no: str | None = None
+    service: str | None = None
+    error_class: str | None = None
+    reason: str | None = None
+    since: datetime | None = None  # last failed at or after
+    until: datetime | None = None  # last failed before
+    states: Sequence[str] = ("open",)
+
+    def clauses(self) -> list[ColumnElement[bool]]:
+        c = sync_failures.c
+        found: list[ColumnElement[bool]] = []
+        if self.ids:
+            found.append(c.id.in_(list(self.ids)))
+        for column, value in ((c.dossier_no, self.dossier_no), (c.service, self.service),
+                              (c.error_class, self.error_class), (c.reason, self.reason)):
+            if value is not None:
+                found.append(column == value)
+        if self.since is not None:
+            found.append(c.last_failed_at >= self.since)
+        if self.until is not None:
+            found.append(c.last_failed_at < self.until)
+        if self.states:
+            found.append(c.state.in_(list(self.states)))
+        return found

@@ -1,0 +1,194 @@
+"""Replay: failed events read again from their stored bytes with the **current** mappings, and pushed
+through the path live events take (rate limit, retries, breaker, batching, the ledger's version check).
+
+Each failure ends in one of three states:
+- ``replayed``: the portal took it now;
+- ``resolved``: nothing to send, the portal already holds this version or a newer one (the ledger says
+  so); an older state is never pushed over a newer one;
+- ``open``: it failed again; the new error is added to its attempts.
+
+A replay running beside the daemon does not race it: both go through the ledger's version check, and
+the ledger never moves a dossier backwards. A dry run reads and checks everything and sends nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from aiokafka import TopicPartition
+
+from connector.config import Settings
+from connector.mapping import Mappings
+from connector.observability import Metrics
+from connector.pipeline.failures import FailureRecorder
+from connector.pipeline.push import Admitted, DossierSync, EventReader, PortalGateway, Rejected
+from connector.portal.rest import PortalClient
+from connector.store import StateStore
+
+ReplayState = Literal["replayed", "resolved", "open"]
+PlannedAction = Literal["send", "superseded", "unreadable"]
+
+
+@dataclass  # not frozen: it stands in for aiokafka's ConsumerRecord, whose fields are plain attributes
+class StoredRecord:
+    """A Kafka record as the failure table kept it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes | None]]
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> StoredRecord:
+        headers = [(str(name), None if value is None else str(value).encode("latin-1"))
+                   for name, value in row["record_headers"] or ()]
+        return cls(row["topic"], row["partition"], row["offset"], row["record_key"], row["record_value"], headers)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What a replay would do with one failure."""
+
+    failure_id: int
+    dossier_no: str | None
+    version: int | None
+    action: PlannedAction
+    detail: str
+    payload: dict[str, Any] | None  # what would be sent: {"DongBoHoSoMC": record, "CapNhatTienDoHoSoMC": step}
+
+
+@dataclass(frozen=True)
+class Replayed:
+    failure_id: int
+    dossier_no: str | None
+    version: int | None
+    state: ReplayState
+    detail: str
+
+
+def _unreadable_detail(rejected: Rejected) -> str:
+    error = rejected.error
+    return f"{error.reason}: {error}" + (f" (field {error.field})" if error.field else "")
+
+
+class Replayer:
+    def __init__(self, *, settings: Settings, store: StateStore, reader: EventReader, sync: DossierSync,
+                 failures: FailureRecorder, changed_by: str) -> None:
+        self.store = store
+        self._store = store
+        self._reader = reader
+        self._sync = sync
+        self._failures = failures
+        self._changed_by = changed_by
+        self._concurrency = max(1, settings.portal.rate_limit.max_concurrent_requests * 8)
+
+    def _read(self, row: Mapping[str, Any]) -> Admitted | Rejected | None:
+        record = StoredRecord.from_row(row)
+        if record.value is None and row["reason"] == "too_large":
+            return None  # its bytes were never kept: only the DLQ's headers say where it lies
+        return self._reader.read(TopicPartition(record.topic, record.partition), record)
+
+    async def plan(self, rows: Sequence[Mapping[str, Any]]) -> list[Planned]:
+        """What a replay of ``rows`` would do now; nothing is sent or changed."""
+        read = [(row, self._read(row)) for row in rows]
+        nos = sorted({r.no for _, r in read if isinstance(r, Admitted)})
+        ledger = await self._store.get_many(nos) if nos else {}
+        planned: list[Planned] = []
+        for row, result in read:
+            if result is None:
+                planned.append(Planned(row["id"], row["dossier_no"], row["event_version"], "unreadable",
+                                       "the event was too large to keep; replay it from the DLQ", None))
+            elif isinstance(result, Rejected):
+                planned.append(Planned(row["id"], row["dossier_no"], row["event_version"], "unreadable",
+                                       _unreadable_detail(result), None))
+            else:
+                entry = ledger.get(result.no)
+                payload = {"DongBoHoSoMC": result.mapped.record, "CapNhatTienDoHoSoMC": result.mapped.step}
+                if entry is not None and entry.last_version >= result.version:
+                    planned.append(Planned(row["id"], result.no, result.version, "superseded",
+                                           f"the portal already has version {entry.last_version}", payload))
+                else:
+                    planned.append(Planned(row["id"], result.no, result.version, "send",
+                                           "record and step" if result.mapped.step else "record", payload))
+        return planned
+
+    async def replay(self, rows: Sequence[Mapping[str, Any]],
+                     on_done: Callable[[Replayed], None] = lambda _r: None) -> list[Replayed]:
+        """Replay ``rows``; each failure's outcome is reported to ``on_done`` as soon as it is known."""
+        done: list[Replayed] = []
+
+        def report(outcome: Replayed) -> None:
+            done.append(outcome)
+            on_done(outcome)
+
+        by_dossier: dict[str, list[tuple[Mapping[str, Any], Admitted]]] = defaultdict(list)
+        for row in rows:
+            result = self._read(row)
+            if result is None:
+                report(Replayed(row["id"], row["dossier_no"], row["event_version"], "open",
+                                "the event was too large to keep; replay it from the DLQ"))
+            elif isinstance(result, Rejected):
+                await self._failures.record(result.record, result.error, dossier_no=row["dossier_no"],
+                                            event_id=row["event_id"], event_version=row["event_version"])
+                report(Replayed(row["id"], row["dossier_no"], row["event_version"], "open",
+                                _unreadable_detail(result)))
+            else:
+                by_dossier[result.no].append((row, result))
+        limit = asyncio.Semaphore(self._concurrency)
+
+        async def one_dossier(items: list[tuple[Mapping[str, Any], Admitted]]) -> None:
+            async with limit:
+                items.sort(key=lambda pair: pair[1].version)
+                outcomes = await self._sync.run_unit([admitted for _, admitted in items])
+            for (row, admitted), outcome in zip(items, outcomes, strict=True):
+                if outcome.kind == "synced":
+                    state: ReplayState = "replayed"
+                    detail = f"sent ({outcome.reason})"
+                elif outcome.kind == "skipped":
+                    state, detail = "resolved", f"superseded: the portal already has this version or a newer one " \
+                                                f"({outcome.reason})"
+                else:
+                    state, detail = "open", f"failed again: {outcome.reason}"
+                if state != "open":
+                    await self._store.set_failure_state(row["id"], state, by=self._changed_by, reason=detail)
+                report(Replayed(row["id"], admitted.no, admitted.version, state, detail))
+
+        await asyncio.gather(*(one_dossier(items) for items in by_dossier.values()))
+        return done
+
+
+@contextlib.asynccontextmanager
+async def open_replayer(settings: Settings, mappings: Mappings, *, changed_by: str,
+                        store: StateStore | None = None, gateway: PortalGateway | None = None,
+                        metrics: Metrics | None = None) -> AsyncIterator[Replayer]:
+    """A replayer with its own connections, or sharing a running daemon's store and gateway (so that a
+    replay from the admin API counts against the same rate limit and breaker)."""
+    async with contextlib.AsyncExitStack() as stack:
+        metrics = metrics or Metrics()
+        if store is None:
+            store = await StateStore.open(settings.state.url)
+            stack.push_async_callback(store.close)
+        if gateway is None:
+            portal = PortalClient(settings.portal, observer=metrics.observe_portal_call)
+            stack.push_async_callback(portal.close)
+            gateway = PortalGateway(portal, settings.portal, metrics)
+        failures = FailureRecorder(store, None, settings.portal.retry, origin="replay")
+        sync = DossierSync(settings=settings, store=store, gateway=gateway, failures=failures)
+        sync.start()
+        stack.push_async_callback(sync.close)
+        yield Replayer(settings=settings, store=store, reader=EventReader(settings, mappings, metrics), sync=sync,
+                       failures=failures, changed_by=changed_by)
+
+
+def count_states(outcomes: Iterable[Replayed]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for outcome in outcomes:
+        counts[outcome.state] += 1
+    return dict(counts)

@@ -1,0 +1,131 @@
+"""The operators' scenario: dossiers fail because their procedure is missing from the mappings; the
+operator lists them, fixes the mapping, dry-runs the replay (nothing is sent), replays, and the portal
+holds every dossier at its newest version; one whose newer event synced meanwhile is not regressed.
+
+The daemon runs in-process against the real broker and simulator; the operator's commands run as
+``portal-sync`` processes, as an operator would type them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from connector.config import DEFAULT_MAPPINGS_DIR, load_settings
+from connector.samples import SampleMessage
+from tests.factories import encode, event_dict
+from tests.integration.pipeline_harness import (
+    Topics,
+    assert_portal_holds_newest,
+    daemon_config,
+    portal_stats,
+    records_pushed,
+    run_until_committed,
+    unique_group,
+    write_config,
+)
+from tests.kafkatools import produce
+
+pytestmark = pytest.mark.broker
+
+UNMAPPED = "BXD-NLHD-01"  # the procedure the deployment forgot
+MAPPED = "BXD-CCHN-02"
+FAILING = 50
+CLI_TIMEOUT = 120.0
+
+
+def numbered(i: int) -> str:
+    return f"000.00.01.G12-201005-{i:04d}"
+
+
+def scenario_events() -> list[SampleMessage]:
+    """50 dossiers on the unmapped procedure, 10 on a mapped one; dossier 1 then moves to the mapped
+    procedure in version 2, which syncs while version 1 waits in the failure table."""
+    events = [event_dict(no=numbered(i), version=1, procedure_code=UNMAPPED) for i in range(1, FAILING + 1)]
+    events += [event_dict(no=numbered(i), version=1, procedure_code=MAPPED) for i in range(101, 111)]
+    events.append(event_dict(no=numbered(1), version=2, procedure_code=MAPPED, status="processing"))
+    return [SampleMessage(*encode(event), event["dossier"]["no"], event["dossier"]["version"], "scenario")
+            for event in events]
+
+
+def mappings_without(procedure: str, directory: Path) -> Path:
+    shutil.copytree(DEFAULT_MAPPINGS_DIR, directory)
+    path = directory / "procedures.yaml"
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    del document["procedures"][procedure]
+    path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+    return directory
+
+
+async def portal_sync(config: Path, *args: str) -> tuple[int, Any]:
+    """Run ``portal-sync ARGS --config CONFIG --json``; its exit code and parsed output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_SYNC__")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "connector", *args, "--config", str(config), "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout=CLI_TIMEOUT)
+    except TimeoutError:
+        process.kill()
+        raise
+    assert process.returncode in (0, 3), f"portal-sync {' '.join(args)} failed: {err.decode(errors='replace')}"
+    return process.returncode, json.loads(out)
+
+
+async def test_unmapped_procedure_failures_are_listed_fixed_and_replayed(topics, kafka_bootstrap, portal_url,
+                                                                         tmp_path) -> None:
+    stream = Topics(await topics.create("dossier.events", partitions=3),
+                    await topics.create("dossier.events.dlq", partitions=1), unique_group())
+    mappings_dir = mappings_without(UNMAPPED, tmp_path / "mappings")
+    config = daemon_config(kafka_bootstrap, portal_url, stream, tmp_path)
+    config["mappings"] = {"dir": str(mappings_dir)}
+    config_path = write_config(tmp_path / "config.yaml", config)
+    messages = scenario_events()
+
+    ends = await produce(kafka_bootstrap, stream.events, messages)
+    await run_until_committed(load_settings(config_path), kafka_bootstrap, stream, ends)
+
+    # The operator sees exactly the 50, with the reason.
+    _, listed = await portal_sync(config_path, "failures", "list", "--reason", "unmapped_procedure")
+    assert listed["total"] == FAILING
+    assert {f["dossier_no"] for f in listed["failures"]} == {numbered(i) for i in range(1, FAILING + 1)}
+    assert {f["field"] for f in listed["failures"]} == {"dossier.procedure_code"}
+    one = listed["failures"][0]["id"]
+    _, shown = await portal_sync(config_path, "failures", "show", str(one))
+    assert shown["attempts_history"][0]["reason"] == "unmapped_procedure"
+    assert json.loads(shown["record_value"])["dossier"]["procedure_code"] == UNMAPPED
+
+    # The mapping is fixed; a dry run lists the 50 and sends nothing.
+    shutil.copy(DEFAULT_MAPPINGS_DIR / "procedures.yaml", mappings_dir / "procedures.yaml")
+    pushed_before = await records_pushed(portal_url)
+    calls_before = await portal_stats(portal_url)
+    _, planned = await portal_sync(config_path, "replay", "--all", "--dry-run")
+    actions = {item["dossier_no"]: item["action"] for item in planned["failures"]}
+    assert len(planned["failures"]) == FAILING
+    assert actions.pop(numbered(1)) == "superseded"  # its version 2 is on the portal already
+    assert set(actions.values()) == {"send"}
+    assert await records_pushed(portal_url) == pushed_before
+    assert await portal_stats(portal_url) == calls_before
+    _, still_open = await portal_sync(config_path, "failures", "list")
+    assert still_open["total"] == FAILING
+
+    # The replay: 49 sent, the superseded one resolved without being sent, nothing left open.
+    code, replayed = await portal_sync(config_path, "replay", "--all")
+    assert code == 0
+    assert replayed["counts"] == {"replayed": FAILING - 1, "resolved": 1}
+    await assert_portal_holds_newest(portal_url, messages)
+    _, after = await portal_sync(config_path, "failures", "list")
+    assert after["total"] == 0
+    _, resolved = await portal_sync(config_path, "failures", "list", "--state", "resolved")
+    assert [f["dossier_no"] for f in resolved["failures"]] == [numbered(1)]
+
+    # Nothing selected is nothing done: a second replay finds no open failure.
+    code, again = await portal_sync(config_path, "replay", "--all")
+    assert (code, again["counts"]) == (0, {})
