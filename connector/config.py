@@ -169,7 +169,30 @@ class MappingsSettings(Section):
 
 
 class AdminSettings(Section):
+    """The admin listener: /healthz, /readyz and /metrics for everyone who can reach it; the /api/ routes
+    (failures, replay) only with ``Authorization: Bearer <token>``. No token configured: /api/ answers 401
+    to every call."""
+
     listen: str = "127.0.0.1:9464"
+    token: SecretStr | None = None
+    token_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_token(self) -> AdminSettings:
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("set either token or token_file, not both")
+        return self
+
+    def token_value(self) -> str | None:
+        """The API token, read from ``token_file`` when that is how it was given; None when there is none."""
+        if self.token_file is not None:
+            try:
+                text = self.token_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"admin.token_file: cannot read ({exc.strerror})") from exc
+            return text or None
+        value = self.token.get_secret_value().strip() if self.token is not None else ""
+        return value or None
 
     @field_validator("listen")
     @classmethod

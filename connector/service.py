@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 import structlog
 from aiohttp import web
 from yarl import URL
 
-from connector.admin import start_admin
+from connector.admin import Operations, start_admin
 from connector.config import Settings
 from connector.heap import trim_heap
 from connector.kafka import DeadLetterQueue, build_consumer, build_producer
@@ -23,6 +23,7 @@ from connector.mapping import Mappings, load_mappings
 from connector.observability import Metrics
 from connector.pipeline.failures import FailureRecorder
 from connector.pipeline.push import DossierSync, EventReader, PortalGateway, PushPipeline
+from connector.pipeline.replay import Replayer, open_replayer
 from connector.portal.rest import PortalClient
 from connector.store import StateStore
 
@@ -30,6 +31,7 @@ log = structlog.get_logger(__name__)
 
 # How often memory the allocator holds free goes back to the system while the daemon runs.
 HEAP_TRIM_SECONDS = 2.0
+READINESS_TIMEOUT = 5.0
 
 
 class Service:
@@ -50,7 +52,10 @@ class Service:
         await self.producer.start()
         self.consumer = build_consumer(s.kafka)
         await self.consumer.start()
-        self._admin, self.admin_url = await start_admin(self.metrics, s.admin.host, s.admin.port)
+        self.gateway = PortalGateway(self.portal, s.portal, self.metrics)
+        operations = Operations(store=self.store, replayer=self._replayer, readiness=self.readiness)
+        self._admin, self.admin_url = await start_admin(self.metrics, s.admin.host, s.admin.port,
+                                                        token=s.admin.token_value(), operations=operations)
         self._unwatch_collector = self.metrics.watch_collector()
         log.info("service started", topic=s.kafka.topics.dossier_events, group=s.kafka.group_id,
                  admin=self.admin_url, portal=str(URL(s.portal.adapter_url).with_user(None)))
@@ -77,7 +82,7 @@ class Service:
         s = self.settings
         failures = FailureRecorder(self.store, DeadLetterQueue(self.producer, s.kafka.topics.dead_letter),
                                    s.portal.retry)
-        gateway = PortalGateway(self.portal, s.portal, self.metrics)
+        gateway = self.gateway
         pipeline = PushPipeline(
             consumer=self.consumer,
             reader=EventReader(s, self.mappings, self.metrics),
@@ -95,6 +100,36 @@ class Service:
             trimming.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await trimming
+
+
+    def _replayer(self, changed_by: str) -> contextlib.AbstractAsyncContextManager[Replayer]:
+        # The mappings as they are on disk now: a replay follows a mapping fix (live events pick it up at
+        # the next start). Through the daemon's own store and gateway: a replay shares the rate limit and
+        # the breaker. Raises MappingsInvalid.
+        return open_replayer(self.settings, load_mappings(self.settings.mappings.dir), changed_by=changed_by,
+                             store=self.store, gateway=self.gateway, metrics=self.metrics)
+
+    async def readiness(self) -> dict[str, str]:
+        """Broker, state store and adapter session, each "ok" or why not (checked side by side)."""
+
+        async def check(name: str, probe: Callable[[], Awaitable[object]]) -> tuple[str, str]:
+            try:
+                await asyncio.wait_for(probe(), READINESS_TIMEOUT)
+            except TimeoutError:
+                return name, f"no answer within {READINESS_TIMEOUT:g} s"
+            except Exception as error:  # noqa: BLE001 - a probe's failure is its answer
+                return name, f"{type(error).__name__}: {getattr(error, 'message', '') or 'unreachable'}"[:300]
+            return name, "ok"
+
+        async def portal() -> None:
+            if self.gateway.unavailable:
+                raise RuntimeError("the adapter is failing (circuit open or an outage being waited out)")
+            if self.portal.session_token is None:
+                await self.portal.login()
+
+        results = await asyncio.gather(check("broker", self.consumer.topics), check("state_store", self.store.ping),
+                                       check("portal", portal))
+        return dict(results)
 
 
 async def _trim_heap_until(stop: asyncio.Event) -> None:

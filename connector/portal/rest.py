@@ -83,6 +83,11 @@ class PortalClient:
             await self._http.close()
             self._http = None
 
+    @property
+    def session_token(self) -> str | None:
+        """The session held now, if any (never logged)."""
+        return self._session.token
+
     async def login(self) -> None:
         """Log in now (readiness checks); later calls use the new session."""
         await self._session.login()
