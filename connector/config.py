@@ -162,6 +162,8 @@ class PushSettings(Section):
 
 class StateSettings(Section):
     url: str = "sqlite+aiosqlite:///var/portal-sync.db"
+    # The audit trail of adapter calls keeps this many days.
+    audit_retention_days: int = Field(30, ge=1, le=3650)
 
 
 class MappingsSettings(Section):

@@ -102,6 +102,9 @@ class Metrics:
             ["outcome", "reason"],
             registry=r,
         )
+        self.audit_rows_dropped = Counter(
+            "portal_sync_audit_rows_dropped", "Audit rows of adapter calls dropped (the state store could not "
+            "keep up or refused them)", registry=r)
         self.portal_calls = Counter(
             "portal_sync_portal_calls", "Calls to the national adapter", ["service", "result"], registry=r
         )

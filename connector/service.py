@@ -21,6 +21,7 @@ from connector.heap import trim_heap
 from connector.kafka import DeadLetterQueue, build_consumer, build_producer
 from connector.mapping import Mappings, load_mappings
 from connector.observability import Metrics
+from connector.pipeline.audit import AuditTrail
 from connector.pipeline.failures import FailureRecorder
 from connector.pipeline.push import DossierSync, EventReader, PortalGateway, PushPipeline
 from connector.pipeline.replay import Replayer, open_replayer
@@ -47,7 +48,8 @@ class Service:
     async def __aenter__(self) -> Service:
         s = self.settings
         self.store = await StateStore.open(s.state.url)
-        self.portal = PortalClient(s.portal, observer=self.metrics.observe_portal_call)
+        self.audit = AuditTrail(self.store, self.metrics, retention_days=s.state.audit_retention_days)
+        self.portal = PortalClient(s.portal, observer=self.metrics.observe_portal_call, auditor=self.audit.record)
         self.producer = build_producer(s.kafka)
         await self.producer.start()
         self.consumer = build_consumer(s.kafka)
@@ -68,7 +70,7 @@ class Service:
             self._unwatch_collector()
             self._unwatch_collector = None
         # Leave the group first so the partitions move on quickly, then release the rest.
-        for close in (self.consumer.stop, self.producer.stop, self.portal.close, self.store.close):
+        for close in (self.consumer.stop, self.producer.stop, self.portal.close, self.audit.close, self.store.close):
             try:
                 await close()
             except Exception as error:  # noqa: BLE001 - closing must go on for the others
@@ -94,6 +96,7 @@ class Service:
             push=s.push,
         )
         trimming = asyncio.create_task(_trim_heap_until(stop))
+        self.audit.start()
         try:
             await pipeline.run(stop)
         finally:

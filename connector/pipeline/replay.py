@@ -25,6 +25,7 @@ from aiokafka import TopicPartition
 from connector.config import Settings
 from connector.mapping import Mappings
 from connector.observability import Metrics
+from connector.pipeline.audit import AuditTrail
 from connector.pipeline.failures import FailureRecorder
 from connector.pipeline.push import Admitted, DossierSync, EventReader, PortalGateway, Rejected
 from connector.portal.rest import PortalClient
@@ -176,7 +177,9 @@ async def open_replayer(settings: Settings, mappings: Mappings, *, changed_by: s
             store = await StateStore.open(settings.state.url)
             stack.push_async_callback(store.close)
         if gateway is None:
-            portal = PortalClient(settings.portal, observer=metrics.observe_portal_call)
+            audit = AuditTrail(store, metrics, retention_days=settings.state.audit_retention_days)
+            stack.push_async_callback(audit.close)  # after the client: its last calls are flushed too
+            portal = PortalClient(settings.portal, observer=metrics.observe_portal_call, auditor=audit.record)
             stack.push_async_callback(portal.close)
             gateway = PortalGateway(portal, settings.portal, metrics)
         failures = FailureRecorder(store, None, settings.portal.retry, origin="replay")

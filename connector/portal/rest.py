@@ -7,9 +7,12 @@ happened, as a value of ``connector.portal.errors`` and through the optional obs
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal
 
@@ -33,6 +36,22 @@ log = structlog.get_logger(__name__)
 CallObserver = Callable[[str, str, float], None]
 """(service, result, seconds); result is "ok" or the error's reason."""
 
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One adapter call, for the audit trail: no personal data, the request only as a digest."""
+
+    at: datetime
+    service: str
+    dossiers: tuple[str, ...]  # the MaHoSo of every record or step sent
+    records: int
+    request_sha256: str  # empty for the login, whose body holds the password
+    result: str
+    seconds: float
+
+
+CallAuditor = Callable[[CallRecord], None]
+
 Endpoint = Literal["integration", "share"]
 Classifier = Callable[[int, Mapping[str, str], bytes], dict[str, Any]]
 
@@ -55,10 +74,12 @@ class PortalClient:
         settings: PortalSettings,
         *,
         observer: CallObserver | None = None,
+        auditor: CallAuditor | None = None,
         http: aiohttp.ClientSession | None = None,
     ) -> None:
         self._settings = settings
         self._observer = observer
+        self.auditor = auditor  # may be set after construction (the trail needs the store)
         self._http = http
         self._closed = False
         self._owns_http = http is None
@@ -160,7 +181,8 @@ class PortalClient:
     ) -> dict[str, Any]:
         # ASCII-escaped JSON reads the same whatever charset the adapter assumes for the body.
         body = json.dumps(payload).encode("ascii")
-        count = len(payload["data"]) if isinstance(payload.get("data"), list) else None
+        data = payload.get("data")
+        count = len(data) if isinstance(data, list) else None
         started = time.perf_counter()
         result = "cancelled"  # stays so only if the caller cancels us mid-call
         try:
@@ -172,7 +194,10 @@ class PortalClient:
             result = exc.reason
             raise
         finally:
-            self._report(service, result, time.perf_counter() - started, count)
+            seconds = time.perf_counter() - started
+            self._report(service, result, seconds, count)
+            if self.auditor is not None:
+                self.auditor(_call_record(service, data, body, result, seconds))
 
     async def _exchange(self, url: str, body: bytes) -> tuple[int, Mapping[str, str], bytes]:
         try:
@@ -217,6 +242,14 @@ class PortalClient:
             self._observer(service, result, seconds)
 
 
+def _call_record(service: str, data: Any, body: bytes, result: str, seconds: float) -> CallRecord:
+    items = data if isinstance(data, list) else [data] if isinstance(data, dict) else []
+    dossiers = tuple(dict.fromkeys(str(item["MaHoSo"])[:100] for item in items
+                                   if isinstance(item, dict) and item.get("MaHoSo")))
+    digest = "" if service == LOGIN else hashlib.sha256(body).hexdigest()
+    return CallRecord(datetime.now(UTC), service, dossiers, len(items), digest, result, seconds)
+
+
 def _as_dicts(items: Sequence[Mapping[str, Any]]) -> list[Any]:
     # No copies of what is already a dict: thousands of records a second pass through here.
     return [item if isinstance(item, dict) else dict(item) for item in items]
@@ -252,4 +285,4 @@ async def _read_bounded(stream: aiohttp.StreamReader, limit: int) -> bytes:
     return bytes(body)
 
 
-__all__ = ["CallObserver", "Endpoint", "PortalClient"]
+__all__ = ["CallAuditor", "CallObserver", "CallRecord", "Endpoint", "PortalClient"]

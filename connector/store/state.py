@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import structlog
-from sqlalchemy import ColumnElement, Table, event, func, insert, select, tuple_, update
+from sqlalchemy import ColumnElement, Table, delete, event, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from connector.errors import RetryableError
 from connector.store import schema
-from connector.store.tables import dossier_ledger, failure_attempts, sync_failures
+from connector.store.tables import dossier_ledger, failure_attempts, portal_calls, sync_failures
 
 log = structlog.get_logger(__name__)
 
@@ -227,6 +227,25 @@ class StateStore:
                        sync_failures.c.offset).where(
             tuple_(sync_failures.c.topic, sync_failures.c.partition, sync_failures.c.offset).in_(coordinates))
         return {(row.topic, row.partition, row.offset): row.id for row in (await conn.execute(query)).all()}
+
+    async def record_portal_calls(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Audit rows (see ``portal_calls``), in one transaction."""
+        if rows:
+            async with _store_errors(), self._engine.begin() as conn:
+                await conn.execute(insert(portal_calls), [_fitted(portal_calls, dict(row)) for row in rows])
+
+    async def prune_portal_calls(self, *, before: datetime) -> int:
+        """Delete audit rows older than ``before``; how many went."""
+        async with _store_errors(), self._engine.begin() as conn:
+            return (await conn.execute(delete(portal_calls).where(portal_calls.c.at < before))).rowcount
+
+    async def portal_calls(self, *, dossier_no: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Audit rows, newest first (those naming ``dossier_no`` when given)."""
+        query = select(portal_calls).order_by(portal_calls.c.id.desc()).limit(limit)
+        if dossier_no is not None:
+            query = query.where(portal_calls.c.dossier_no == dossier_no)
+        async with _store_errors(), self._engine.connect() as conn:
+            return [dict(row._mapping) for row in (await conn.execute(query)).all()]
 
     async def failures(self, *, state: str | None = "open") -> list[dict[str, Any]]:
         """Recorded failures, oldest first (all states when ``state`` is None)."""

@@ -96,17 +96,16 @@ failure_attempts = Table(
     Column("attempts", Integer, nullable=False),
 )
 
-# One row per adapter call: what was called for which dossiers and how it went. No personal data (the
-# request is kept as a digest only); rows older than the retention period are deleted.
+# One row per adapter call and dossier it named (a login names none): what was called, how it went. No
+# personal data (the request is kept as a digest only); rows older than the retention period are deleted.
 portal_calls = Table(
     "portal_calls",
     metadata,
     Column("id", _ID, primary_key=True, autoincrement=True),
     Column("at", DateTime(timezone=True), nullable=False, index=True),
     Column("service", String(64), nullable=False),
-    Column("dossier_no", String(100), nullable=True, index=True),  # when the call names one dossier
-    Column("dossiers", JSON, nullable=False),  # every dossier number the call named
-    Column("records", Integer, nullable=False),
+    Column("dossier_no", String(100), nullable=True, index=True),
+    Column("records", Integer, nullable=False),  # records or steps in the whole call
     Column("request_sha256", String(64), nullable=False),
     Column("result", String(100), nullable=False),  # ok, or the error's reason
     Column("seconds", Float, nullable=False),

@@ -98,6 +98,9 @@ async def test_the_replay_scenario_through_the_admin_api(daemon, portal_url) -> 
         status, replayed = await call(http, "POST", f"{api}/api/replay", json={"all": True, "by": "an operator"})
         assert status == 200 and replayed["counts"] == {"replayed": FAILING - 1, "resolved": 1}
         await assert_portal_holds_newest(portal_url, messages)
+        await service.audit.flush()  # the audit trail names the replayed dossier's push
+        audited = await service.store.portal_calls(dossier_no=numbered(2))
+        assert any(row["service"] == "DongBoHoSoMC" and row["result"] == "ok" for row in audited)
         status, left = await call(http, "GET", f"{api}/api/failures")
         assert left["total"] == 0
         status, one = await call(http, "GET", f"{api}/api/failures/{first}")

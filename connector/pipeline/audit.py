@@ -1,0 +1,91 @@
+"""The audit trail of adapter calls: in the state store, one row per call and dossier it named (service,
+dossier, a digest of the request, the result, how long it took), pruned after ``state.audit_retention_days``.
+
+Best effort on purpose: the trail must never slow or stop syncing. Rows wait in a bounded buffer and are
+written in batches; if the store cannot keep up or is down, the oldest waiting rows are dropped and
+counted (``portal_sync_audit_rows_dropped_total``). No personal data: the request is kept as a digest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from connector.observability import Metrics
+from connector.portal.rest import CallRecord
+from connector.store import StateStore
+
+log = structlog.get_logger(__name__)
+
+FLUSH_SECONDS = 1.0
+MAX_WAITING = 20_000
+PRUNE_SECONDS = 3600.0
+
+
+class AuditTrail:
+    def __init__(self, store: StateStore, metrics: Metrics, *, retention_days: int,
+                 max_waiting: int = MAX_WAITING) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._retention = timedelta(days=retention_days)
+        self._waiting: collections.deque[dict[str, Any]] = collections.deque()
+        self._max_waiting = max_waiting
+        self._task: asyncio.Task[None] | None = None
+
+    def record(self, call: CallRecord) -> None:
+        """Called by the adapter client after every call; never blocks."""
+        for dossier_no in call.dossiers or (None,):
+            if len(self._waiting) >= self._max_waiting:
+                self._waiting.popleft()
+                self._metrics.audit_rows_dropped.inc()
+            self._waiting.append({
+                "at": call.at, "service": call.service, "dossier_no": dossier_no, "records": call.records,
+                "request_sha256": call.request_sha256, "result": call.result, "seconds": call.seconds})
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with contextlib.suppress(Exception):  # a last flush; the store may be the reason we stop
+            await asyncio.wait_for(self.flush(), timeout=5)
+
+    async def flush(self) -> None:
+        while self._waiting:
+            batch = [self._waiting.popleft() for _ in range(min(len(self._waiting), 1000))]
+            try:
+                await self._store.record_portal_calls(batch)
+            except Exception as error:  # noqa: BLE001 - best effort: count, tell, go on
+                self._metrics.audit_rows_dropped.inc(len(batch))
+                log.warning("audit rows dropped: the state store refused them", rows=len(batch),
+                            error=type(error).__name__)
+                return
+
+    async def prune(self, now: datetime | None = None) -> int:
+        cutoff = (now or datetime.now(UTC)) - self._retention
+        return await self._store.prune_portal_calls(before=cutoff)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_prune = loop.time()
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            await self.flush()
+            if loop.time() >= next_prune:
+                next_prune = loop.time() + PRUNE_SECONDS
+                try:
+                    pruned = await self.prune()
+                except Exception as error:  # noqa: BLE001 - tried again at the next prune
+                    log.warning("audit rows could not be pruned", error=type(error).__name__)
+                else:
+                    if pruned:
+                        log.info("audit rows pruned", rows=pruned, retention_days=self._retention.days)
