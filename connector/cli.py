@@ -41,6 +41,7 @@ def run(config_path: Path | None) -> None:
 
     try:
         settings = load_settings(config_path)
+        settings.admin.token_value()  # a token file that cannot be read stops start-up, not the first call
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     configure_logging(settings.log.level, settings.log.format)

@@ -71,3 +71,17 @@ def test_the_example_config_is_valid() -> None:
     settings = load_settings(PROJECT_ROOT / "deploy" / "config.example.yaml")
     assert settings.portal.dstcode is None
     assert settings.portal.password_file is not None
+
+
+def test_the_admin_token_comes_from_the_file_or_the_setting_never_both(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t0ken\n", encoding="utf-8")
+    assert load_settings(write(tmp_path, f"admin:\n  token_file: {token}\n")).admin.token_value() == "t0ken"
+    settings = load_settings(write(tmp_path, "admin:\n  token: hunter3\n"))
+    assert settings.admin.token_value() == "hunter3" and "hunter3" not in repr(settings)
+    assert load_settings(write(tmp_path, "admin:\n  token: '  '\n")).admin.token_value() is None
+    with pytest.raises(ConfigError, match="admin"):
+        load_settings(write(tmp_path, f"admin:\n  token: x\n  token_file: {token}\n"))
+    missing = load_settings(write(tmp_path, f"admin:\n  token_file: {tmp_path / 'gone'}\n"))
+    with pytest.raises(ConfigError, match=r"admin\.token_file: cannot read"):
+        missing.admin.token_value()
