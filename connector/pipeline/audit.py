@@ -1,5 +1,5 @@
-"""The audit trail of adapter calls: in the state store, one row per call and dossier it named (service,
-dossier, a digest of the request, the result, how long it took), pruned after ``state.audit_retention_days``.
+"""The audit trail of adapter calls: in the state store, one row per call (service, the dossiers it named, a
+digest of the request, the result, how long it took), pruned after ``state.audit_retention_days``.
 
 Best effort on purpose: the trail must never slow or stop syncing. Rows wait in a bounded buffer and are
 written in batches; if the store cannot keep up or is down, the oldest waiting rows are dropped and
@@ -39,13 +39,13 @@ class AuditTrail:
 
     def record(self, call: CallRecord) -> None:
         """Called by the adapter client after every call; never blocks."""
-        for dossier_no in call.dossiers or (None,):
-            if len(self._waiting) >= self._max_waiting:
-                self._waiting.popleft()
-                self._metrics.audit_rows_dropped.inc()
-            self._waiting.append({
-                "at": call.at, "service": call.service, "dossier_no": dossier_no, "records": call.records,
-                "request_sha256": call.request_sha256, "result": call.result, "seconds": call.seconds})
+        if len(self._waiting) >= self._max_waiting:
+            self._waiting.popleft()
+            self._metrics.audit_rows_dropped.inc()
+        self._waiting.append({
+            "at": call.at, "service": call.service, "dossiers": list(call.dossiers),
+            "dossier_no": call.dossiers[0] if len(call.dossiers) == 1 else None, "records": call.records,
+            "request_sha256": call.request_sha256, "result": call.result, "seconds": call.seconds})
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())

@@ -3,6 +3,7 @@ failures (every event that could not be synced, kept for inspection and replay).
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import structlog
-from sqlalchemy import ColumnElement, Table, delete, event, func, insert, select, tuple_, update
+from sqlalchemy import ColumnElement, Table, Text, cast, delete, event, func, insert, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -243,7 +244,10 @@ class StateStore:
         """Audit rows, newest first (those naming ``dossier_no`` when given)."""
         query = select(portal_calls).order_by(portal_calls.c.id.desc()).limit(limit)
         if dossier_no is not None:
-            query = query.where(portal_calls.c.dossier_no == dossier_no)
+            # Within the JSON list as stored: a scan, bounded by the retention; operators ask rarely.
+            quoted = json.dumps(dossier_no).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(or_(portal_calls.c.dossier_no == dossier_no,
+                                    cast(portal_calls.c.dossiers, Text).like(f"%{quoted}%", escape="\\")))
         async with _store_errors(), self._engine.connect() as conn:
             return [dict(row._mapping) for row in (await conn.execute(query)).all()]
 

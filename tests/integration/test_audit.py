@@ -1,4 +1,5 @@
-"""The audit trail of adapter calls on both databases: a row per call and dossier, no request body kept,
+"""The audit trail of adapter calls on both databases: a row per call, found by any dossier it named, no
+request body kept,
 pruned after the retention period, and a bounded buffer that drops (and counts) rather than grows."""
 
 from __future__ import annotations
@@ -33,18 +34,24 @@ def dropped(metrics: Metrics) -> float:
     return metrics.registry.get_sample_value("portal_sync_audit_rows_dropped_total") or 0.0
 
 
-async def test_each_dossier_a_call_named_gets_a_row(store: StateStore) -> None:
+async def test_each_call_gets_a_row_found_by_any_dossier_it_named(store: StateStore) -> None:
     trail = AuditTrail(store, Metrics(), retention_days=30)
     now = datetime.now(UTC)
     trail.record(call(now))
     trail.record(call(now, service="login", dossiers=()))
     trail.record(call(now, service="CapNhatTienDoHoSoMC", dossiers=("A-2",), result="x" * 300))
+    trail.record(call(now, dossiers=("A%2", "A_1")))  # LIKE's wildcards in a dossier number match only themselves
     await trail.flush()
     rows = await store.portal_calls()
-    assert sorted((r["service"], r["dossier_no"]) for r in rows) == [
-        ("CapNhatTienDoHoSoMC", "A-2"), ("DongBoHoSoMC", "A-1"), ("DongBoHoSoMC", "A-2"), ("login", None)]
-    [step] = await store.portal_calls(dossier_no="A-2", limit=1)
+    assert sorted((r["service"], tuple(r["dossiers"]), r["dossier_no"]) for r in rows) == [
+        ("CapNhatTienDoHoSoMC", ("A-2",), "A-2"), ("DongBoHoSoMC", ("A%2", "A_1"), None),
+        ("DongBoHoSoMC", ("A-1", "A-2"), None), ("login", (), None)]
+    step, push = await store.portal_calls(dossier_no="A-2")
     assert step["service"] == "CapNhatTienDoHoSoMC" and step["result"] == "x" * 100  # fit to its column
+    assert push["service"] == "DongBoHoSoMC" and push["records"] == 2
+    assert [r["dossiers"] for r in await store.portal_calls(dossier_no="A-1")] == [["A-1", "A-2"]]
+    assert [r["dossiers"] for r in await store.portal_calls(dossier_no="A_1")] == [["A%2", "A_1"]]
+    assert await store.portal_calls(dossier_no="A") == []
     assert {r["request_sha256"] for r in rows if r["service"] == "login"} == {""}
 
 
@@ -55,7 +62,7 @@ async def test_rows_older_than_the_retention_are_pruned(store: StateStore) -> No
     trail.record(call(now - timedelta(days=29), dossiers=("KEPT-1",)))
     await trail.flush()
     assert await trail.prune(now) == 1
-    assert [r["dossier_no"] for r in await store.portal_calls()] == ["KEPT-1"]
+    assert [r["dossiers"] for r in await store.portal_calls()] == [["KEPT-1"]]
 
 
 async def test_a_full_buffer_drops_the_oldest_rows_and_counts_them(store: StateStore) -> None:
@@ -78,4 +85,4 @@ async def test_rows_the_store_refuses_are_dropped_and_counted_not_retried_for_ev
     (tmp_path / "state.db").unlink()
     (tmp_path / "state.db").mkdir()  # the file is gone and cannot come back: every write fails
     await trail.flush()
-    assert dropped(metrics) == 2
+    assert dropped(metrics) == 1

@@ -5,8 +5,7 @@ log of portal calls.
   filters on them), and the unit's outcome.
 - ``sync_failures``: the event's version (replay's version check) and why its state last changed.
 - ``failure_attempts``: one row per time an event failed, for ``failures show``.
-- ``portal_calls``: one row per adapter call and dossier it named, no personal data, pruned after a
-  retention period.
+- ``portal_calls``: one row per adapter call, no personal data, pruned after a retention period.
 
 Revision ID: 0002
 Revises: 0001
@@ -57,6 +56,7 @@ def upgrade() -> None:
         sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
         sa.Column("service", sa.String(64), nullable=False),
         sa.Column("dossier_no", sa.String(100), nullable=True, index=True),
+        sa.Column("dossiers", sa.JSON, nullable=False),
         sa.Column("records", sa.Integer, nullable=False),
         sa.Column("request_sha256", sa.String(64), nullable=False),
         sa.Column("result", sa.String(100), nullable=False),
