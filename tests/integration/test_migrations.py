@@ -25,8 +25,12 @@ async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[s
         yield database_url
 
 
-async def _engine(url: str) -> AsyncEngine:
-    return create_async_engine(url)
+@pytest.fixture
+async def engine(url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on the empty database, with no migration run."""
+    opened = create_async_engine(url)
+    yield opened
+    await opened.dispose()
 
 
 async def _differences(engine: AsyncEngine) -> list[Any]:
@@ -58,16 +62,12 @@ async def test_an_empty_database_is_brought_to_the_newest_revision(url: str) -> 
         await store.close()
 
 
-async def test_a_database_at_the_previous_revision_keeps_its_rows(url: str) -> None:
-    engine = await _engine(url)
-    try:
-        await _at_first_revision_with_rows(engine)
-        assert await schema.current_revision(engine) == "0001"
-        before, after = await schema.upgrade(engine)
-        assert (before, after) == ("0001", schema.head_revision())
-        assert await _differences(engine) == []
-    finally:
-        await engine.dispose()
+async def test_a_database_at_the_previous_revision_keeps_its_rows(url: str, engine: AsyncEngine) -> None:
+    await _at_first_revision_with_rows(engine)
+    assert await schema.current_revision(engine) == "0001"
+    before, after = await schema.upgrade(engine)
+    assert (before, after) == ("0001", schema.head_revision())
+    assert await _differences(engine) == []
     store = await StateStore.open(url)
     try:
         entry = await store.get("000.00.01.G12-240506-0001")
@@ -79,24 +79,16 @@ async def test_a_database_at_the_previous_revision_keeps_its_rows(url: str) -> N
         await store.close()
 
 
-async def test_a_database_made_before_migrations_is_stamped_then_upgraded(url: str) -> None:
-    engine = await _engine(url)
-    try:
-        await _at_first_revision_with_rows(engine)
-        async with engine.begin() as conn:  # what create_all left before migrations existed
-            await conn.execute(text("DROP TABLE alembic_version"))
-        assert await schema.current_revision(engine) is None
-        assert await schema.upgrade(engine) == ("0001", schema.head_revision())
-        assert await _differences(engine) == []
-    finally:
-        await engine.dispose()
+async def test_a_database_made_before_migrations_is_stamped_then_upgraded(engine: AsyncEngine) -> None:
+    await _at_first_revision_with_rows(engine)
+    async with engine.begin() as conn:  # what create_all left before migrations existed
+        await conn.execute(text("DROP TABLE alembic_version"))
+    assert await schema.current_revision(engine) is None
+    assert await schema.upgrade(engine) == ("0001", schema.head_revision())
+    assert await _differences(engine) == []
 
 
-async def test_upgrading_a_current_database_changes_nothing(url: str) -> None:
-    engine = await _engine(url)
-    try:
-        head = schema.head_revision()
-        assert await schema.upgrade(engine) == (None, head)
-        assert await schema.upgrade(engine) == (head, head)
-    finally:
-        await engine.dispose()
+async def test_upgrading_a_current_database_changes_nothing(engine: AsyncEngine) -> None:
+    head = schema.head_revision()
+    assert await schema.upgrade(engine) == (None, head)
+    assert await schema.upgrade(engine) == (head, head)
