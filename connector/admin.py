@@ -19,7 +19,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from connector.console import parse_moment, plain
+from connector.console import as_utc, failure_summary, parse_moment, plain
 from connector.mapping import MappingsInvalid
 from connector.observability import Metrics
 from connector.pipeline.replay import Replayer, count_states
@@ -125,17 +125,13 @@ def _failure_filter(query: Mapping[str, str]) -> tuple[FailureFilter, int, int]:
         except ValueError:
             raise _bad_request(f"{name}: must be an ISO 8601 date or date-time") from None
 
-    state = query.get("state", "open")
-    if state not in (*FAILURE_STATES, "all"):
+    state = query.get("state")
+    if state is not None and state not in (*FAILURE_STATES, "all"):
         raise _bad_request(f"state: must be one of {', '.join((*FAILURE_STATES, 'all'))}")
     where = FailureFilter(dossier_no=query.get("dossier"), service=query.get("service"),
                           error_class=query.get("error_class"), reason=query.get("reason"),
-                          since=moment("since"), until=moment("until"), states=() if state == "all" else (state,))
+                          since=moment("since"), until=moment("until"), states=FailureFilter.states_for(state))
     return where, number("limit", 100, 1, 1000), number("after_id", 0, 0, 2**62)
-
-
-def _summary(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if k not in ("record_key", "record_value", "mapped_payload")}
 
 
 def create_admin_app(metrics: Metrics, *, token: str | None = None, operations: Operations | None = None
@@ -187,7 +183,7 @@ def create_admin_app(metrics: Metrics, *, token: str | None = None, operations: 
         store = ops().store
         rows = await store.list_failures(where, limit=limit, after_id=after_id)
         total = await store.count_failures(where)
-        return _json({"total": total, "failures": [_summary(r) for r in rows],
+        return _json({"total": total, "failures": [failure_summary(r) for r in rows],
                       "next_after_id": rows[-1]["id"] if len(rows) == limit else None})
 
     async def show_failure(request: web.Request) -> web.Response:
@@ -231,12 +227,11 @@ def create_admin_app(metrics: Metrics, *, token: str | None = None, operations: 
         body: ReplayBody = await _body(request, ReplayBody)
         if not body.selects_something():
             return _error(400, "select failures: ids, all: true, and/or filters")
-        state = body.state
-        states: tuple[str, ...] = () if state == "all" or (body.ids and state is None) else (state or "open",)
         where = FailureFilter(ids=tuple(body.ids), dossier_no=body.dossier, service=body.service,
                               error_class=body.error_class, reason=body.reason,
-                              since=parse_moment(body.since.isoformat()) if body.since else None,
-                              until=parse_moment(body.until.isoformat()) if body.until else None, states=states)
+                              since=as_utc(body.since) if body.since else None,
+                              until=as_utc(body.until) if body.until else None,
+                              states=FailureFilter.states_for(body.state, named=bool(body.ids)))
         return _json(await run_replay(where, dry_run=body.dry_run, by=body.by))
 
     app = web.Application(middlewares=[guard], client_max_size=1 << 20)

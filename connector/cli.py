@@ -24,6 +24,30 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+_CONFIG = click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                       help="YAML settings file; PORTAL_SYNC__SECTION__KEY environment variables override it.")
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+
+
+def _settings(config_path: Path | None) -> Settings:
+    try:
+        return load_settings(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _store_call(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run an operator command's work; a store that cannot be reached is a clear error, not a traceback."""
+    from sqlalchemy.exc import DBAPIError
+
+    from connector.store import StoreUnavailable
+
+    try:
+        return asyncio.run(work())
+    except (StoreUnavailable, DBAPIError, OSError) as exc:
+        raise click.ClickException(f"the state store cannot be reached ({type(exc).__name__})") from exc
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="portal-sync")
 def main() -> None:
@@ -31,8 +55,7 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="YAML settings file; PORTAL_SYNC__SECTION__KEY environment variables override it.")
+@_CONFIG
 def run(config_path: Path | None) -> None:
     """Run the sync daemon until SIGTERM or SIGINT."""
     from connector.heap import settle_heap
@@ -70,60 +93,45 @@ def db() -> None:
     """The state store's schema."""
 
 
-def _state_url(config_path: Path | None) -> str:
-    try:
-        return load_settings(config_path).state.url
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
 @db.command("upgrade")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="YAML settings file (its state.url is migrated).")
+@_CONFIG
 def db_upgrade(config_path: Path | None) -> None:
     """Bring the state store to the newest schema revision (the daemon also does this at start)."""
-    from sqlalchemy.exc import DBAPIError
-
     from connector.store import StateStore, schema
 
+    url = _settings(config_path).state.url
+
     async def upgrade() -> tuple[str | None, str | None]:
-        store = await StateStore.open(_state_url(config_path), migrate=False)
+        store = await StateStore.open(url, migrate=False)
         try:
             return await schema.upgrade(store.engine)
         finally:
             await store.close()
 
-    try:
-        before, after = asyncio.run(upgrade())
-    except (DBAPIError, OSError) as exc:
-        raise click.ClickException(f"cannot migrate the state store: {type(exc).__name__}") from exc
+    before, after = _store_call(upgrade)
     click.echo(f"state store at revision {after}" + ("" if before == after else f" (was {before or 'empty'})"))
 
 
 @db.command("current")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="YAML settings file.")
+@_CONFIG
 def db_current(config_path: Path | None) -> None:
     """Print the state store's schema revision and the newest this version knows."""
     from connector.store import StateStore, schema
 
+    url = _settings(config_path).state.url
+
     async def current() -> str | None:
-        store = await StateStore.open(_state_url(config_path), migrate=False)
+        store = await StateStore.open(url, migrate=False)
         try:
             return await schema.current_revision(store.engine)
         finally:
             await store.close()
 
-    click.echo(f"state store revision: {asyncio.run(current()) or 'none (empty)'}; newest: {schema.head_revision()}")
+    click.echo(f"state store revision: {_store_call(current) or 'none (empty)'}; newest: {schema.head_revision()}")
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Operators' tools: failures and replay
-
-
-_CONFIG = click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                       help="YAML settings file; PORTAL_SYNC__SECTION__KEY environment variables override it.")
-_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
 
 
 def _failure_filters(command: Callable[..., None]) -> Callable[..., None]:
@@ -153,17 +161,9 @@ def _filter_from(ids: tuple[int, ...] = (), *, dossier: str | None, service: str
             raise click.BadParameter("must be an ISO 8601 date or date-time, e.g. 2024-05-06T08:00",
                                      param_hint=name) from None
 
-    # Named failures are taken in any state unless one is asked for: the operator chose them.
-    states: tuple[str, ...] = () if state == "all" or (ids and state is None) else (state or "open",)
     return FailureFilter(ids=ids, dossier_no=dossier, service=service, error_class=error_class, reason=reason,
-                         since=moment(since, "--since"), until=moment(until, "--until"), states=states)
-
-
-def _settings(config_path: Path | None) -> Settings:
-    try:
-        return load_settings(config_path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+                         since=moment(since, "--since"), until=moment(until, "--until"),
+                         states=FailureFilter.states_for(state, named=bool(ids)))
 
 
 def _operator() -> str:
@@ -171,18 +171,6 @@ def _operator() -> str:
         return getpass.getuser()
     except (OSError, KeyError):
         return "operator"
-
-
-def _store_call(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run an operator command's work; a store that cannot be reached is a clear error, not a traceback."""
-    from sqlalchemy.exc import DBAPIError
-
-    from connector.store import StoreUnavailable
-
-    try:
-        return asyncio.run(work())
-    except (StoreUnavailable, DBAPIError, OSError) as exc:
-        raise click.ClickException(f"the state store cannot be reached ({type(exc).__name__})") from exc
 
 
 @main.group()
@@ -198,7 +186,7 @@ def failures() -> None:
 @_JSON
 def failures_list(config_path: Path | None, as_json: bool, limit: int, after_id: int, **filters: Any) -> None:
     """Failed events, oldest first (open ones unless --state says otherwise)."""
-    from connector.console import failures_table, to_json
+    from connector.console import failure_summary, failures_table, to_json
     from connector.store import StateStore
 
     where = _filter_from(**filters)
@@ -213,9 +201,7 @@ def failures_list(config_path: Path | None, as_json: bool, limit: int, after_id:
 
     rows, total = _store_call(work)
     if as_json:
-        click.echo(to_json({"total": total, "failures": [{k: v for k, v in r.items()
-                                                          if k not in ("record_value", "record_key")}
-                                                         for r in rows]}))
+        click.echo(to_json({"total": total, "failures": [failure_summary(r) for r in rows]}))
     else:
         Console().print(failures_table(rows, total=total))
 

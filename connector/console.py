@@ -27,12 +27,19 @@ def utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A time an operator gave, in UTC; without an offset it is this machine's local time."""
+    return moment.astimezone(UTC)  # astimezone reads a naive time as local time
+
+
 def parse_moment(text: str) -> datetime:
-    """An ISO 8601 date or date-time; without an offset it is this machine's local time."""
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        moment = moment.astimezone()  # local time, made explicit
-    return moment.astimezone(UTC)
+    """An ISO 8601 date or date-time typed by an operator, in UTC (see ``as_utc``)."""
+    return as_utc(datetime.fromisoformat(text))
+
+
+def failure_summary(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A failure row for a listing: without the event's bytes and the mapped payload (``show`` has them)."""
+    return {k: v for k, v in row.items() if k not in ("record_key", "record_value", "mapped_payload")}
 
 
 def plain(value: Any) -> Any:

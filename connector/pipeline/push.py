@@ -70,14 +70,10 @@ class Portal(Protocol):
     async def push_progress(self, steps: Sequence[Mapping[str, Any]]) -> None: ...
 
 
-def record_hash(record: Mapping[str, Any]) -> str:
-    """A digest of the record as sent. Keys in the order the mapping builds them (the same code always
-    builds the same order; a release that changes it costs one re-push per dossier, nothing worse)."""
-    return hashlib.sha256(to_json(record)).hexdigest()
-
-
 def hashed_record(record: Mapping[str, Any]) -> tuple[str, str]:
-    """The record as JSON text, kept in the ledger, and its ``record_hash``: one serialisation for both."""
+    """The record as JSON text, kept in the ledger, and a digest of it: one serialisation for both. Keys in
+    the order the mapping builds them (the same code always builds the same order; a release that changes
+    it costs one re-push per dossier, nothing worse)."""
     body = to_json(record)
     return body.decode("utf-8"), hashlib.sha256(body).hexdigest()
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -29,7 +29,7 @@ from connector.pipeline.audit import AuditTrail
 from connector.pipeline.failures import FailureRecorder
 from connector.pipeline.push import Admitted, DossierSync, EventReader, PortalGateway, Rejected
 from connector.portal.rest import PortalClient
-from connector.store import StateStore
+from connector.store import StateStore, kafka_headers
 
 ReplayState = Literal["replayed", "resolved", "open"]
 PlannedAction = Literal["send", "superseded", "unreadable"]
@@ -48,9 +48,8 @@ class StoredRecord:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> StoredRecord:
-        headers = [(str(name), None if value is None else str(value).encode("latin-1"))
-                   for name, value in row["record_headers"] or ()]
-        return cls(row["topic"], row["partition"], row["offset"], row["record_key"], row["record_value"], headers)
+        return cls(row["topic"], row["partition"], row["offset"], row["record_key"], row["record_value"],
+                   kafka_headers(row["record_headers"]))
 
 
 @dataclass(frozen=True)
@@ -74,6 +73,9 @@ class Replayed:
     detail: str
 
 
+_NOT_KEPT = "the event was too large to keep; replay it from the DLQ"
+
+
 def _unreadable_detail(rejected: Rejected) -> str:
     error = rejected.error
     return f"{error.reason}: {error}" + (f" (field {error.field})" if error.field else "")
@@ -83,7 +85,6 @@ class Replayer:
     def __init__(self, *, settings: Settings, store: StateStore, reader: EventReader, sync: DossierSync,
                  failures: FailureRecorder, changed_by: str) -> None:
         self.store = store
-        self._store = store
         self._reader = reader
         self._sync = sync
         self._failures = failures
@@ -100,12 +101,12 @@ class Replayer:
         """What a replay of ``rows`` would do now; nothing is sent or changed."""
         read = [(row, self._read(row)) for row in rows]
         nos = sorted({r.no for _, r in read if isinstance(r, Admitted)})
-        ledger = await self._store.get_many(nos) if nos else {}
+        ledger = await self.store.get_many(nos) if nos else {}
         planned: list[Planned] = []
         for row, result in read:
             if result is None:
                 planned.append(Planned(row["id"], row["dossier_no"], row["event_version"], "unreadable",
-                                       "the event was too large to keep; replay it from the DLQ", None))
+                                       _NOT_KEPT, None))
             elif isinstance(result, Rejected):
                 planned.append(Planned(row["id"], row["dossier_no"], row["event_version"], "unreadable",
                                        _unreadable_detail(result), None))
@@ -133,8 +134,7 @@ class Replayer:
         for row in rows:
             result = self._read(row)
             if result is None:
-                report(Replayed(row["id"], row["dossier_no"], row["event_version"], "open",
-                                "the event was too large to keep; replay it from the DLQ"))
+                report(Replayed(row["id"], row["dossier_no"], row["event_version"], "open", _NOT_KEPT))
             elif isinstance(result, Rejected):
                 await self._failures.record(result.record, result.error, dossier_no=row["dossier_no"],
                                             event_id=row["event_id"], event_version=row["event_version"])
@@ -158,7 +158,7 @@ class Replayer:
                 else:
                     state, detail = "open", f"failed again: {outcome.reason}"
                 if state != "open":
-                    await self._store.set_failure_state(row["id"], state, by=self._changed_by, reason=detail)
+                    await self.store.set_failure_state(row["id"], state, by=self._changed_by, reason=detail)
                 report(Replayed(row["id"], admitted.no, admitted.version, state, detail))
 
         await asyncio.gather(*(one_dossier(items) for items in by_dossier.values()))
@@ -191,7 +191,4 @@ async def open_replayer(settings: Settings, mappings: Mappings, *, changed_by: s
 
 
 def count_states(outcomes: Iterable[Replayed]) -> dict[str, int]:
-    counts: dict[str, int] = defaultdict(int)
-    for outcome in outcomes:
-        counts[outcome.state] += 1
-    return dict(counts)
+    return dict(Counter(outcome.state for outcome in outcomes))

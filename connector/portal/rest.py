@@ -79,7 +79,7 @@ class PortalClient:
     ) -> None:
         self._settings = settings
         self._observer = observer
-        self.auditor = auditor  # may be set after construction (the trail needs the store)
+        self._auditor = auditor
         self._http = http
         self._closed = False
         self._owns_http = http is None
@@ -196,8 +196,8 @@ class PortalClient:
         finally:
             seconds = time.perf_counter() - started
             self._report(service, result, seconds, count)
-            if self.auditor is not None:
-                self.auditor(_call_record(service, data, body, result, seconds))
+            if self._auditor is not None:
+                self._auditor(_call_record(service, data, body, result, seconds))
 
     async def _exchange(self, url: str, body: bytes) -> tuple[int, Mapping[str, str], bytes]:
         try:

@@ -12,6 +12,8 @@ from connector.store.state import (
     StateStore,
     StoreUnavailable,
     Synced,
+    kafka_headers,
 )
 
-__all__ = ["FAILURE_STATES", "Failure", "FailureFilter", "LedgerEntry", "StateStore", "StoreUnavailable", "Synced"]
+__all__ = ["FAILURE_STATES", "Failure", "FailureFilter", "LedgerEntry", "StateStore", "StoreUnavailable", "Synced",
+           "kafka_headers"]

@@ -83,6 +83,16 @@ class LedgerEntry(NamedTuple):
     exists_on_portal: bool
 
 
+def stored_headers(headers: Sequence[tuple[str, bytes | None]]) -> list[list[str | None]]:
+    """Kafka headers as the JSON column keeps them: each value as latin-1 text (any bytes survive)."""
+    return [[name, None if value is None else value.decode("latin-1")] for name, value in headers]
+
+
+def kafka_headers(stored: Sequence[Sequence[str | None]] | None) -> list[tuple[str, bytes | None]]:
+    """``stored_headers`` undone: the bytes as they came."""
+    return [(str(name), None if value is None else value.encode("latin-1")) for name, value in stored or ()]
+
+
 # The longest text kept in a column that declares no length (the error message).
 MAX_UNBOUNDED_TEXT = 20_000
 
@@ -191,7 +201,7 @@ class StateStore:
             _fitted(sync_failures, {
                 "topic": f.topic, "partition": f.partition, "offset": f.offset, "dossier_no": f.dossier_no,
                 "event_id": f.event_id, "service": f.service, "record_key": f.key, "record_value": f.value,
-                "record_headers": [[k, None if v is None else v.decode("latin-1")] for k, v in f.headers],
+                "record_headers": stored_headers(f.headers),
                 "mapped_payload": f.mapped_payload, "error_class": f.error_class, "error_kind": f.error_kind,
                 "reason": f.reason, "field": f.field, "message": f.message, "attempts": f.attempts,
                 "first_failed_at": now, "last_failed_at": now, "state": "open", "event_version": f.event_version,
@@ -311,6 +321,14 @@ class FailureFilter:
     since: datetime | None = None  # last failed at or after
     until: datetime | None = None  # last failed before
     states: Sequence[str] = ("open",)
+
+    @staticmethod
+    def states_for(state: str | None, *, named: bool = False) -> tuple[str, ...]:
+        """The states an operator's ``state`` choice selects: "all" is any; none given is open ones, except
+        for failures named by id, taken in whatever state they are (the operator chose them)."""
+        if state == "all" or (state is None and named):
+            return ()
+        return (state or "open",)
 
     def clauses(self) -> list[ColumnElement[bool]]:
         c = sync_failures.c
