@@ -4,6 +4,8 @@ one made before migrations existed all end at the newest revision, matching the 
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -92,3 +94,24 @@ async def test_upgrading_a_current_database_changes_nothing(engine: AsyncEngine)
     head = schema.head_revision()
     assert await schema.upgrade(engine) == (None, head)
     assert await schema.upgrade(engine) == (head, head)
+
+
+def test_the_head_revision_constant_names_the_newest_migration() -> None:
+    assert schema.head_revision() == schema.HEAD_REVISION
+
+
+def test_opening_a_current_store_leaves_the_migration_machinery_unloaded(tmp_path: Path) -> None:
+    # The daemon starts on a current database nearly always: Alembic (about 10 MiB) stays out of it.
+    url = f"sqlite+aiosqlite:///{tmp_path / 'state.db'}"
+    program = (
+        "import asyncio, sys\n"
+        "from connector.store import StateStore\n"
+        "async def main():\n"
+        "    store = await StateStore.open(sys.argv[1])\n"
+        "    await store.close()\n"
+        "    print('alembic' in sys.modules)\n"
+        "asyncio.run(main())\n"
+    )
+    ran = [subprocess.run([sys.executable, "-c", program, url], capture_output=True, text=True, timeout=120,
+                          check=True).stdout.split()[-1] for _ in range(2)]
+    assert ran == ["True", "False"]  # the first opening migrates an empty file; the second finds it current
