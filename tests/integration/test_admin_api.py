@@ -130,3 +130,15 @@ async def test_without_a_configured_token_the_api_refuses_everyone(topics, kafka
         status, body = await call(http, "GET", f"{service.admin_url}/api/failures")
         assert status == 401 and "no admin token is configured" in body["error"]
         assert (await call(http, "GET", f"{service.admin_url}/healthz", headers={}))[0] == 200
+
+
+async def test_readiness_names_the_part_that_does_not_answer_and_only_its_class(topics, kafka_bootstrap,
+                                                                                 tmp_path) -> None:
+    stream = Topics(await topics.create("dossier.events"), await topics.create("dossier.events.dlq"),
+                    unique_group())
+    closed_port = "http://127.0.0.1:9"  # discard: nothing listens there
+    async with Service(daemon_settings(kafka_bootstrap, closed_port, stream, tmp_path)) as service, \
+            aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http:
+        status, body = await call(http, "GET", f"{service.admin_url}/readyz", headers={})
+        assert status == 503 and body["status"] == "not ready"
+        assert body["checks"] == {"broker": "ok", "state_store": "ok", "portal": "PortalUnavailable (network)"}
