@@ -64,7 +64,6 @@ def run(config_path: Path | None) -> None:
 
     try:
         settings = load_settings(config_path)
-        settings.admin.token_value()  # a token file that cannot be read stops start-up, not the first call
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     configure_logging(settings.log.level, settings.log.format)
@@ -80,7 +79,7 @@ def run(config_path: Path | None) -> None:
 
     try:
         asyncio.run(serve())
-    except MappingsInvalid as exc:
+    except (MappingsInvalid, ConfigError) as exc:  # e.g. an admin token file that cannot be read
         raise click.ClickException(str(exc)) from exc
     except Exception:  # noqa: BLE001 - the outermost boundary: log it as a structured event, exit 1
         # Unfinished events were not committed; a supervisor restarts us and they are delivered again.

@@ -49,6 +49,7 @@ class Service:
 
     async def __aenter__(self) -> Service:
         s = self.settings
+        admin_token = s.admin.token_value()  # before connecting anything: a ConfigError leaves nothing open
         self.store = await StateStore.open(s.state.url)
         self.audit = AuditTrail(self.store, self.metrics, retention_days=s.state.audit_retention_days)
         self.portal = PortalClient(s.portal, observer=self.metrics.observe_portal_call, auditor=self.audit.record)
@@ -59,7 +60,7 @@ class Service:
         self.gateway = PortalGateway(self.portal, s.portal, self.metrics)
         operations = Operations(store=self.store, replayer=self._replayer, readiness=self.readiness)
         self._admin, self.admin_url = await start_admin(self.metrics, s.admin.host, s.admin.port,
-                                                        token=s.admin.token_value(), operations=operations)
+                                                        token=admin_token, operations=operations)
         self._unwatch_collector = self.metrics.watch_collector()
         log.info("service started", topic=s.kafka.topics.dossier_events, group=s.kafka.group_id,
                  admin=self.admin_url, portal=str(URL(s.portal.adapter_url).with_user(None)))

@@ -358,6 +358,11 @@ def _chunks(items: list[T], size: int) -> list[list[T]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+def ledger_version(entry: LedgerEntry | None) -> int:
+    """The newest version the portal acknowledged; an event at or below it is never sent again."""
+    return entry.last_version if entry is not None else 0
+
+
 class DossierSync:
     def __init__(self, *, settings: Settings, store: StateStore, gateway: PortalGateway,
                  failures: FailureRecorder) -> None:
@@ -409,7 +414,7 @@ class DossierSync:
         outcomes: list[Outcome | None] = [None] * len(items)
         live: list[int] = []
         for index, item in enumerate(items):
-            newest_so_far = items[live[-1]].version if live else (entry.last_version if entry else 0)
+            newest_so_far = items[live[-1]].version if live else ledger_version(entry)
             if item.version <= newest_so_far:
                 same = item.version == newest_so_far
                 outcomes[index] = Outcome("skipped", "duplicate" if same else "stale_version")

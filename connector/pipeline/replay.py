@@ -27,7 +27,7 @@ from connector.mapping import Mappings
 from connector.observability import Metrics
 from connector.pipeline.audit import AuditTrail
 from connector.pipeline.failures import FailureRecorder
-from connector.pipeline.push import Admitted, DossierSync, EventReader, PortalGateway, Rejected
+from connector.pipeline.push import Admitted, DossierSync, EventReader, PortalGateway, Rejected, ledger_version
 from connector.portal.rest import PortalClient
 from connector.store import StateStore, kafka_headers
 
@@ -111,11 +111,11 @@ class Replayer:
                 planned.append(Planned(row["id"], row["dossier_no"], row["event_version"], "unreadable",
                                        _unreadable_detail(result), None))
             else:
-                entry = ledger.get(result.no)
+                on_portal = ledger_version(ledger.get(result.no))
                 payload = {"DongBoHoSoMC": result.mapped.record, "CapNhatTienDoHoSoMC": result.mapped.step}
-                if entry is not None and entry.last_version >= result.version:
+                if result.version <= on_portal:  # the rule DossierSync.run_unit applies
                     planned.append(Planned(row["id"], result.no, result.version, "superseded",
-                                           f"the portal already has version {entry.last_version}", payload))
+                                           f"the portal already has version {on_portal}", payload))
                 else:
                     planned.append(Planned(row["id"], result.no, result.version, "send",
                                            "record and step" if result.mapped.step else "record", payload))
