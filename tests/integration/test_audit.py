@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from connector.observability import Metrics
 from connector.pipeline.audit import AuditTrail
@@ -79,10 +80,12 @@ async def test_a_full_buffer_drops_the_oldest_rows_and_counts_them(store: StateS
 async def test_rows_the_store_refuses_are_dropped_and_counted_not_retried_for_ever(tmp_path: Path) -> None:
     metrics = Metrics()
     store = await StateStore.open(f"sqlite+aiosqlite:///{tmp_path / 'state.db'}")
-    trail = AuditTrail(store, metrics, retention_days=30)
-    trail.record(call(datetime.now(UTC)))
-    await store.close()
-    (tmp_path / "state.db").unlink()
-    (tmp_path / "state.db").mkdir()  # the file is gone and cannot come back: every write fails
-    await trail.flush()
+    try:
+        trail = AuditTrail(store, metrics, retention_days=30)
+        trail.record(call(datetime.now(UTC)))
+        async with store.engine.begin() as conn:  # every write of the trail now fails
+            await conn.execute(text("DROP TABLE portal_calls"))
+        await trail.flush()
+    finally:
+        await store.close()
     assert dropped(metrics) == 1
