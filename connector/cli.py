@@ -19,7 +19,7 @@ from connector.config import DEFAULT_MAPPINGS_DIR, ConfigError, Settings, load_s
 from connector.observability import configure_logging
 
 if TYPE_CHECKING:
-    from connector.store import FailureFilter
+    from connector.store import FailureFilter, LedgerFilter
 
 T = TypeVar("T")
 
@@ -148,20 +148,22 @@ def _failure_filters(command: Callable[..., None]) -> Callable[..., None]:
     return command
 
 
+def _moment(text: str | None, name: str) -> datetime | None:
+    from connector.console import parse_moment
+
+    try:
+        return parse_moment(text) if text else None
+    except ValueError:
+        raise click.BadParameter("must be an ISO 8601 date or date-time, e.g. 2024-05-06T08:00",
+                                 param_hint=name) from None
+
+
 def _filter_from(ids: tuple[int, ...] = (), *, dossier: str | None, service: str | None, error_class: str | None,
                  reason: str | None, since: str | None, until: str | None, state: str | None) -> FailureFilter:
-    from connector.console import parse_moment
     from connector.store import FailureFilter
 
-    def moment(text: str | None, name: str) -> datetime | None:
-        try:
-            return parse_moment(text) if text else None
-        except ValueError:
-            raise click.BadParameter("must be an ISO 8601 date or date-time, e.g. 2024-05-06T08:00",
-                                     param_hint=name) from None
-
     return FailureFilter(ids=ids, dossier_no=dossier, service=service, error_class=error_class, reason=reason,
-                         since=moment(since, "--since"), until=moment(until, "--until"),
+                         since=_moment(since, "--since"), until=_moment(until, "--until"),
                          states=FailureFilter.states_for(state, named=bool(ids)))
 
 
@@ -324,6 +326,163 @@ def replay(failure_ids: tuple[int, ...], everything: bool, dry_run: bool, config
         console.print(", ".join(f"{state} {counts.get(state, 0)}" for state in ("replayed", "resolved", "open")))
     if counts.get("open"):
         sys.exit(3)  # scripts can tell "some still fail" from success
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Operators' tools: backfill and reconcile (the portal re-aligned with the ledger)
+
+
+def _ledger_filters(command: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed((
+        click.option("--since", help="Dossiers received (NgayTiepNhan) at or after this ISO 8601 date or time "
+                                     "(local time if no offset)."),
+        click.option("--until", help="Dossiers received before this ISO 8601 date or time."),
+        click.option("--synced-since", help="Dossiers the portal last acknowledged at or after this time (e.g. "
+                                            "since the portal's backup it lost data back to)."),
+        click.option("--agency", help="The agency code of the events (dossier.agency_code)."),
+        click.option("--procedure", help="The procedure code of the events (dossier.procedure_code)."),
+    )):
+        command = option(command)
+    return command
+
+
+def _ledger_filter(*, since: str | None, until: str | None, synced_since: str | None, agency: str | None,
+                   procedure: str | None) -> LedgerFilter:
+    from connector.store import LedgerFilter
+
+    return LedgerFilter(received_since=_moment(since, "--since"), received_until=_moment(until, "--until"),
+                        synced_since=_moment(synced_since, "--synced-since"), agency_code=agency,
+                        procedure_code=procedure)
+
+
+@main.command()
+@click.option("--all", "everything", is_flag=True, help="Every dossier the ledger knows (when no filter is given).")
+@_ledger_filters
+@click.option("--dry-run", is_flag=True, help="List what would be sent; send nothing.")
+@_CONFIG
+@_JSON
+def backfill(everything: bool, dry_run: bool, config_path: Path | None, as_json: bool, **filters: Any) -> None:
+    """Send the portal again the newest state the ledger holds of the selected dossiers: for a new portal
+    environment, or after the portal lost data.
+
+    Each record goes as a create (an update where the portal answers that it has the dossier), through the
+    rate limit and retries. A dossier the daemon syncs meanwhile ends at its newer state. Progress steps
+    are not kept in the ledger and are not sent again.
+    """
+    from collections import Counter
+
+    from rich.progress import Progress
+
+    from connector.console import ledger_table, sent_table, to_json
+    from connector.pipeline.realign import Sent, open_realigner, selected
+
+    if not everything and not any(v is not None for v in filters.values()):
+        raise click.UsageError("select dossiers with --since/--until/--synced-since/--agency/--procedure, or --all")
+    where = _ledger_filter(**filters)
+    settings = _settings(config_path)
+    configure_logging("warning", "auto")
+    console = Console(stderr=as_json)
+    counts: Counter[str] = Counter()
+
+    async def work() -> tuple[int, list[Any]]:
+        async with open_realigner(settings) as realigner:
+            total = await realigner.store.count_ledger(where)
+            found: list[Any] = []
+            if dry_run:
+                async for page in selected(realigner.store, where):
+                    found.extend(page)
+                return total, found
+            with Progress(console=console, transient=True) as progress:
+                task = progress.add_task("sending", total=total)
+                async for page in selected(realigner.store, where):
+                    sent = await realigner.send(page, outcome="backfilled")
+                    found.extend(s for s in sent if s.state != "sent")  # the rest are counted
+                    progress.advance(task, len(page))
+                    counts.update(s.state for s in sent)
+            return total, found
+
+    total, found = _store_call(work)
+    if dry_run:
+        if as_json:
+            click.echo(to_json({"dry_run": True, "total": total, "dossiers": [
+                {"dossier_no": r.dossier_no, "version": r.version, "agency_code": r.agency_code,
+                 "procedure_code": r.procedure_code, "received_at": r.received_at} for r in found]}))
+        else:
+            console.print(ledger_table(found[:50], total=total, title="backfill, dry run: nothing is sent"))
+        return
+    problems: list[Sent] = found
+    if as_json:
+        click.echo(to_json({"total": total, "counts": dict(counts), "not_sent": [vars(s) for s in problems]}))
+    else:
+        if problems:
+            console.print(sent_table(problems, title="backfill: not sent"))
+        console.print(", ".join(f"{state} {counts.get(state, 0)}" for state in ("sent", "failed", "not_kept")))
+    if problems:
+        sys.exit(3)
+
+
+@main.command()
+@click.option("--sample", type=click.IntRange(1), default=None,
+              help="Check this many dossiers drawn at random.  [default: 100]")
+@click.option("--all", "everything", is_flag=True, help="Check every selected dossier.")
+@_ledger_filters
+@click.option("--field", "fields", multiple=True, metavar="NAME",
+              help="A DongBoHoSoMC field to compare (repeatable).  [default: TrangThaiHoSo]")
+@click.option("--fix", is_flag=True, help="Send the newest state of every dossier found missing or different.")
+@_CONFIG
+@_JSON
+def reconcile(sample: int | None, everything: bool, fields: tuple[str, ...], fix: bool, config_path: Path | None,
+              as_json: bool, **filters: Any) -> None:
+    """Ask the portal (TraCuuHoSo) what it holds of the selected dossiers and report where it differs from
+    the newest state synced from here; --fix sends those again.
+
+    Exit status 3 when something is left missing, different, or unchecked.
+    """
+    from collections import Counter
+
+    from rich.progress import Progress
+
+    from connector.console import findings_table, to_json
+    from connector.pipeline.realign import DEFAULT_COMPARED_FIELDS, Finding, open_realigner, selected
+
+    if everything and sample is not None:
+        raise click.UsageError("--sample and --all exclude each other")
+    where = _ledger_filter(**filters)
+    settings = _settings(config_path)
+    configure_logging("warning", "auto")
+    console = Console(stderr=as_json)
+    counts: Counter[str] = Counter()
+    compared = fields or DEFAULT_COMPARED_FIELDS
+
+    async def work() -> list[Finding]:
+        found: list[Finding] = []
+        async with open_realigner(settings) as realigner:
+            total = await realigner.store.count_ledger(where)
+            draw = None if everything else (sample or 100)
+            with Progress(console=console, transient=True) as progress:
+                task = progress.add_task("checking", total=min(total, draw) if draw else total)
+                async for page in selected(realigner.store, where, sample=draw):
+                    for finding in await realigner.check(page, compared, fix=fix,
+                                                         on_done=lambda _f: progress.advance(task)):
+                        counts[finding.state] += 1
+                        if finding.state != "same":
+                            found.append(finding)
+        return found
+
+    found = _store_call(work)
+    left = [f for f in found if not f.fixed]
+    if as_json:
+        click.echo(to_json({"checked": sum(counts.values()), "counts": dict(counts), "fields": list(compared),
+                            "findings": [vars(f) for f in found]}))
+    else:
+        if found:
+            console.print(findings_table(found))
+        summary = ", ".join(f"{state} {counts.get(state, 0)}" for state in ("same", "missing", "differs",
+                                                                               "not_kept", "error"))
+        fixed = sum(1 for f in found if f.fixed)
+        console.print(f"checked {sum(counts.values())}: {summary}" + (f"; fixed {fixed}" if fix else ""))
+    if left:
+        sys.exit(3)
 
 
 @main.group()

@@ -14,7 +14,9 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from connector.pipeline.realign import Finding, Sent
 from connector.pipeline.replay import Planned, Replayed
+from connector.store import LedgerRecord
 
 _LIST_COLUMNS = ("id", "state", "dossier_no", "event_version", "service", "error_class", "reason", "attempts",
                  "last_failed_at")
@@ -136,4 +138,37 @@ def replayed_table(outcomes: Iterable[Replayed]) -> Table:
         style = {"replayed": "green", "resolved": "cyan", "open": "red"}[outcome.state]
         table.add_row(str(outcome.failure_id), _cell(outcome.dossier_no), _cell(outcome.version),
                       Text(outcome.state, style=style), outcome.detail)
+    return table
+
+
+def ledger_table(records: Sequence[LedgerRecord], *, total: int, title: str) -> Table:
+    table = Table(title=f"{title}: {total} dossier(s)" + (f", the first {len(records)} shown" if total > len(records)
+                                                           else ""),
+                  title_justify="left", caption="times in UTC", caption_justify="left")
+    for column in ("dossier", "version", "agency", "procedure", "received", "last synced"):
+        table.add_column(column, no_wrap=True)
+    for r in records:
+        table.add_row(r.dossier_no, str(r.version), _cell(r.agency_code), _cell(r.procedure_code),
+                      _cell(r.received_at), _cell(r.updated_at))
+    return table
+
+
+def sent_table(items: Iterable[Sent], *, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("dossier", "version", "state", "detail"):
+        table.add_column(column)
+    for item in items:
+        style = {"sent": "green", "failed": "red", "not_kept": "yellow"}[item.state]
+        table.add_row(item.dossier_no, str(item.version), Text(item.state, style=style), item.detail)
+    return table
+
+
+def findings_table(findings: Iterable[Finding]) -> Table:
+    table = Table(title="reconcile: where the portal differs", title_justify="left")
+    for column in ("dossier", "version", "found", "fixed", "detail"):
+        table.add_column(column)
+    for f in findings:
+        style = {"same": "green", "missing": "red", "differs": "red", "not_kept": "yellow", "error": "yellow"}[f.state]
+        fixed = "–" if f.fixed is None else ("yes" if f.fixed else "no")
+        table.add_row(f.dossier_no, str(f.version), Text(f.state, style=style), fixed, f.detail)
     return table

@@ -69,6 +69,8 @@ class Portal(Protocol):
 
     async def push_progress(self, steps: Sequence[Mapping[str, Any]]) -> None: ...
 
+    async def lookup(self, dossier_no: str) -> dict[str, Any] | None: ...
+
 
 def hashed_record(record: Mapping[str, Any]) -> tuple[str, str]:
     """The record as JSON text, kept in the ledger, and a digest of it: one serialisation for both. Keys in
@@ -232,6 +234,11 @@ class PortalGateway:
 
         await asyncio.gather(one_kind(False), one_kind(True))
         return results
+
+    async def lookup(self, dossier_no: str) -> dict[str, Any] | None:
+        """TraCuuHoSo: what the portal holds of one dossier (None: nothing), protected like a push."""
+        patience = _Patience(service="TraCuuHoSo")
+        return await self.call("TraCuuHoSo", lambda: self._portal.lookup(dossier_no), patience)
 
     async def push_steps(self, groups: list[list[dict[str, Any]]],
                          settle: Settle[None]) -> list[BaseException | None]:

@@ -25,10 +25,9 @@ from aiokafka import TopicPartition
 from connector.config import Settings
 from connector.mapping import Mappings
 from connector.observability import Metrics
-from connector.pipeline.audit import AuditTrail
+from connector.pipeline.connections import open_connections
 from connector.pipeline.failures import FailureRecorder
 from connector.pipeline.push import Admitted, DossierSync, EventReader, PortalGateway, Rejected, ledger_version
-from connector.portal.rest import PortalClient
 from connector.store import StateStore, kafka_headers
 
 ReplayState = Literal["replayed", "resolved", "open"]
@@ -172,22 +171,13 @@ async def open_replayer(settings: Settings, mappings: Mappings, *, changed_by: s
     """A replayer with its own connections, or sharing a running daemon's store and gateway (so that a
     replay from the admin API counts against the same rate limit and breaker)."""
     async with contextlib.AsyncExitStack() as stack:
-        metrics = metrics or Metrics()
-        if store is None:
-            store = await StateStore.open(settings.state.url)
-            stack.push_async_callback(store.close)
-        if gateway is None:
-            audit = AuditTrail(store, metrics, retention_days=settings.state.audit_retention_days)
-            stack.push_async_callback(audit.close)  # after the client: its last calls are flushed too
-            portal = PortalClient(settings.portal, observer=metrics.observe_portal_call, auditor=audit.record)
-            stack.push_async_callback(portal.close)
-            gateway = PortalGateway(portal, settings.portal, metrics)
-        failures = FailureRecorder(store, None, settings.portal.retry, origin="replay")
-        sync = DossierSync(settings=settings, store=store, gateway=gateway, failures=failures)
+        own = await open_connections(settings, stack, store=store, gateway=gateway, metrics=metrics)
+        failures = FailureRecorder(own.store, None, settings.portal.retry, origin="replay")
+        sync = DossierSync(settings=settings, store=own.store, gateway=own.gateway, failures=failures)
         sync.start()
         stack.push_async_callback(sync.close)
-        yield Replayer(settings=settings, store=store, reader=EventReader(settings, mappings, metrics), sync=sync,
-                       failures=failures, changed_by=changed_by)
+        yield Replayer(settings=settings, store=own.store, reader=EventReader(settings, mappings, own.metrics),
+                       sync=sync, failures=failures, changed_by=changed_by)
 
 
 def count_states(outcomes: Iterable[Replayed]) -> dict[str, int]:

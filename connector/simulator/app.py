@@ -9,6 +9,8 @@ Inspection and fault knobs (not part of the real adapter):
 - ``GET /_sim/dossiers`` (streamed), ``GET /_sim/dossiers/{MaHoSo}``: what the portal holds. ``?fields=``
   picks from ``state.DOSSIER_FIELDS`` (comma-separated, or ``all``); the default is record, steps,
   pushes, history. The others: duplicate_pushes, duplicate_steps, first_received_at, last_received_at.
+- ``DELETE /_sim/dossiers/{MaHoSo}``: the portal loses that dossier; ``PATCH /_sim/dossiers/{MaHoSo}`` with
+  a JSON object: its fields change on the portal side (an edit made there). For backfill and reconcile.
 - ``GET /_sim/stats``: logins and calls by outcome, dstcode headers seen; ``?fields=all`` adds the
   duplicate_pushes and duplicate_steps totals.
 - ``GET /_sim/rate``: the load received since start or reset (``meter.RateMeter``).
@@ -77,6 +79,8 @@ def create_app(config: SimulatorConfig) -> web.Application:
     app.router.add_post(config.share_endpoint, _service_handler(SHARE_SERVICES))
     app.router.add_get("/_sim/dossiers", _list_dossiers)
     app.router.add_get("/_sim/dossiers/{no:.+}", _one_dossier)
+    app.router.add_delete("/_sim/dossiers/{no:.+}", _lose_dossier)
+    app.router.add_patch("/_sim/dossiers/{no:.+}", _edit_dossier)
     app.router.add_get("/_sim/stats", _stats)
     app.router.add_post("/_sim/reset", _reset)
     app.router.add_post("/_sim/faults", _add_fault)
@@ -263,6 +267,26 @@ async def _one_dossier(request: web.Request) -> web.StreamResponse:
     if stored is None:
         return _json({"error": "not found"}, status=404)
     return _json(stored.as_json(fields))
+
+
+async def _lose_dossier(request: web.Request) -> web.StreamResponse:
+    if request.app[SIMULATOR_STATE].dossiers.pop(request.match_info["no"], None) is None:
+        return _json({"error": "not found"}, status=404)
+    return _json({"lost": request.match_info["no"]})
+
+
+async def _edit_dossier(request: web.Request) -> web.StreamResponse:
+    stored = request.app[SIMULATOR_STATE].dossiers.get(request.match_info["no"])
+    if stored is None:
+        return _json({"error": "not found"}, status=404)
+    try:
+        changes = await request.json()
+    except ValueError:
+        changes = None
+    if not isinstance(changes, dict):
+        return _json({"error": "the body must be a JSON object of record fields"}, status=400)
+    stored.record = {**stored.record, **changes}
+    return _json(stored.as_json(("record",)))
 
 
 async def _stats(request: web.Request) -> web.StreamResponse:

@@ -9,11 +9,13 @@ from connector.store.state import (
     Failure,
     FailureFilter,
     LedgerEntry,
+    LedgerFilter,
+    LedgerRecord,
     StateStore,
     StoreUnavailable,
     Synced,
     kafka_headers,
 )
 
-__all__ = ["FAILURE_STATES", "Failure", "FailureFilter", "LedgerEntry", "StateStore", "StoreUnavailable", "Synced",
-           "kafka_headers"]
+__all__ = ["FAILURE_STATES", "Failure", "FailureFilter", "LedgerEntry", "LedgerFilter", "LedgerRecord", "StateStore",
+           "StoreUnavailable", "Synced", "kafka_headers"]

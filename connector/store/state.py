@@ -83,6 +83,26 @@ class LedgerEntry(NamedTuple):
     exists_on_portal: bool
 
 
+class LedgerRecord(NamedTuple):
+    """A dossier's newest state the portal acknowledged, with the record as sent (for backfill and
+    reconcile)."""
+
+    dossier_no: str
+    version: int
+    record_hash: str
+    event_id: str
+    record_json: str | None  # None in rows written before revision 0002: nothing to re-send
+    agency_code: str | None
+    procedure_code: str | None
+    received_at: datetime | None
+    updated_at: datetime
+
+    def synced(self, outcome: str) -> Synced:
+        """This state acknowledged again (a backfill or a reconcile re-sent it)."""
+        return Synced(self.dossier_no, self.version, self.record_hash, self.event_id, self.record_json,
+                      self.agency_code, self.procedure_code, self.received_at, outcome)
+
+
 def stored_headers(headers: Sequence[tuple[str, bytes | None]]) -> list[list[str | None]]:
     """Kafka headers as the JSON column keeps them: each value as latin-1 text (any bytes survive)."""
     return [[name, None if value is None else value.decode("latin-1")] for name, value in headers]
@@ -165,6 +185,30 @@ class StateStore:
             rows = (await conn.execute(query)).all()
         return {row[0]: LedgerEntry(row[0], row[1], row[2], row[3]) for row in rows}
 
+    async def ledger_records(self, where: LedgerFilter, *, after: str = "", limit: int = 500) -> list[LedgerRecord]:
+        """Ledger rows matching ``where``, by dossier number, from the one after ``after`` (paging)."""
+        query = (select(*_LEDGER_RECORD).where(*where.clauses(), dossier_ledger.c.dossier_no > after)
+                 .order_by(dossier_ledger.c.dossier_no).limit(limit))
+        async with _store_errors(), self._engine.connect() as conn:
+            return [LedgerRecord(*row) for row in (await conn.execute(query)).all()]
+
+    async def sample_ledger(self, where: LedgerFilter, size: int) -> list[LedgerRecord]:
+        """Up to ``size`` ledger rows matching ``where``, drawn at random."""
+        query = select(*_LEDGER_RECORD).where(*where.clauses()).order_by(func.random()).limit(size)
+        async with _store_errors(), self._engine.connect() as conn:
+            return [LedgerRecord(*row) for row in (await conn.execute(query)).all()]
+
+    async def ledger_records_of(self, dossier_nos: Sequence[str]) -> dict[str, LedgerRecord]:
+        """The ledger rows of these dossiers (those the ledger knows)."""
+        query = select(*_LEDGER_RECORD).where(dossier_ledger.c.dossier_no.in_(set(dossier_nos)))
+        async with _store_errors(), self._engine.connect() as conn:
+            return {row[0]: LedgerRecord(*row) for row in (await conn.execute(query)).all()}
+
+    async def count_ledger(self, where: LedgerFilter) -> int:
+        query = select(func.count()).select_from(dossier_ledger).where(*where.clauses())
+        async with _store_errors(), self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
     async def record_synced(self, dossier_no: str, version: int, record_hash: str, event_id: str) -> None:
         """The portal acknowledged ``version``. Never moves a dossier's version backwards: another writer
         (a second instance, a replay) may have recorded a newer one meanwhile."""
@@ -179,7 +223,8 @@ class StateStore:
             {"dossier_no": s.dossier_no, "last_version": s.version, "record_hash": s.record_hash,
              "exists_on_portal": True, "last_event_id": s.event_id, "updated_at": now,
              "record_json": s.record_json, "agency_code": s.agency_code, "procedure_code": s.procedure_code,
-             "received_at": s.received_at, "last_outcome": s.outcome}
+             # In UTC: SQLite keeps a time without its zone, and filters compare instants.
+             "received_at": s.received_at and s.received_at.astimezone(UTC), "last_outcome": s.outcome}
             for s in synced
         ]
         stmt = self._insert(dossier_ledger)
@@ -281,6 +326,13 @@ class StateStore:
         async with _store_errors(), self._engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 
+    async def known_failures(self, coordinates: Sequence[tuple[str, int, int]]) -> dict[tuple[str, int, int], int]:
+        """Of these Kafka records (topic, partition, offset), the ones in the failure table, with their ids."""
+        if not coordinates:
+            return {}
+        async with _store_errors(), self._engine.connect() as conn:
+            return await self._failure_ids(conn, list(coordinates))
+
     async def failure(self, failure_id: int) -> dict[str, Any] | None:
         """One failure with every attempt (``attempts_history``, oldest first), or None."""
         async with _store_errors(), self._engine.connect() as conn:
@@ -304,6 +356,39 @@ class StateStore:
             query = query.where(sync_failures.c.state.in_(only_from))
         async with _store_errors(), self._engine.begin() as conn:
             return (await conn.execute(query)).rowcount == 1
+
+
+_LEDGER_RECORD = (
+    dossier_ledger.c.dossier_no, dossier_ledger.c.last_version, dossier_ledger.c.record_hash,
+    dossier_ledger.c.last_event_id, dossier_ledger.c.record_json, dossier_ledger.c.agency_code,
+    dossier_ledger.c.procedure_code, dossier_ledger.c.received_at, dossier_ledger.c.updated_at,
+)
+
+
+@dataclass(frozen=True)
+class LedgerFilter:
+    """Which dossiers of the ledger: every given condition holds."""
+
+    received_since: datetime | None = None  # the dossier's reception (NgayTiepNhan) at or after
+    received_until: datetime | None = None  # ... before
+    synced_since: datetime | None = None  # last acknowledged by the portal at or after
+    agency_code: str | None = None
+    procedure_code: str | None = None
+
+    def clauses(self) -> list[ColumnElement[bool]]:
+        c = dossier_ledger.c
+        found: list[ColumnElement[bool]] = []
+        if self.received_since is not None:
+            found.append(c.received_at >= self.received_since)
+        if self.received_until is not None:
+            found.append(c.received_at < self.received_until)
+        if self.synced_since is not None:
+            found.append(c.updated_at >= self.synced_since)
+        if self.agency_code is not None:
+            found.append(c.agency_code == self.agency_code)
+        if self.procedure_code is not None:
+            found.append(c.procedure_code == self.procedure_code)
+        return found
 
 
 FAILURE_STATES = ("open", "replayed", "resolved", "discarded")

@@ -38,7 +38,7 @@ dossier_ledger = Table(
     # The record last sent, exactly as hashed: backfill and reconcile re-send it. None in rows written
     # before revision 0002.
     Column("record_json", Text, nullable=True),
-    Column("agency_code", String(64), nullable=True),  # national codes, as sent (MaCoQuan, MaTTHC)
+    Column("agency_code", String(64), nullable=True),  # the event's own (local) codes, for operators' filters
     Column("procedure_code", String(64), nullable=True),
     Column("received_at", DateTime(timezone=True), nullable=True),
     Column("last_outcome", String(32), nullable=True),  # created / updated / step

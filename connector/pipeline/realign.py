@@ -1,0 +1,241 @@
+"""Backfill and reconcile: the portal re-aligned with local truth, the ledger's newest state of each dossier.
+
+- **backfill** sends again the newest state the ledger holds of each selected dossier: for a new portal
+  environment, or after the portal lost data;
+- **reconcile** asks the portal (``TraCuuHoSo``) what it holds of each selected dossier and reports where
+  that differs from the ledger's newest state; with ``fix``, sends those again.
+
+Both call the adapter through a ``PortalGateway`` (rate limit, retries, breaker). Neither pushes an older
+state over a newer one for good: the daemon may sync a newer version of a dossier while we send ours, and
+ours may reach the portal last. So after sending, the ledger is read again, and a dossier whose newer
+version was recorded meanwhile has that newer state sent too, until the ledger stands still. (What the
+daemon has pushed but not yet recorded is the one window left; the next reconcile shows it.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from connector.config import Settings
+from connector.errors import SyncError
+from connector.pipeline.connections import open_connections
+from connector.pipeline.push import PortalGateway, RecordPush
+from connector.store import LedgerFilter, LedgerRecord, StateStore
+
+SendState = Literal["sent", "failed", "not_kept"]
+FindingState = Literal["same", "missing", "differs", "not_kept", "error"]
+
+# The fields reconcile compares unless told otherwise: the status is what citizens see on the portal.
+DEFAULT_COMPARED_FIELDS = ("TrangThaiHoSo",)
+# Sending again because the daemon moved on meanwhile: a few rounds settle any dossier that is not being
+# updated continuously; one that still moves is reported, and its own next event will carry it anyway.
+MAX_ROUNDS = 5
+_NOT_KEPT = "the ledger has no record of it to send (synced before the ledger kept records)"
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What became of one dossier sent again."""
+
+    dossier_no: str
+    version: int  # the version sent last (newer than the one selected if the daemon moved on meanwhile)
+    state: SendState
+    detail: str
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What the portal holds of one dossier, against the ledger's newest state."""
+
+    dossier_no: str
+    version: int
+    state: FindingState
+    detail: str
+    differences: dict[str, dict[str, str | None]] = field(default_factory=dict)  # field → {local, portal}
+    fixed: bool | None = None  # None: no fix asked (or nothing to fix)
+
+
+def compare(local: Mapping[str, Any], portal: Mapping[str, Any] | None,
+            fields: Sequence[str]) -> dict[str, dict[str, str | None]]:
+    """Where the portal's record differs from ours, field by field, as text (an adapter may answer a code
+    as a number). An empty answer: the same. Only called with a portal record."""
+    if portal is None:
+        return {}
+    found: dict[str, dict[str, str | None]] = {}
+    for name in fields:
+        ours, theirs = _text(local.get(name)), _text(portal.get(name))
+        if ours != theirs:
+            found[name] = {"local": ours, "portal": theirs}
+    return found
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def finding_for(record: LedgerRecord, portal: Mapping[str, Any] | None, fields: Sequence[str]) -> Finding:
+    """The verdict on one dossier, from the ledger's newest record and the portal's answer."""
+    if record.record_json is None:
+        return Finding(record.dossier_no, record.version, "not_kept", _NOT_KEPT)
+    if portal is None:
+        return Finding(record.dossier_no, record.version, "missing", "the portal does not have this dossier")
+    differences = compare(json.loads(record.record_json), portal, fields)
+    if differences:
+        named = ", ".join(f"{name} {d['portal']!r} on the portal, {d['local']!r} here"
+                          for name, d in differences.items())
+        return Finding(record.dossier_no, record.version, "differs", named, differences)
+    return Finding(record.dossier_no, record.version, "same", "")
+
+
+class Realigner:
+    def __init__(self, store: StateStore, gateway: PortalGateway, *, batch_records: int, concurrency: int) -> None:
+        self.store = store
+        self._gateway = gateway
+        self._batch = batch_records
+        self._limit = asyncio.Semaphore(max(1, concurrency))
+
+    async def send(self, records: Sequence[LedgerRecord], *, outcome: str,
+                   on_portal: Mapping[str, bool] | None = None) -> list[Sent]:
+        """Send each record's state again, then the newer state of any dossier that moved on meanwhile.
+
+        ``on_portal`` says which dossiers the portal has (from a lookup): those go as updates, the others as
+        creates. Unknown ones go as creates, which the client turns into an update when the portal answers
+        that the dossier already exists.
+        """
+        done: dict[str, Sent] = {}
+        todo: list[LedgerRecord] = []
+        for record in records:
+            if record.record_json is None:
+                done[record.dossier_no] = Sent(record.dossier_no, record.version, "not_kept", _NOT_KEPT)
+            else:
+                todo.append(record)
+        moved: set[str] = set()
+        for _ in range(MAX_ROUNDS):
+            if not todo:
+                break
+            answers = await self._push(todo, on_portal or {})
+            accepted = [record for record, answer in zip(todo, answers, strict=True) if answer is None]
+            for record, answer in zip(todo, answers, strict=True):
+                if answer is not None:
+                    done[record.dossier_no] = Sent(record.dossier_no, record.version, "failed", answer)
+            # Recorded only where the ledger has nothing newer (the store never moves a version back).
+            await self.store.record_synced_many([record.synced(outcome) for record in accepted])
+            now = await self.store.ledger_records_of([record.dossier_no for record in accepted])
+            todo = []
+            for record in accepted:
+                newest = now.get(record.dossier_no)
+                if newest is not None and newest.version > record.version:
+                    moved.add(record.dossier_no)
+                    todo.append(newest)  # ours may have reached the portal after the newer one: send it too
+                else:
+                    detail = "sent; a newer version synced meanwhile was sent after it" \
+                        if record.dossier_no in moved else "sent"
+                    done[record.dossier_no] = Sent(record.dossier_no, record.version, "sent", detail)
+        for record in todo:
+            done[record.dossier_no] = Sent(record.dossier_no, record.version, "failed",
+                                           f"still changing after {MAX_ROUNDS} rounds; its own next event will "
+                                           f"carry its newest state")
+        return [done[record.dossier_no] for record in records]
+
+    async def _push(self, records: list[LedgerRecord], on_portal: Mapping[str, bool]) -> list[str | None]:
+        """DongBoHoSoMC for ``records`` in batches; per record, None when the portal took it, else why not."""
+        answers: list[str | None] = [None] * len(records)
+
+        async def batch(start: int) -> None:
+            chunk = records[start:start + self._batch]
+            pushes = [RecordPush(json.loads(r.record_json or "{}"), on_portal.get(r.dossier_no, False),
+                                 len(r.record_json or "")) for r in chunk]
+            async with self._limit:
+                results = await self._gateway.push_records(pushes, lambda _i, _answer: None)
+            for offset, result in enumerate(results):
+                if isinstance(result, BaseException):
+                    answers[start + offset] = _why(result)
+
+        await asyncio.gather(*(batch(start) for start in range(0, len(records), self._batch)))
+        return answers
+
+    async def check(self, records: Sequence[LedgerRecord], fields: Sequence[str] = DEFAULT_COMPARED_FIELDS, *,
+                    fix: bool = False, on_done: Callable[[Finding], None] = lambda _f: None) -> list[Finding]:
+        """Look each dossier up on the portal and compare it with the ledger's newest state; with ``fix``,
+        send the missing and differing ones again."""
+
+        async def look(record: LedgerRecord) -> dict[str, Any] | str | None:
+            if record.record_json is None:
+                return None  # nothing to compare with: no need to ask
+            async with self._limit:
+                try:
+                    return await self._gateway.lookup(record.dossier_no)
+                except SyncError as error:
+                    return _why(error)
+
+        answers = await asyncio.gather(*(look(record) for record in records))
+        # The ledger read after the portal answered: a version synced meanwhile is then not a false alarm.
+        newest = await self.store.ledger_records_of([record.dossier_no for record in records])
+        findings: list[Finding] = []
+        for record, answer in zip(records, answers, strict=True):
+            current = newest.get(record.dossier_no, record)
+            if isinstance(answer, str):
+                findings.append(Finding(record.dossier_no, current.version, "error", f"lookup failed: {answer}"))
+            else:
+                findings.append(finding_for(current, answer, fields))
+        if fix:
+            findings = await self._fix(findings, newest)
+        for finding in findings:
+            on_done(finding)
+        return findings
+
+    async def _fix(self, findings: list[Finding], newest: Mapping[str, LedgerRecord]) -> list[Finding]:
+        wrong = [f for f in findings if f.state in ("missing", "differs")]
+        if not wrong:
+            return findings
+        sent = {s.dossier_no: s for s in await self.send(
+            [newest[f.dossier_no] for f in wrong], outcome="reconciled",
+            on_portal={f.dossier_no: f.state == "differs" for f in wrong})}
+        fixed: list[Finding] = []
+        for finding in findings:
+            outcome = sent.get(finding.dossier_no)
+            if outcome is None:
+                fixed.append(finding)
+            else:
+                detail = finding.detail + ("; sent again" if outcome.state == "sent" else f"; not fixed: "
+                                           f"{outcome.detail}")
+                fixed.append(Finding(finding.dossier_no, outcome.version, finding.state, detail,
+                                     finding.differences, outcome.state == "sent"))
+        return fixed
+
+
+def _why(error: BaseException) -> str:
+    if isinstance(error, SyncError):
+        return f"{error.reason}: {error}"
+    return type(error).__name__
+
+
+async def selected(store: StateStore, where: LedgerFilter, *, sample: int | None = None,
+                   page: int = 500) -> AsyncIterator[list[LedgerRecord]]:
+    """The selected ledger rows, a page at a time (``sample``: that many, drawn at random)."""
+    if sample is not None:
+        drawn = await store.sample_ledger(where, sample)
+        for start in range(0, len(drawn), page):
+            yield drawn[start:start + page]
+        return
+    after = ""
+    while rows := await store.ledger_records(where, after=after, limit=page):
+        yield rows
+        after = rows[-1].dossier_no
+
+
+@contextlib.asynccontextmanager
+async def open_realigner(settings: Settings, *, store: StateStore | None = None,
+                         gateway: PortalGateway | None = None) -> AsyncIterator[Realigner]:
+    """A realigner with its own connections (or a running daemon's store and gateway)."""
+    async with contextlib.AsyncExitStack() as stack:
+        own = await open_connections(settings, stack, store=store, gateway=gateway)
+        yield Realigner(own.store, own.gateway, batch_records=settings.push.max_batch_records,
+                        concurrency=settings.portal.rate_limit.max_concurrent_requests * 2)

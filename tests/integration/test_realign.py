@@ -1,0 +1,249 @@
+"""Backfill and reconcile: the portal re-aligned with the ledger's newest state of each dossier.
+
+The daemon syncs a sample stream (in-process, real broker and simulator, the ledger on SQLite or
+PostgreSQL); then the portal loses data or is replaced, and the operator's commands run as ``portal-sync``
+processes. A last test makes the daemon sync a newer version while a backfill sends an older one."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+
+from connector.config import DEFAULT_MAPPINGS_DIR, load_settings
+from connector.events import decode_event
+from connector.mapping import load_mappings
+from connector.observability import Metrics
+from connector.pipeline.push import PortalGateway, hashed_record
+from connector.pipeline.realign import Realigner, compare
+from connector.portal.rest import PortalClient
+from connector.samples import SampleMessage, generate_events
+from connector.store import LedgerFilter, StateStore, Synced
+from tests.databases import state_database
+from tests.integration.pipeline_harness import (
+    Topics,
+    daemon_config,
+    expected_portal_state,
+    portal_dossiers,
+    portal_stats,
+    records_pushed,
+    run_until_committed,
+    unique_group,
+    write_config,
+)
+from tests.integration.test_replay import portal_sync
+from tests.kafkatools import produce
+
+pytestmark = pytest.mark.broker
+
+HTTP_TIMEOUT = aiohttp.ClientTimeout(total=10)
+
+
+@dataclass
+class Synced_:
+    config: Path
+    messages: list[SampleMessage]
+    newest: dict[str, dict[str, Any]]  # per dossier on the portal, the newest record
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def synced(request, topics, kafka_bootstrap, portal_url, tmp_path) -> AsyncIterator[Synced_]:
+    """A sample stream synced by the daemon: the portal and the ledger agree."""
+    async with state_database(request.param, tmp_path) as url:
+        stream = Topics(await topics.create("dossier.events", partitions=2),
+                        await topics.create("dossier.events.dlq", partitions=1), unique_group())
+        config = daemon_config(kafka_bootstrap, portal_url, stream, tmp_path)
+        config["state"] = {"url": url}
+        config_path = write_config(tmp_path / "config.yaml", config)
+        messages = generate_events(dossiers=30, seed=41, include_bad=False)
+        ends = await produce(kafka_bootstrap, stream.events, messages)
+        await run_until_committed(load_settings(config_path), kafka_bootstrap, stream, ends)
+        newest = expected_portal_state(messages, load_mappings(DEFAULT_MAPPINGS_DIR)).records
+        assert {no: d["record"] for no, d in (await portal_dossiers(portal_url)).items()} == newest
+        yield Synced_(config_path, messages, newest)
+
+
+async def sim(portal_url: str, method: str, path: str, body: Any = None) -> None:
+    async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http, \
+            http.request(method, portal_url + path, json=body) as reply:
+        assert reply.status == 200, await reply.text()
+
+
+async def portal_records(portal_url: str) -> dict[str, dict[str, Any]]:
+    return {no: d["record"] for no, d in (await portal_dossiers(portal_url)).items()}
+
+
+def events_of(messages: list[SampleMessage]) -> dict[str, Any]:
+    """Per dossier, its newest event's dossier part (agency, procedure, reception time)."""
+    newest: dict[str, Any] = {}
+    for message in messages:
+        dossier = decode_event(message.key, message.value, max_bytes=1 << 20).dossier
+        if dossier.origin == "local" and dossier.version > getattr(newest.get(dossier.no), "version", 0):
+            newest[dossier.no] = dossier
+    return newest
+
+
+async def test_backfill_fills_a_new_portal_with_the_newest_state_of_each_dossier(synced, portal_url) -> None:
+    await sim(portal_url, "POST", "/_sim/reset")  # a new, empty portal environment
+
+    code, planned = await portal_sync(synced.config, "backfill", "--all", "--dry-run")
+    assert code == 0
+    assert planned["total"] == len(synced.newest)
+    assert {d["dossier_no"] for d in planned["dossiers"]} == set(synced.newest)
+    assert await records_pushed(portal_url) == 0, "a dry run sent something"
+
+    code, done = await portal_sync(synced.config, "backfill", "--all")
+    assert code == 0
+    assert done["counts"] == {"sent": len(synced.newest)}
+    assert done["not_sent"] == []
+    assert await portal_records(portal_url) == synced.newest
+    stats = await portal_stats(portal_url)
+    assert sum(stats["calls"]["DongBoHoSoMC"].values()) <= 2, "not sent in batches"
+
+
+async def test_backfill_selects_by_procedure_agency_and_reception_time(synced, portal_url) -> None:
+    dossiers = events_of(synced.messages)
+    procedure = sorted({d.procedure_code for d in dossiers.values()})[0]
+    received = sorted(d.received_at for d in dossiers.values())
+    middle = received[len(received) // 2]
+
+    await sim(portal_url, "POST", "/_sim/reset")
+    code, done = await portal_sync(synced.config, "backfill", "--procedure", procedure)
+    assert code == 0
+    chosen = {no for no, d in dossiers.items() if d.procedure_code == procedure}
+    assert set(await portal_records(portal_url)) == chosen
+    assert done["counts"] == {"sent": len(chosen)}
+
+    await sim(portal_url, "POST", "/_sim/reset")
+    since = middle.astimezone(UTC).isoformat()
+    await portal_sync(synced.config, "backfill", "--since", since, "--agency", "000.00.01.G12")
+    chosen = {no for no, d in dossiers.items() if d.received_at >= middle and d.agency_code == "000.00.01.G12"}
+    assert chosen, "the sample has no such dossier: the test would prove nothing"
+    assert set(await portal_records(portal_url)) == chosen
+
+    code, none = await portal_sync(synced.config, "backfill", "--until", "2000-01-01")
+    assert (code, none["counts"]) == (0, {})
+
+
+async def test_reconcile_reports_lost_and_changed_dossiers_and_fix_sends_them_again(synced, portal_url) -> None:
+    numbers = sorted(synced.newest)
+    lost, changed = numbers[:3], numbers[3:5]
+    for no in lost:
+        await sim(portal_url, "DELETE", f"/_sim/dossiers/{no}")
+    for no in changed:
+        status = "7" if synced.newest[no]["TrangThaiHoSo"] != "7" else "8"
+        await sim(portal_url, "PATCH", f"/_sim/dossiers/{no}", {"TrangThaiHoSo": status})
+    pushed = await records_pushed(portal_url)
+
+    code, report = await portal_sync(synced.config, "reconcile", "--all")
+    assert code == 3
+    assert report["checked"] == len(numbers)
+    assert report["counts"] == {"same": len(numbers) - 5, "missing": 3, "differs": 2}
+    states = {f["dossier_no"]: f["state"] for f in report["findings"]}
+    assert states == {**dict.fromkeys(lost, "missing"), **dict.fromkeys(changed, "differs")}
+    differs = next(f for f in report["findings"] if f["state"] == "differs")
+    assert set(differs["differences"]) == {"TrangThaiHoSo"}
+    assert await records_pushed(portal_url) == pushed, "a report sent something"
+
+    code, sample = await portal_sync(synced.config, "reconcile", "--sample", "4")
+    assert sample["checked"] == 4
+
+    code, fixed = await portal_sync(synced.config, "reconcile", "--all", "--fix")
+    assert code == 0
+    assert {f["dossier_no"] for f in fixed["findings"] if f["fixed"]} == set(lost + changed)
+    assert await portal_records(portal_url) == synced.newest
+
+    code, clean = await portal_sync(synced.config, "reconcile", "--all")
+    assert (code, clean["counts"]) == (0, {"same": len(numbers)})
+
+
+async def test_reconcile_compares_the_fields_it_is_told_to(synced, portal_url) -> None:
+    no = sorted(synced.newest)[0]
+    await sim(portal_url, "PATCH", f"/_sim/dossiers/{no}", {"NgayHenTra": "20991231170000"})
+    code, report = await portal_sync(synced.config, "reconcile", "--all")
+    assert (code, report["counts"]) == (0, {"same": len(synced.newest)})  # the status alone agrees
+    code, report = await portal_sync(synced.config, "reconcile", "--all", "--field", "TrangThaiHoSo",
+                                     "--field", "NgayHenTra")
+    assert code == 3
+    assert report["findings"][0]["differences"] == {
+        "NgayHenTra": {"local": synced.newest[no]["NgayHenTra"], "portal": "20991231170000"}}
+
+
+def test_compare_reads_codes_as_text() -> None:
+    assert compare({"TrangThaiHoSo": "4"}, {"TrangThaiHoSo": 4}, ["TrangThaiHoSo"]) == {}
+    assert compare({"TrangThaiHoSo": "4"}, {}, ["TrangThaiHoSo"]) == {
+        "TrangThaiHoSo": {"local": "4", "portal": None}}
+
+
+class DaemonMovesOn:
+    """The adapter client, except that just before the first push of ``no`` goes out, the daemon syncs
+    the dossier's newer version: it reaches the portal and the ledger first, and ours lands after it."""
+
+    def __init__(self, client: PortalClient, store: StateStore, no: str, newer: dict[str, Any]) -> None:
+        self._client, self._store, self._no, self._newer = client, store, no, newer
+        self.interleaved = False
+
+    async def push_dossiers(self, records: Any, *, updating: bool) -> bool:
+        if not self.interleaved and any(r["MaHoSo"] == self._no for r in records):
+            self.interleaved = True
+            await self._client.push_dossiers([self._newer], updating=True)
+            text, digest = hashed_record(self._newer)
+            await self._store.record_synced_many([Synced(self._no, 99, digest, "newer-event", text)])
+        return await self._client.push_dossiers(records, updating=updating)
+
+    async def push_progress(self, steps: Any) -> None:
+        await self._client.push_progress(steps)
+
+    async def lookup(self, dossier_no: str) -> dict[str, Any] | None:
+        return await self._client.lookup(dossier_no)
+
+
+async def test_a_backfill_never_leaves_an_older_state_over_one_the_daemon_synced_meanwhile(synced,
+                                                                                             portal_url) -> None:
+    settings = load_settings(synced.config)
+    store = await StateStore.open(settings.state.url)
+    try:
+        no = sorted(synced.newest)[0]
+        newer = {**synced.newest[no], "GhiChu": "Hồ sơ đầy đủ (phiên bản 99)", "TrangThaiHoSo": "9"}
+        async with PortalClient(settings.portal) as client:
+            portal = DaemonMovesOn(client, store, no, newer)
+            realigner = Realigner(store, PortalGateway(portal, settings.portal, Metrics()), batch_records=100,
+                                  concurrency=2)
+            records = await store.ledger_records(LedgerFilter(), limit=1000)
+            sent = {s.dossier_no: s for s in await realigner.send(records, outcome="backfilled")}
+        assert portal.interleaved
+        assert sent[no].state == "sent"
+        assert sent[no].version == 99
+        assert "newer version" in sent[no].detail
+        held = await portal_records(portal_url)
+        assert held[no] == newer, "the older state sent by the backfill was left over the newer one"
+        assert {k: v for k, v in held.items() if k != no} == {k: v for k, v in synced.newest.items() if k != no}
+        assert (await store.get(no)).last_version == 99  # type: ignore[union-attr]
+        ledger = await store.ledger_records_of([no])
+        assert json.loads(ledger[no].record_json or "{}") == newer
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_reception_times_are_compared_as_instants_whatever_their_zone(kind, tmp_path) -> None:
+    async with state_database(kind, tmp_path) as url:
+        store = await StateStore.open(url)
+        try:
+            # 08:00 in Hanoi is 01:00 UTC; SQLite keeps no zone, so the store must keep instants in UTC.
+            at = datetime(2024, 5, 6, 8, 0, tzinfo=ZoneInfo("Asia/Ho_Chi_Minh"))
+            await store.record_synced_many([Synced("A-1", 1, "h", "e", "{}", "A", "P", at)])
+            since = datetime(2024, 5, 6, 1, 0, tzinfo=UTC)
+            assert [r.dossier_no for r in await store.ledger_records(LedgerFilter(received_since=since))] == ["A-1"]
+            later = datetime(2024, 5, 6, 1, 1, tzinfo=UTC)
+            assert await store.ledger_records(LedgerFilter(received_since=later)) == []
+            assert await store.ledger_records(LedgerFilter(received_until=later)) != []
+        finally:
+            await store.close()
