@@ -265,26 +265,38 @@ def failures_discard(failure_id: int, reason: str, by: str | None, config_path: 
 @main.command()
 @click.argument("failure_ids", nargs=-1, type=int)
 @click.option("--all", "everything", is_flag=True, help="Every failure the filters select (open ones by default).")
+@click.option("--from-dlq", is_flag=True,
+              help="Take the DLQ topic's records that the failure table lacks (e.g. failed on another instance "
+                   "with its own store), add them, and replay them; with --since, those dead-lettered since then.")
 @_failure_filters
 @click.option("--dry-run", is_flag=True, help="Read, map and check everything; send nothing, change nothing.")
 @_CONFIG
 @_JSON
-def replay(failure_ids: tuple[int, ...], everything: bool, dry_run: bool, config_path: Path | None, as_json: bool,
-           **filters: Any) -> None:
-    """Replay failed events with the current mappings: named ones, or --all that the filters select.
+def replay(failure_ids: tuple[int, ...], everything: bool, from_dlq: bool, dry_run: bool, config_path: Path | None,
+           as_json: bool, **filters: Any) -> None:
+    """Replay failed events with the current mappings: named ones, --all that the filters select, or those
+    on the DLQ that the failure table lacks (--from-dlq).
 
     Each is read again from its stored bytes and pushed the way live events are (rate limit, retries). One
     older than what the portal already has is not sent: it is marked resolved. Sent: replayed. Failed
     again: still open, with the new error among its attempts.
     """
+    from datetime import UTC
+
+    from aiokafka.errors import KafkaError
     from rich.progress import Progress
 
     from connector.console import plan_table, replayed_table, to_json
+    from connector.kafka import read_topic
     from connector.mapping import MappingsInvalid, load_mappings
-    from connector.pipeline.replay import Replayed, count_states, open_replayer
+    from connector.pipeline.replay import DeadLetters, Replayed, count_states, dead_letters_missing, open_replayer
+    from connector.store import FailureFilter, failure_row
 
-    if not failure_ids and not everything and not any(v is not None for v in filters.values()):
-        raise click.UsageError("name failures by id, or select them with --all and/or filters")
+    if from_dlq and (failure_ids or everything or any(v is not None for k, v in filters.items() if k != "since")):
+        raise click.UsageError("--from-dlq takes no failure ids, --all or filters other than --since")
+    since = _moment(filters["since"], "--since") if from_dlq else None
+    if not from_dlq and not failure_ids and not everything and not any(v is not None for v in filters.values()):
+        raise click.UsageError("name failures by id, select them with --all and/or filters, or use --from-dlq")
     where = _filter_from(failure_ids, **filters)
     settings = _settings(config_path)
     configure_logging("warning", "auto")
@@ -293,10 +305,35 @@ def replay(failure_ids: tuple[int, ...], everything: bool, dry_run: bool, config
     except MappingsInvalid as exc:
         raise click.ClickException(str(exc)) from exc
     console = Console(stderr=as_json)
+    dlq: DeadLetters | None = None
+
+    async def rows_from_dlq(store: Any) -> list[dict[str, Any]]:
+        nonlocal dlq
+        topic = settings.kafka.topics.dead_letter
+        try:
+            dlq = await dead_letters_missing(store, read_topic(
+                settings.kafka, topic, since_ms=int(since.timestamp() * 1000) if since else None))
+        except (KafkaError, TimeoutError) as exc:
+            raise click.ClickException(f"the DLQ topic {topic} could not be read ({type(exc).__name__}: {exc})"
+                                       ) from exc
+        if not dlq.missing:
+            return []  # (no ids would select every failure)
+        if dry_run:
+            now = datetime.now(UTC)
+            return [{**failure_row(failure, now), "id": None} for failure in dlq.missing]
+        for start in range(0, len(dlq.missing), 500):
+            await store.record_failures(dlq.missing[start:start + 500])
+        ids = await store.known_failures([(f.topic, f.partition, f.offset) for f in dlq.missing])
+        rows: list[dict[str, Any]] = await store.list_failures(FailureFilter(ids=list(ids.values()), states=()),
+                                                               limit=None)
+        return rows
 
     async def work() -> Any:
         async with open_replayer(settings, mappings, changed_by=f"replay by {_operator()}") as replayer:
-            rows = await replayer.store.list_failures(where, limit=None)
+            if from_dlq:
+                rows = await rows_from_dlq(replayer.store)
+            else:
+                rows = await replayer.store.list_failures(where, limit=None)
             if failure_ids:
                 missing = sorted(set(failure_ids) - {row["id"] for row in rows})
                 if missing:
@@ -312,15 +349,19 @@ def replay(failure_ids: tuple[int, ...], everything: bool, dry_run: bool, config
                 return await replayer.replay(rows, advance)
 
     result = _store_call(work)
+    taken = None if dlq is None else {"read": dlq.read, "known": dlq.known, "missing": len(dlq.missing)}
+    if taken is not None and not as_json:
+        console.print(f"DLQ: {taken['read']} record(s) read, {taken['known']} in the failure table, "
+                      f"{taken['missing']} not" + (" (would be added)" if dry_run else " (added)"))
     if dry_run:
         if as_json:
-            click.echo(to_json({"dry_run": True, "failures": [vars(item) for item in result]}))
+            click.echo(to_json({"dry_run": True, "dlq": taken, "failures": [vars(item) for item in result]}))
         else:
             console.print(plan_table(result, dry_run=True))
         return
     counts = count_states(result)
     if as_json:
-        click.echo(to_json({"counts": counts, "failures": [vars(item) for item in result]}))
+        click.echo(to_json({"counts": counts, "dlq": taken, "failures": [vars(item) for item in result]}))
     else:
         console.print(replayed_table(result))
         console.print(", ".join(f"{state} {counts.get(state, 0)}" for state in ("replayed", "resolved", "open")))

@@ -126,7 +126,7 @@ def plan_table(planned: Iterable[Planned], *, dry_run: bool) -> Table:
     for column in ("failure", "dossier", "version", "would" if dry_run else "will", "detail"):
         table.add_column(column)
     for item in planned:
-        table.add_row(str(item.failure_id), _cell(item.dossier_no), _cell(item.version), item.action, item.detail)
+        table.add_row(_cell(item.failure_id), _cell(item.dossier_no), _cell(item.version), item.action, item.detail)
     return table
 
 

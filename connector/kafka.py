@@ -5,12 +5,13 @@ The watermark and the DLQ headers are pure; the rest wraps aiokafka.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import ssl
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from connector.config import KafkaSettings
 from connector.errors import SyncError
@@ -134,10 +135,51 @@ class DeadLetterQueue:
         await self._producer.send_and_wait(self.topic, key=key, value=value, headers=list(headers))
 
 
+async def read_topic(settings: KafkaSettings, topic: str, *, since_ms: int | None = None,
+                     wait_seconds: float = 30.0) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
+    """Every record of ``topic`` there now (written at or after ``since_ms``, when given), a batch at a
+    time, read outside any consumer group (nothing is committed). Records the broker keeps from before
+    ``since_ms`` are read and passed over: a DLQ is small enough, and that needs nothing of the broker but
+    plain fetches. ``wait_seconds`` bounds every wait on the broker, and a read that stops getting anywhere."""
+    timeout = wait_seconds
+    consumer = AIOKafkaConsumer(
+        **_client_options(settings), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+        max_partition_fetch_bytes=max(settings.max_event_bytes + DLQ_HEADROOM_BYTES, 1_048_576))
+    await asyncio.wait_for(consumer.start(), timeout)
+    try:
+        await asyncio.wait_for(consumer.topics(), timeout)  # metadata, so the topic's partitions are known
+        partitions = sorted(consumer.partitions_for_topic(topic) or ())
+        if not partitions:
+            return
+        tps = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        await asyncio.wait_for(consumer.seek_to_beginning(*tps), timeout)
+        ends: dict[TopicPartition, int] = await asyncio.wait_for(consumer.end_offsets(tps), timeout)
+        remaining = {tp for tp in tps if await asyncio.wait_for(consumer.position(tp), timeout) < ends[tp]}
+        loop = asyncio.get_running_loop()
+        progress_by = loop.time() + timeout
+        while remaining:
+            batches = await asyncio.wait_for(consumer.getmany(*remaining, timeout_ms=500), timeout)
+            for tp, records in batches.items():
+                wanted = [r for r in records if r.offset < ends[tp] and (since_ms is None or r.timestamp >= since_ms)]
+                if wanted:
+                    yield wanted
+            if batches:
+                progress_by = loop.time() + timeout
+            elif loop.time() > progress_by:
+                raise TimeoutError(f"reading {topic}: no record for {timeout:g} s before its end offsets")
+            for tp in list(remaining):
+                if await asyncio.wait_for(consumer.position(tp), timeout) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+
+
 __all__ = [
     "DeadLetterQueue",
     "OffsetWatermark",
     "build_consumer",
     "build_producer",
     "dead_letter_headers",
+    "read_topic",
 ]

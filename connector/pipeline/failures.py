@@ -38,6 +38,37 @@ def _dossier_no_from_key(key: bytes | None) -> str | None:
     return text if text and len(text) <= 100 else None
 
 
+def failure_from_dead_letter(record: ConsumedRecord) -> Failure:
+    """A DLQ record as the failure table keeps it: the original's coordinates, key, value and headers, and
+    the error, all from the record and its error headers. A record without our headers (put there by
+    something else, or cut short) is kept under its own DLQ coordinates, so it is still reachable."""
+    ours = {name[len(ERROR_HEADER_PREFIX):]: (value or b"").decode("utf-8", errors="replace")
+            for name, value in record.headers if name.startswith(ERROR_HEADER_PREFIX)}
+    original = [(name, value) for name, value in record.headers if not name.startswith(ERROR_HEADER_PREFIX)]
+    try:
+        topic, partition, offset = ours["topic"], int(ours["partition"]), int(ours["offset"])
+        error_class, kind, reason = ours["exception.class.name"], ours["kind"], ours["reason"]
+        if not (topic and error_class and kind and reason) or partition < 0 or offset < 0:
+            raise ValueError("empty")
+    except (KeyError, ValueError):
+        return Failure(
+            topic=record.topic, partition=record.partition, offset=record.offset, key=record.key,
+            value=record.value, headers=original, dossier_no=_dossier_no_from_key(record.key), event_id=None,
+            service=None, mapped_payload=None, error_class="UnknownError", error_kind="invalid_input",
+            reason="dlq_without_error_headers", field=None,
+            message="on the DLQ without the error headers that name the original record; kept under its DLQ "
+                    "coordinates", attempts=0, origin="dlq")
+    try:
+        attempts = max(0, int(ours.get("attempts", "0")))
+    except ValueError:
+        attempts = 0
+    return Failure(
+        topic=topic, partition=partition, offset=offset, key=record.key, value=record.value, headers=original,
+        dossier_no=_dossier_no_from_key(record.key), event_id=None, service=None, mapped_payload=None,
+        error_class=error_class, error_kind=kind, reason=reason, field=ours.get("field") or None,
+        message=ours.get("exception.message", ""), attempts=attempts, origin="dlq")
+
+
 class FailureRecorder:
     """``dead_letters`` None: the failure table only, for a replay, whose events are on the DLQ already."""
 

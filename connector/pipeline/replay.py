@@ -26,9 +26,9 @@ from connector.config import Settings
 from connector.mapping import Mappings
 from connector.observability import Metrics
 from connector.pipeline.connections import open_connections
-from connector.pipeline.failures import FailureRecorder
+from connector.pipeline.failures import ConsumedRecord, FailureRecorder, failure_from_dead_letter
 from connector.pipeline.push import Admitted, DossierSync, EventReader, PortalGateway, Rejected, ledger_version
-from connector.store import StateStore, kafka_headers
+from connector.store import Failure, StateStore, kafka_headers
 
 ReplayState = Literal["replayed", "resolved", "open"]
 PlannedAction = Literal["send", "superseded", "unreadable"]
@@ -55,7 +55,7 @@ class StoredRecord:
 class Planned:
     """What a replay would do with one failure."""
 
-    failure_id: int
+    failure_id: int | None  # None: taken from the DLQ in a dry run, not in the table
     dossier_no: str | None
     version: int | None
     action: PlannedAction
@@ -178,6 +178,33 @@ async def open_replayer(settings: Settings, mappings: Mappings, *, changed_by: s
         stack.push_async_callback(sync.close)
         yield Replayer(settings=settings, store=own.store, reader=EventReader(settings, mappings, own.metrics),
                        sync=sync, failures=failures, changed_by=changed_by)
+
+
+@dataclass(frozen=True)
+class DeadLetters:
+    """What a read of the DLQ found."""
+
+    read: int  # DLQ records read
+    known: int  # of them, records the failure table has
+    missing: list[Failure]  # the others, one per original record (a DLQ may hold one twice after a crash)
+
+
+async def dead_letters_missing(store: StateStore, batches: AsyncIterator[Sequence[ConsumedRecord]]) -> DeadLetters:
+    """The DLQ records whose original is not in the failure table (another instance's store, a store
+    restored from backup): so nothing on the DLQ is out of a replay's reach."""
+    read = known = 0
+    missing: dict[tuple[str, int, int], Failure] = {}
+    async for batch in batches:
+        read += len(batch)
+        failures = [failure_from_dead_letter(record) for record in batch]
+        present = await store.known_failures([(f.topic, f.partition, f.offset) for f in failures])
+        for failure in failures:
+            where = (failure.topic, failure.partition, failure.offset)
+            if where in present:
+                known += 1
+            else:
+                missing[where] = failure  # the later copy: its error is the newer
+    return DeadLetters(read, known, list(missing.values()))
 
 
 def count_states(outcomes: Iterable[Replayed]) -> dict[str, int]:

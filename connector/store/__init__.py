@@ -14,8 +14,9 @@ from connector.store.state import (
     StateStore,
     StoreUnavailable,
     Synced,
+    failure_row,
     kafka_headers,
 )
 
 __all__ = ["FAILURE_STATES", "Failure", "FailureFilter", "LedgerEntry", "LedgerFilter", "LedgerRecord", "StateStore",
-           "StoreUnavailable", "Synced", "kafka_headers"]
+           "StoreUnavailable", "Synced", "failure_row", "kafka_headers"]

@@ -73,7 +73,23 @@ class Failure:
     message: str
     attempts: int
     event_version: int | None = None
-    origin: str = "pipeline"  # where it failed: pipeline / replay
+    origin: str = "pipeline"  # where it failed: pipeline / replay, or dlq: taken from the DLQ topic
+
+
+_STATE_REASONS = {"pipeline": None, "replay": "failed again in a replay",
+                  "dlq": "taken from the DLQ topic: this store did not have it"}
+
+
+def failure_row(f: Failure, now: datetime) -> dict[str, Any]:
+    """The failure table's row for ``f``, every text fit for its column."""
+    return _fitted(sync_failures, {
+        "topic": f.topic, "partition": f.partition, "offset": f.offset, "dossier_no": f.dossier_no,
+        "event_id": f.event_id, "service": f.service, "record_key": f.key, "record_value": f.value,
+        "record_headers": stored_headers(f.headers),
+        "mapped_payload": f.mapped_payload, "error_class": f.error_class, "error_kind": f.error_kind,
+        "reason": f.reason, "field": f.field, "message": f.message, "attempts": f.attempts,
+        "first_failed_at": now, "last_failed_at": now, "state": "open", "event_version": f.event_version,
+        "state_reason": _STATE_REASONS.get(f.origin, f"failed again in a {f.origin}")})
 
 
 class LedgerEntry(NamedTuple):
@@ -242,17 +258,7 @@ class StateStore:
         if not failures:
             return
         now = datetime.now(UTC)
-        rows = [
-            _fitted(sync_failures, {
-                "topic": f.topic, "partition": f.partition, "offset": f.offset, "dossier_no": f.dossier_no,
-                "event_id": f.event_id, "service": f.service, "record_key": f.key, "record_value": f.value,
-                "record_headers": stored_headers(f.headers),
-                "mapped_payload": f.mapped_payload, "error_class": f.error_class, "error_kind": f.error_kind,
-                "reason": f.reason, "field": f.field, "message": f.message, "attempts": f.attempts,
-                "first_failed_at": now, "last_failed_at": now, "state": "open", "event_version": f.event_version,
-                "state_reason": None if f.origin == "pipeline" else f"failed again in a {f.origin}"})
-            for f in failures
-        ]
+        rows = [failure_row(f, now) for f in failures]
         stmt = self._insert(sync_failures)
         again = ("dossier_no", "event_id", "service", "mapped_payload", "error_class", "error_kind", "reason",
                  "field", "message", "last_failed_at", "state", "event_version", "state_reason")

@@ -1,0 +1,91 @@
+"""``replay --from-dlq``: failures on the DLQ topic that the failure table lacks (its rows lost with a
+restored backup, or written by an instance with a store of its own) are taken back into the table and
+replayed, so nothing on the DLQ is out of reach. The ledger still decides what is superseded."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from sqlalchemy import delete
+
+from connector.config import DEFAULT_MAPPINGS_DIR, load_settings
+from connector.kafka import ERROR_HEADER_PREFIX
+from connector.store import StateStore
+from connector.store.tables import failure_attempts, sync_failures
+from tests.integration.pipeline_harness import (
+    Topics,
+    assert_portal_holds_newest,
+    daemon_config,
+    records_pushed,
+    run_until_committed,
+    unique_group,
+    write_config,
+)
+from tests.integration.replay_scenario import FAILING, UNMAPPED, mappings_without, numbered, scenario_events
+from tests.integration.test_replay import portal_sync
+from tests.kafkatools import produce
+
+pytestmark = pytest.mark.broker
+
+
+async def test_dlq_records_missing_from_the_failure_table_are_taken_back_and_replayed(
+    topics, kafka_bootstrap, portal_url, tmp_path
+) -> None:
+    stream = Topics(await topics.create("dossier.events", partitions=3),
+                    await topics.create("dossier.events.dlq", partitions=2), unique_group())
+    mappings_dir = mappings_without(UNMAPPED, tmp_path / "mappings")
+    config = daemon_config(kafka_bootstrap, portal_url, stream, tmp_path)
+    config["mappings"] = {"dir": str(mappings_dir)}
+    config_path = write_config(tmp_path / "config.yaml", config)
+    messages = scenario_events()
+    ends = await produce(kafka_bootstrap, stream.events, messages)
+    await run_until_committed(load_settings(config_path), kafka_bootstrap, stream, ends)
+
+    # The failure rows are lost (the ledger is not); something else also put a record of its own on the DLQ.
+    store = await StateStore.open(load_settings(config_path).state.url)
+    try:
+        async with store.engine.begin() as conn:
+            await conn.execute(delete(failure_attempts))
+            await conn.execute(delete(sync_failures))
+    finally:
+        await store.close()
+    await produce(kafka_bootstrap, stream.dead_letter, [(b"foreign-key", b"not an event")],
+                  headers=[(ERROR_HEADER_PREFIX + "note", b"no coordinates")])
+    _, listed = await portal_sync(config_path, "failures", "list", "--state", "all")
+    assert listed["total"] == 0
+
+    shutil.copy(DEFAULT_MAPPINGS_DIR / "procedures.yaml", mappings_dir / "procedures.yaml")
+    pushed = await records_pushed(portal_url)
+
+    # Nothing dead-lettered after a time to come: nothing read.
+    _, none = await portal_sync(config_path, "replay", "--from-dlq", "--since", "2999-01-01", "--dry-run")
+    assert none["dlq"] == {"read": 0, "known": 0, "missing": 0}
+
+    code, planned = await portal_sync(config_path, "replay", "--from-dlq", "--dry-run")
+    assert code == 0
+    assert planned["dlq"] == {"read": FAILING + 1, "known": 0, "missing": FAILING + 1}
+    actions = {item["dossier_no"]: item["action"] for item in planned["failures"]}
+    assert actions.pop(numbered(1)) == "superseded"  # the ledger knows its version 2 is on the portal
+    assert actions.pop("foreign-key") == "unreadable"
+    assert set(actions.values()) == {"send"}
+    assert {item["failure_id"] for item in planned["failures"]} == {None}
+    assert await records_pushed(portal_url) == pushed, "a dry run sent something"
+    _, still = await portal_sync(config_path, "failures", "list", "--state", "all")
+    assert still["total"] == 0, "a dry run changed the failure table"
+
+    code, replayed = await portal_sync(config_path, "replay", "--from-dlq")
+    assert code == 3  # the foreign record cannot be read: it stays open, for an operator to look at
+    assert replayed["counts"] == {"replayed": FAILING - 1, "resolved": 1, "open": 1}
+    await assert_portal_holds_newest(portal_url, messages)
+    _, still_open = await portal_sync(config_path, "failures", "list")
+    [foreign] = still_open["failures"]
+    assert (foreign["topic"], foreign["dossier_no"]) == (stream.dead_letter, "foreign-key")
+    _, shown = await portal_sync(config_path, "failures", "show", str(foreign["id"]))
+    assert [(a["origin"], a["reason"]) for a in shown["attempts_history"]] == [
+        ("dlq", "dlq_without_error_headers"), ("replay", "malformed_json")]
+
+    # Everything on the DLQ is in the table now: a second run takes nothing.
+    _, again = await portal_sync(config_path, "replay", "--from-dlq")
+    assert again["dlq"] == {"read": FAILING + 1, "known": FAILING + 1, "missing": 0}
+    assert again["counts"] == {}
