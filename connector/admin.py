@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -38,6 +39,20 @@ class Operations:
     readiness: ReadinessCheck
 
 
+# Failure ids are 32-bit in the table; a larger number names no failure, and must not reach the driver.
+MAX_FAILURE_ID = 2**31 - 1
+MAX_BODY_BYTES = 1 << 20
+_DIGITS = re.compile(r"[0-9]{1,10}")  # ASCII digits only: str.isdigit() also takes "²", which int() refuses
+
+
+def _whole(text: str, low: int, high: int) -> int | None:
+    """``text`` as a whole number from ``low`` to ``high``, or None."""
+    if _DIGITS.fullmatch(text) is None:
+        return None
+    number = int(text)
+    return number if low <= number <= high else None
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -53,7 +68,7 @@ class ReplayOneBody(_Body):
 
 
 class ReplayBody(ReplayOneBody):
-    ids: list[int] = Field(default_factory=list, max_length=10_000)
+    ids: list[Annotated[int, Field(ge=1, le=MAX_FAILURE_ID)]] = Field(default_factory=list, max_length=10_000)
     all: bool = False
     dossier: str | None = None
     service: str | None = None
@@ -112,9 +127,10 @@ def _failure_filter(query: Mapping[str, str]) -> tuple[FailureFilter, int, int]:
         text = query.get(name)
         if text is None:
             return default
-        if not text.isdigit() or not low <= int(text) <= high:
+        number = _whole(text, low, high)
+        if number is None:
             raise _bad_request(f"{name}: must be a whole number from {low} to {high}")
-        return int(text)
+        return number
 
     def moment(name: str) -> datetime | None:
         text = query.get(name)
@@ -131,7 +147,7 @@ def _failure_filter(query: Mapping[str, str]) -> tuple[FailureFilter, int, int]:
     where = FailureFilter(dossier_no=query.get("dossier"), service=query.get("service"),
                           error_class=query.get("error_class"), reason=query.get("reason"),
                           since=moment("since"), until=moment("until"), states=FailureFilter.states_for(state))
-    return where, number("limit", 100, 1, 1000), number("after_id", 0, 0, 2**62)
+    return where, number("limit", 100, 1, 1000), number("after_id", 0, 0, MAX_FAILURE_ID)
 
 
 def create_admin_app(metrics: Metrics, *, token: str | None = None, operations: Operations | None = None
@@ -151,6 +167,12 @@ def create_admin_app(metrics: Metrics, *, token: str | None = None, operations: 
             return await handler(request)
         except StoreUnavailable:
             return _error(503, "the state store is unavailable; try again")
+        except web.HTTPException as exc:
+            if exc.content_type == "application/json" or not request.path.startswith("/api/"):
+                raise
+            # aiohttp's own answers (no such path, method not allowed, body too large) as JSON, like ours.
+            message = "the request body is over 1 MiB" if exc.status == 413 else exc.reason.lower()
+            return _error(exc.status, message, **({"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}))
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -173,10 +195,10 @@ def create_admin_app(metrics: Metrics, *, token: str | None = None, operations: 
         return operations
 
     def failure_id(request: web.Request) -> int:
-        text = request.match_info["id"]
-        if not text.isdigit():
-            raise _bad_request("failure id: must be a whole number")
-        return int(text)
+        number = _whole(request.match_info["id"], 1, MAX_FAILURE_ID)
+        if number is None:
+            raise _bad_request(f"failure id: must be a whole number from 1 to {MAX_FAILURE_ID}")
+        return number
 
     async def list_failures(request: web.Request) -> web.Response:
         where, limit, after_id = _failure_filter(request.query)
@@ -234,7 +256,7 @@ def create_admin_app(metrics: Metrics, *, token: str | None = None, operations: 
                               states=FailureFilter.states_for(body.state, named=bool(body.ids)))
         return _json(await run_replay(where, dry_run=body.dry_run, by=body.by))
 
-    app = web.Application(middlewares=[guard], client_max_size=1 << 20)
+    app = web.Application(middlewares=[guard], client_max_size=MAX_BODY_BYTES)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", prometheus)
