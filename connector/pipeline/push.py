@@ -519,6 +519,7 @@ class PushPipeline:
         self._lanes: dict[str, _Lane] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._paused = False
+        self._paused_by_adapter = False
         self._fatal: BaseException | None = None
 
     # -- the loop ---------------------------------------------------------------------------------------
@@ -559,13 +560,17 @@ class PushPipeline:
             # Also pauses partitions assigned since the last pause.
             self._consumer.pause(*assigned)
             if not self._paused:
-                log.info("consumption paused", in_flight_events=events, in_flight_bytes=size,
-                         adapter_unavailable=self._gateway.unavailable)
+                # A full in-flight bound comes and goes many times a second while a backlog drains: worth a
+                # debug line. The adapter being unavailable is news.
+                (log.info if self._gateway.unavailable else log.debug)(
+                    "consumption paused", in_flight_events=events, in_flight_bytes=size,
+                    adapter_unavailable=self._gateway.unavailable)
+                self._paused_by_adapter = self._gateway.unavailable
             self._paused = True
         elif self._paused:
             self._consumer.resume(*assigned)
             self._paused = False
-            log.info("consumption resumed", in_flight_events=events)
+            (log.info if self._paused_by_adapter else log.debug)("consumption resumed", in_flight_events=events)
         return self._push.max_in_flight_events - events
 
     def _admit(self, tp: TopicPartition, record: ConsumedRecord) -> None:

@@ -28,6 +28,7 @@ from connector.observability import Metrics
 from connector.pipeline.connections import open_connections
 from connector.pipeline.failures import ConsumedRecord, FailureRecorder, failure_from_dead_letter
 from connector.pipeline.push import Admitted, DossierSync, EventReader, PortalGateway, Rejected, ledger_version
+from connector.pipeline.realign import Realigner
 from connector.store import Failure, StateStore, kafka_headers
 
 ReplayState = Literal["replayed", "resolved", "open"]
@@ -82,10 +83,11 @@ def _unreadable_detail(rejected: Rejected) -> str:
 
 class Replayer:
     def __init__(self, *, settings: Settings, store: StateStore, reader: EventReader, sync: DossierSync,
-                 failures: FailureRecorder, changed_by: str) -> None:
+                 failures: FailureRecorder, changed_by: str, realigner: Realigner | None = None) -> None:
         self.store = store
         self._reader = reader
         self._sync = sync
+        self._realigner = realigner
         self._failures = failures
         self._changed_by = changed_by
         self._concurrency = max(1, settings.portal.rate_limit.max_concurrent_requests * 8)
@@ -161,7 +163,22 @@ class Replayer:
                 report(Replayed(row["id"], admitted.no, admitted.version, state, detail))
 
         await asyncio.gather(*(one_dossier(items) for items in by_dossier.values()))
+        await self._resend_where_the_daemon_moved_on(done)
         return done
+
+    async def _resend_where_the_daemon_moved_on(self, done: Sequence[Replayed]) -> None:
+        """A replayed version may have reached the portal after a newer one the daemon synced meanwhile
+        (the ledger then refused ours): send the ledger's newest state of those dossiers again."""
+        sent: dict[str, int] = {}
+        for o in done:
+            if o.state == "replayed" and o.dossier_no is not None:
+                sent[o.dossier_no] = max(sent.get(o.dossier_no, 0), o.version or 0)
+        if self._realigner is None or not sent:
+            return
+        newest = await self.store.ledger_records_of(list(sent))
+        moved_on = [record for no, record in newest.items() if record.version > sent[no]]
+        if moved_on:
+            await self._realigner.send(moved_on, outcome="updated")
 
 
 @contextlib.asynccontextmanager
@@ -176,8 +193,10 @@ async def open_replayer(settings: Settings, mappings: Mappings, *, changed_by: s
         sync = DossierSync(settings=settings, store=own.store, gateway=own.gateway, failures=failures)
         sync.start()
         stack.push_async_callback(sync.close)
+        realigner = Realigner(own.store, own.gateway, batch_records=settings.push.max_batch_records,
+                              concurrency=settings.portal.rate_limit.max_concurrent_requests)
         yield Replayer(settings=settings, store=own.store, reader=EventReader(settings, mappings, own.metrics),
-                       sync=sync, failures=failures, changed_by=changed_by)
+                       sync=sync, failures=failures, changed_by=changed_by, realigner=realigner)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ processes. A last test makes the daemon sync a newer version while a backfill se
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,9 +24,10 @@ from connector.mapping import load_mappings
 from connector.observability import Metrics
 from connector.pipeline.push import PortalGateway, hashed_record
 from connector.pipeline.realign import Realigner, compare
+from connector.pipeline.replay import open_replayer
 from connector.portal.rest import PortalClient
 from connector.samples import SampleMessage, generate_events
-from connector.store import LedgerFilter, StateStore, Synced
+from connector.store import Failure, FailureFilter, LedgerFilter, StateStore, Synced
 from tests.databases import state_database
 from tests.integration.pipeline_harness import (
     Topics,
@@ -247,3 +249,37 @@ async def test_reception_times_are_compared_as_instants_whatever_their_zone(kind
             assert await store.ledger_records(LedgerFilter(received_until=later)) != []
         finally:
             await store.close()
+
+
+async def test_a_replay_never_leaves_an_older_state_over_one_the_daemon_synced_meanwhile(synced,
+                                                                                           portal_url) -> None:
+    """The same race for a replay: its event is newer than the ledger when read, the daemon syncs a still
+    newer one before the replay's push lands."""
+    settings = load_settings(synced.config)
+    store = await StateStore.open(settings.state.url)
+    try:
+        no = sorted(synced.newest)[0]
+        last = max((m for m in synced.messages if m.dossier_no == no), key=lambda m: m.version)
+        event = json.loads(last.value)
+        event["event_id"] = str(uuid.uuid4())
+        event["dossier"]["version"] = last.version + 1
+        event["dossier"]["note"] = f"Hồ sơ đầy đủ (phiên bản {last.version + 1})"  # a record that changed
+        value = json.dumps(event).encode()
+        await store.record_failures([Failure(
+            topic="dossier.events", partition=0, offset=10**9, key=last.key, value=value, headers=[],
+            dossier_no=no, event_id=event["event_id"], service="DongBoHoSoMC", mapped_payload=None,
+            error_class="PortalRejected", error_kind="permanent", reason="portal_rejected", field=None,
+            message="refused", attempts=1, event_version=last.version + 1)])
+        newer = {**synced.newest[no], "GhiChu": "Hồ sơ đầy đủ (phiên bản 99)", "TrangThaiHoSo": "9"}
+        async with PortalClient(settings.portal) as client:
+            portal = DaemonMovesOn(client, store, no, newer)
+            gateway = PortalGateway(portal, settings.portal, Metrics())
+            mappings = load_mappings(DEFAULT_MAPPINGS_DIR)
+            async with open_replayer(settings, mappings, changed_by="test", store=store, gateway=gateway) as replayer:
+                outcomes = await replayer.replay(await store.list_failures(FailureFilter(dossier_no=no)))
+        assert [o.state for o in outcomes] == ["replayed"]
+        assert portal.interleaved
+        held = await portal_records(portal_url)
+        assert held[no] == newer, "the replayed older state was left over the newer one"
+    finally:
+        await store.close()
