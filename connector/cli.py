@@ -306,34 +306,41 @@ def replay(failure_ids: tuple[int, ...], everything: bool, from_dlq: bool, dry_r
         raise click.ClickException(str(exc)) from exc
     console = Console(stderr=as_json)
     dlq: DeadLetters | None = None
+    missing_count = 0
 
-    async def rows_from_dlq(store: Any) -> list[dict[str, Any]]:
-        nonlocal dlq
+    async def from_the_dlq(replayer: Any) -> list[Any]:
+        """The DLQ records the table lacks: planned (dry run), or added and replayed 500 at a time."""
+        nonlocal dlq, missing_count
         topic = settings.kafka.topics.dead_letter
         try:
-            dlq = await dead_letters_missing(store, read_topic(
+            dlq = await dead_letters_missing(replayer.store, read_topic(
                 settings.kafka, topic, since_ms=int(since.timestamp() * 1000) if since else None))
-        except (KafkaError, TimeoutError) as exc:
+        except (KafkaError, TimeoutError, UnicodeDecodeError) as exc:
             raise click.ClickException(f"the DLQ topic {topic} could not be read ({type(exc).__name__}: {exc})"
                                        ) from exc
-        if not dlq.missing:
-            return []  # (no ids would select every failure)
-        if dry_run:
-            now = datetime.now(UTC)
-            return [{**failure_row(failure, now), "id": None} for failure in dlq.missing]
-        for start in range(0, len(dlq.missing), 500):
-            await store.record_failures(dlq.missing[start:start + 500])
-        ids = await store.known_failures([(f.topic, f.partition, f.offset) for f in dlq.missing])
-        rows: list[dict[str, Any]] = await store.list_failures(FailureFilter(ids=list(ids.values()), states=()),
-                                                               limit=None)
-        return rows
+        results: list[Any] = []
+        missing_count = len(dlq.missing)
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("planning" if dry_run else "replaying", total=missing_count)
+            while dlq.missing:
+                chunk, dlq.missing[:500] = dlq.missing[:500], []
+                if dry_run:
+                    now = datetime.now(UTC)
+                    results += await replayer.plan([{**failure_row(failure, now), "id": None} for failure in chunk])
+                else:
+                    await replayer.store.record_failures(chunk)
+                    ids = await replayer.store.known_failures([(f.topic, f.partition, f.offset) for f in chunk])
+                    rows = await replayer.store.list_failures(FailureFilter(ids=list(ids.values()), states=()),
+                                                              limit=None)
+                    results += await replayer.replay(rows)
+                progress.advance(task, len(chunk))
+        return results
 
     async def work() -> Any:
         async with open_replayer(settings, mappings, changed_by=f"replay by {_operator()}") as replayer:
             if from_dlq:
-                rows = await rows_from_dlq(replayer.store)
-            else:
-                rows = await replayer.store.list_failures(where, limit=None)
+                return await from_the_dlq(replayer)
+            rows = await replayer.store.list_failures(where, limit=None)
             if failure_ids:
                 missing = sorted(set(failure_ids) - {row["id"] for row in rows})
                 if missing:
@@ -349,7 +356,7 @@ def replay(failure_ids: tuple[int, ...], everything: bool, from_dlq: bool, dry_r
                 return await replayer.replay(rows, advance)
 
     result = _store_call(work)
-    taken = None if dlq is None else {"read": dlq.read, "known": dlq.known, "missing": len(dlq.missing)}
+    taken = None if dlq is None else {"read": dlq.read, "known": dlq.known, "missing": missing_count}
     if taken is not None and not as_json:
         console.print(f"DLQ: {taken['read']} record(s) read, {taken['known']} in the failure table, "
                       f"{taken['missing']} not" + (" (would be added)" if dry_run else " (added)"))

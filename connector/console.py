@@ -66,13 +66,15 @@ def to_json(value: Any) -> str:
     return json.dumps(plain(value), ensure_ascii=False, indent=2)
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, style: str = "") -> Text:
+    """A table cell. Always ``Text``: a plain string would be read as Rich markup, and these values come
+    from events, the DLQ and the portal ("[/x]" in a key would end the command with a traceback)."""
     if value is None:
-        return "–"
+        return Text("–")
     if isinstance(value, datetime):
         moment = utc(value)
-        return moment.strftime("%Y-%m-%d %H:%M:%S") if moment is not None else "–"
-    return str(value)
+        return Text(moment.strftime("%Y-%m-%d %H:%M:%S") if moment is not None else "–")
+    return Text(str(value), style=style)
 
 
 def failures_table(rows: Sequence[Mapping[str, Any]], *, total: int) -> Table:
@@ -107,13 +109,13 @@ def failure_detail(failure: Mapping[str, Any]) -> RenderableType:
                        ("reason", "reason"), ("field", "field"), ("message", "message"), ("attempts", "attempts"),
                        ("first failed", "first_failed_at"), ("last failed", "last_failed_at")):
         facts.add_row(label, _cell(failure.get(key)))
-    facts.add_row("kafka", f"{failure['topic']}[{failure['partition']}] offset {failure['offset']}")
+    facts.add_row("kafka", _cell(f"{failure['topic']}[{failure['partition']}] offset {failure['offset']}"))
     history = Table(title="attempts", title_justify="left")
     for column in ("at", "origin", "error class", "reason", "field", "attempts", "message"):
         history.add_column(column)
     for attempt in failure.get("attempts_history", ()):
-        history.add_row(_cell(attempt["at"]), attempt["origin"], attempt["error_class"], attempt["reason"],
-                        _cell(attempt["field"]), str(attempt["attempts"]), attempt["message"])
+        history.add_row(*(_cell(attempt[k]) for k in ("at", "origin", "error_class", "reason", "field", "attempts",
+                                                     "message")))
     parts: list[RenderableType] = [facts, history, Text("event", style="bold"), _pretty_event(failure["record_value"])]
     if failure.get("mapped_payload") is not None:
         parts += [Text("mapped payload", style="bold"),
@@ -126,7 +128,8 @@ def plan_table(planned: Iterable[Planned], *, dry_run: bool) -> Table:
     for column in ("failure", "dossier", "version", "would" if dry_run else "will", "detail"):
         table.add_column(column)
     for item in planned:
-        table.add_row(_cell(item.failure_id), _cell(item.dossier_no), _cell(item.version), item.action, item.detail)
+        table.add_row(_cell(item.failure_id), _cell(item.dossier_no), _cell(item.version), _cell(item.action),
+                      _cell(item.detail))
     return table
 
 
@@ -136,8 +139,8 @@ def replayed_table(outcomes: Iterable[Replayed]) -> Table:
         table.add_column(column)
     for outcome in sorted(outcomes, key=lambda o: o.failure_id):
         style = {"replayed": "green", "resolved": "cyan", "open": "red"}[outcome.state]
-        table.add_row(str(outcome.failure_id), _cell(outcome.dossier_no), _cell(outcome.version),
-                      Text(outcome.state, style=style), outcome.detail)
+        table.add_row(_cell(outcome.failure_id), _cell(outcome.dossier_no), _cell(outcome.version),
+                      _cell(outcome.state, style), _cell(outcome.detail))
     return table
 
 
@@ -148,7 +151,7 @@ def ledger_table(records: Sequence[LedgerRecord], *, total: int, title: str) -> 
     for column in ("dossier", "version", "agency", "procedure", "received", "last synced"):
         table.add_column(column, no_wrap=True)
     for r in records:
-        table.add_row(r.dossier_no, str(r.version), _cell(r.agency_code), _cell(r.procedure_code),
+        table.add_row(_cell(r.dossier_no), _cell(r.version), _cell(r.agency_code), _cell(r.procedure_code),
                       _cell(r.received_at), _cell(r.updated_at))
     return table
 
@@ -159,7 +162,7 @@ def sent_table(items: Iterable[Sent], *, title: str) -> Table:
         table.add_column(column)
     for item in items:
         style = {"sent": "green", "failed": "red", "not_kept": "yellow"}[item.state]
-        table.add_row(item.dossier_no, str(item.version), Text(item.state, style=style), item.detail)
+        table.add_row(_cell(item.dossier_no), _cell(item.version), _cell(item.state, style), _cell(item.detail))
     return table
 
 
@@ -170,5 +173,5 @@ def findings_table(findings: Iterable[Finding]) -> Table:
     for f in findings:
         style = {"same": "green", "missing": "red", "differs": "red", "not_kept": "yellow", "error": "yellow"}[f.state]
         fixed = "–" if f.fixed is None else ("yes" if f.fixed else "no")
-        table.add_row(f.dossier_no, str(f.version), Text(f.state, style=style), fixed, f.detail)
+        table.add_row(_cell(f.dossier_no), _cell(f.version), _cell(f.state, style), _cell(fixed), _cell(f.detail))
     return table

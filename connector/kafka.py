@@ -145,8 +145,8 @@ async def read_topic(settings: KafkaSettings, topic: str, *, since_ms: int | Non
     consumer = AIOKafkaConsumer(
         **_client_options(settings), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
         max_partition_fetch_bytes=max(settings.max_event_bytes + DLQ_HEADROOM_BYTES, 1_048_576))
-    await asyncio.wait_for(consumer.start(), timeout)
     try:
+        await asyncio.wait_for(consumer.start(), timeout)
         await asyncio.wait_for(consumer.topics(), timeout)  # metadata, so the topic's partitions are known
         partitions = sorted(consumer.partitions_for_topic(topic) or ())
         if not partitions:
@@ -155,13 +155,13 @@ async def read_topic(settings: KafkaSettings, topic: str, *, since_ms: int | Non
         consumer.assign(tps)
         await asyncio.wait_for(consumer.seek_to_beginning(*tps), timeout)
         ends: dict[TopicPartition, int] = await asyncio.wait_for(consumer.end_offsets(tps), timeout)
-        remaining = {tp for tp in tps if await asyncio.wait_for(consumer.position(tp), timeout) < ends[tp]}
+        remaining = set(tps)
         loop = asyncio.get_running_loop()
         progress_by = loop.time() + timeout
         while remaining:
             batches = await asyncio.wait_for(consumer.getmany(*remaining, timeout_ms=500), timeout)
-            for tp, records in batches.items():
-                wanted = [r for r in records if r.offset < ends[tp] and (since_ms is None or r.timestamp >= since_ms)]
+            for records in batches.values():
+                wanted = [r for r in records if since_ms is None or r.timestamp >= since_ms]
                 if wanted:
                     yield wanted
             if batches:
@@ -169,7 +169,12 @@ async def read_topic(settings: KafkaSettings, topic: str, *, since_ms: int | Non
             elif loop.time() > progress_by:
                 raise TimeoutError(f"reading {topic}: no record for {timeout:g} s before its end offsets")
             for tp in list(remaining):
-                if await asyncio.wait_for(consumer.position(tp), timeout) >= ends[tp]:
+                # The end: the larger of the listed end offset and the fetches' high watermark (some
+                # brokers list a batch's end wrongly; a fetch's high watermark is always right). A partition
+                # is judged only once a fetch has answered for it.
+                highwater = consumer.highwater(tp)
+                if highwater is not None and await asyncio.wait_for(consumer.position(tp), timeout) >= max(
+                        highwater, ends[tp]):
                     remaining.discard(tp)
     finally:
         await consumer.stop()

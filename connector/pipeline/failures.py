@@ -5,6 +5,7 @@ event counts as finished, so its offset may be committed; a poison event never s
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -38,6 +39,14 @@ def _dossier_no_from_key(key: bytes | None) -> str | None:
     return text if text and len(text) <= 100 else None
 
 
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")  # what Kafka allows in a topic name
+_DIGITS = re.compile(r"[0-9]{1,19}")  # ASCII only: int() would also take "５" or "1_0"
+
+
+def _whole(text: str, high: int) -> int | None:
+    return int(text) if _DIGITS.fullmatch(text) and int(text) <= high else None
+
+
 def failure_from_dead_letter(record: ConsumedRecord) -> Failure:
     """A DLQ record as the failure table keeps it: the original's coordinates, key, value and headers, and
     the error, all from the record and its error headers. A record without our headers (put there by
@@ -45,23 +54,19 @@ def failure_from_dead_letter(record: ConsumedRecord) -> Failure:
     ours = {name[len(ERROR_HEADER_PREFIX):]: (value or b"").decode("utf-8", errors="replace")
             for name, value in record.headers if name.startswith(ERROR_HEADER_PREFIX)}
     original = [(name, value) for name, value in record.headers if not name.startswith(ERROR_HEADER_PREFIX)]
-    try:
-        topic, partition, offset = ours["topic"], int(ours["partition"]), int(ours["offset"])
-        error_class, kind, reason = ours["exception.class.name"], ours["kind"], ours["reason"]
-        if not (topic and error_class and kind and reason) or partition < 0 or offset < 0:
-            raise ValueError("empty")
-    except (KeyError, ValueError):
+    topic, partition, offset = (ours.get("topic", ""), _whole(ours.get("partition", ""), 2**31 - 1),
+                                _whole(ours.get("offset", ""), 2**63 - 1))
+    error_class, kind, reason = ours.get("exception.class.name"), ours.get("kind"), ours.get("reason")
+    if _TOPIC.fullmatch(topic) is None or partition is None or offset is None or not (error_class and kind
+                                                                                       and reason):
         return Failure(
             topic=record.topic, partition=record.partition, offset=record.offset, key=record.key,
             value=record.value, headers=original, dossier_no=_dossier_no_from_key(record.key), event_id=None,
             service=None, mapped_payload=None, error_class="UnknownError", error_kind="invalid_input",
             reason="dlq_without_error_headers", field=None,
-            message="on the DLQ without the error headers that name the original record; kept under its DLQ "
+            message="on the DLQ without usable error headers naming the original record; kept under its DLQ "
                     "coordinates", attempts=0, origin="dlq")
-    try:
-        attempts = max(0, int(ours.get("attempts", "0")))
-    except ValueError:
-        attempts = 0
+    attempts = _whole(ours.get("attempts", ""), 2**31 - 1) or 0
     return Failure(
         topic=topic, partition=partition, offset=offset, key=record.key, value=record.value, headers=original,
         dossier_no=_dossier_no_from_key(record.key), event_id=None, service=None, mapped_payload=None,

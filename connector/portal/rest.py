@@ -155,6 +155,8 @@ class PortalClient:
         first = result[0] if isinstance(result, list) else result
         if not isinstance(first, dict):
             raise PortalUnavailable("TraCuuHoSo result is not a record", reason="malformed_reply")
+        if first.get("MaHoSo") not in (None, dossier_no):
+            raise PortalUnavailable("TraCuuHoSo answered with another dossier's record", reason="malformed_reply")
         return first
 
     async def _push_dossiers(self, data: list[dict[str, Any]], *, updating: bool) -> None:
@@ -183,6 +185,8 @@ class PortalClient:
         body = json.dumps(payload).encode("ascii")
         data = payload.get("data")
         count = len(data) if isinstance(data, list) else None
+        if data is None and isinstance(payload.get("mahoso"), str):
+            data = {"MaHoSo": payload["mahoso"]}  # a lookup names its dossier too, for the audit trail
         started = time.perf_counter()
         result = "cancelled"  # stays so only if the caller cancels us mid-call
         try:

@@ -144,6 +144,15 @@ def _fitted(table: Table, row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _in_utc(moment: datetime | None) -> datetime | None:
+    """Times are kept in UTC: SQLite keeps no zone, and filters compare instants. A time without a zone is
+    one read back from SQLite, so already UTC (not this machine's local time, as ``astimezone`` would
+    take it)."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL: readers do not block the writer; synchronous=NORMAL is durable across process crashes in WAL mode.
@@ -239,8 +248,7 @@ class StateStore:
             {"dossier_no": s.dossier_no, "last_version": s.version, "record_hash": s.record_hash,
              "exists_on_portal": True, "last_event_id": s.event_id, "updated_at": now,
              "record_json": s.record_json, "agency_code": s.agency_code, "procedure_code": s.procedure_code,
-             # In UTC: SQLite keeps a time without its zone, and filters compare instants.
-             "received_at": s.received_at and s.received_at.astimezone(UTC), "last_outcome": s.outcome}
+             "received_at": _in_utc(s.received_at), "last_outcome": s.outcome}
             for s in synced
         ]
         stmt = self._insert(dossier_ledger)
@@ -270,7 +278,8 @@ class StateStore:
         )
         # One record twice in a batch would make one upsert touch a row twice: keep the newest.
         unique = list({(r["topic"], r["partition"], r["offset"]): r for r in rows}.values())
-        origins = {(f.topic, f.partition, f.offset): f.origin for f in failures}
+        # Keyed as stored: the row's text was fit for its column (a hostile topic name cut, NUL replaced).
+        origins = {(r["topic"], r["partition"], r["offset"]): f.origin for f, r in zip(failures, rows, strict=True)}
         async with _store_errors(), self._engine.begin() as conn:
             await conn.execute(stmt, unique)
             # Every failure is also an attempt in the row's history.

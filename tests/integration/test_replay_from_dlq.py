@@ -42,6 +42,14 @@ async def test_dlq_records_missing_from_the_failure_table_are_taken_back_and_rep
     ends = await produce(kafka_bootstrap, stream.events, messages)
     await run_until_committed(load_settings(config_path), kafka_bootstrap, stream, ends)
 
+    # With the table intact, the DLQ holds nothing it lacks: each record is matched to its row by the
+    # original's coordinates.
+    _, intact = await portal_sync(config_path, "replay", "--from-dlq", "--dry-run")
+    assert intact["dlq"] == {"read": FAILING, "known": FAILING, "missing": 0}
+    _, before = await portal_sync(config_path, "failures", "list", "--limit", "1000")
+    coordinates = {(f["topic"], f["partition"], f["offset"]) for f in before["failures"]}
+    assert {topic for topic, _, _ in coordinates} == {stream.events}
+
     # The failure rows are lost (the ledger is not); something else also put a record of its own on the DLQ.
     store = await StateStore.open(load_settings(config_path).state.url)
     try:
@@ -78,6 +86,11 @@ async def test_dlq_records_missing_from_the_failure_table_are_taken_back_and_rep
     assert code == 3  # the foreign record cannot be read: it stays open, for an operator to look at
     assert replayed["counts"] == {"replayed": FAILING - 1, "resolved": 1, "open": 1}
     await assert_portal_holds_newest(portal_url, messages)
+    _, taken_back = await portal_sync(config_path, "failures", "list", "--state", "all", "--limit", "1000")
+    # Taken back under the original records' coordinates; the foreign record under its DLQ ones.
+    now_held = {(f["topic"], f["partition"], f["offset"]) for f in taken_back["failures"]}
+    assert coordinates <= now_held
+    assert [topic for topic, _, _ in now_held - coordinates] == [stream.dead_letter]
     _, still_open = await portal_sync(config_path, "failures", "list")
     [foreign] = still_open["failures"]
     assert (foreign["topic"], foreign["dossier_no"]) == (stream.dead_letter, "foreign-key")

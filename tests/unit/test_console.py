@@ -43,3 +43,16 @@ def test_typed_times_without_an_offset_are_local_time(monkeypatch: pytest.Monkey
 def test_a_typed_time_that_is_not_one_is_refused() -> None:
     with pytest.raises(ValueError, match="isoformat"):
         parse_moment("yesterday")
+
+
+def test_values_from_outside_are_printed_as_they_are_not_read_as_markup() -> None:
+    from rich.console import Console
+
+    from connector.console import failures_table, findings_table
+    from connector.pipeline.realign import Finding
+
+    console = Console(width=400, record=True)
+    console.print(failures_table([{"id": 1, "state": "open", "dossier_no": "[/x]", "reason": "[bold]r"}], total=1))
+    console.print(findings_table([Finding("[/i]", 1, "differs", "TrangThaiHoSo '[/i]' on the portal")]))
+    text = console.export_text()
+    assert "[/x]" in text and "[bold]r" in text and "TrangThaiHoSo '[/i]'" in text
