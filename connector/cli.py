@@ -380,6 +380,11 @@ def replay(failure_ids: tuple[int, ...], everything: bool, from_dlq: bool, dry_r
 # Operators' tools: backfill and reconcile (the portal re-aligned with the ledger)
 
 
+_GIVE_UP = click.option("--give-up-after", type=click.FloatRange(min=1), default=120.0, show_default=True,
+                        metavar="SECONDS", help="Stop waiting for an unavailable (or refusing) adapter after this "
+                                                "long; what is left is reported as not done (exit 3).")
+
+
 def _ledger_filters(command: Callable[..., None]) -> Callable[..., None]:
     for option in reversed((
         click.option("--since", help="Dossiers received (NgayTiepNhan) at or after this ISO 8601 date or time "
@@ -407,9 +412,11 @@ def _ledger_filter(*, since: str | None, until: str | None, synced_since: str | 
 @click.option("--all", "everything", is_flag=True, help="Every dossier the ledger knows (when no filter is given).")
 @_ledger_filters
 @click.option("--dry-run", is_flag=True, help="List what would be sent; send nothing.")
+@_GIVE_UP
 @_CONFIG
 @_JSON
-def backfill(everything: bool, dry_run: bool, config_path: Path | None, as_json: bool, **filters: Any) -> None:
+def backfill(everything: bool, dry_run: bool, give_up_after: float, config_path: Path | None, as_json: bool,
+             **filters: Any) -> None:
     """Send the portal again the newest state the ledger holds of the selected dossiers: for a new portal
     environment, or after the portal lost data.
 
@@ -433,7 +440,7 @@ def backfill(everything: bool, dry_run: bool, config_path: Path | None, as_json:
     counts: Counter[str] = Counter()
 
     async def work() -> tuple[int, list[Any]]:
-        async with open_realigner(settings) as realigner:
+        async with open_realigner(settings, give_up_after=give_up_after) as realigner:
             total = await realigner.store.count_ledger(where)
             found: list[Any] = []
             if dry_run:
@@ -477,10 +484,11 @@ def backfill(everything: bool, dry_run: bool, config_path: Path | None, as_json:
 @click.option("--field", "fields", multiple=True, metavar="NAME",
               help="A DongBoHoSoMC field to compare (repeatable).  [default: TrangThaiHoSo]")
 @click.option("--fix", is_flag=True, help="Send the newest state of every dossier found missing or different.")
+@_GIVE_UP
 @_CONFIG
 @_JSON
-def reconcile(sample: int | None, everything: bool, fields: tuple[str, ...], fix: bool, config_path: Path | None,
-              as_json: bool, **filters: Any) -> None:
+def reconcile(sample: int | None, everything: bool, fields: tuple[str, ...], fix: bool, give_up_after: float,
+              config_path: Path | None, as_json: bool, **filters: Any) -> None:
     """Ask the portal (TraCuuHoSo) what it holds of the selected dossiers and report where it differs from
     the newest state synced from here; --fix sends those again.
 
@@ -504,7 +512,7 @@ def reconcile(sample: int | None, everything: bool, fields: tuple[str, ...], fix
 
     async def work() -> list[Finding]:
         found: list[Finding] = []
-        async with open_realigner(settings) as realigner:
+        async with open_realigner(settings, give_up_after=give_up_after) as realigner:
             total = await realigner.store.count_ledger(where)
             draw = None if everything else (sample or 100)
             with Progress(console=console, transient=True) as progress:

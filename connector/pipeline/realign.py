@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from connector.config import Settings
 from connector.errors import SyncError
@@ -27,6 +27,7 @@ from connector.pipeline.connections import open_connections
 from connector.pipeline.push import PortalGateway, RecordPush
 from connector.store import LedgerFilter, LedgerRecord, StateStore
 
+T = TypeVar("T")
 SendState = Literal["sent", "failed", "not_kept"]
 FindingState = Literal["same", "missing", "differs", "not_kept", "error"]
 
@@ -95,11 +96,30 @@ def finding_for(record: LedgerRecord, portal: Mapping[str, Any] | None, fields: 
 
 
 class Realigner:
-    def __init__(self, store: StateStore, gateway: PortalGateway, *, batch_records: int, concurrency: int) -> None:
+    def __init__(self, store: StateStore, gateway: PortalGateway, *, batch_records: int, concurrency: int,
+                 give_up_after: float | None = None) -> None:
         self.store = store
         self._gateway = gateway
         self._batch = batch_records
         self._limit = asyncio.Semaphore(max(1, concurrency))
+        # The gateway waits out an unavailable adapter for as long as it takes, as the daemon must; an
+        # operator's command should rather end and say so. Once a call gives up, the rest are not tried.
+        self._give_up_after = give_up_after
+        self._gave_up: str | None = None
+
+    async def _within_patience(self, call: Awaitable[T]) -> T:
+        if self._gave_up is not None:
+            close = getattr(call, "close", None)
+            if close is not None:
+                close()  # never awaited: say so to the coroutine, not to the garbage collector
+            raise GaveUp(self._gave_up)
+        try:
+            async with asyncio.timeout(self._give_up_after):
+                return await call
+        except TimeoutError:
+            self._gave_up = (f"not done: the adapter did not answer usefully within {self._give_up_after:g} s "
+                             f"(unavailable, or refusing us); the rest was not tried")
+            raise GaveUp(self._gave_up) from None
 
     async def send(self, records: Sequence[LedgerRecord], *, outcome: str,
                    on_portal: Mapping[str, bool] | None = None) -> list[Sent]:
@@ -153,7 +173,11 @@ class Realigner:
             pushes = [RecordPush(json.loads(r.record_json or "{}"), on_portal.get(r.dossier_no, False),
                                  len(r.record_json or "")) for r in chunk]
             async with self._limit:
-                results = await self._gateway.push_records(pushes, lambda _i, _answer: None)
+                try:
+                    results = await self._within_patience(
+                        self._gateway.push_records(pushes, lambda _i, _answer: None))
+                except GaveUp as gave_up:
+                    results = [gave_up] * len(pushes)
             for offset, result in enumerate(results):
                 if isinstance(result, BaseException):
                     answers[start + offset] = _why(result)
@@ -171,7 +195,9 @@ class Realigner:
                 return None  # nothing to compare with: no need to ask
             async with self._limit:
                 try:
-                    return await self._gateway.lookup(record.dossier_no)
+                    return await self._within_patience(self._gateway.lookup(record.dossier_no))
+                except GaveUp as gave_up:
+                    return str(gave_up)
                 except SyncError as error:
                     return _why(error)
 
@@ -211,7 +237,13 @@ class Realigner:
         return fixed
 
 
+class GaveUp(Exception):
+    """An operator's command stopped waiting for the adapter."""
+
+
 def _why(error: BaseException) -> str:
+    if isinstance(error, GaveUp):
+        return str(error)
     if isinstance(error, SyncError):
         return f"{error.reason}: {error}"
     return type(error).__name__
@@ -232,10 +264,11 @@ async def selected(store: StateStore, where: LedgerFilter, *, sample: int | None
 
 
 @contextlib.asynccontextmanager
-async def open_realigner(settings: Settings, *, store: StateStore | None = None,
-                         gateway: PortalGateway | None = None) -> AsyncIterator[Realigner]:
+async def open_realigner(settings: Settings, *, store: StateStore | None = None, gateway: PortalGateway | None = None,
+                         give_up_after: float | None = None) -> AsyncIterator[Realigner]:
     """A realigner with its own connections (or a running daemon's store and gateway)."""
     async with contextlib.AsyncExitStack() as stack:
         own = await open_connections(settings, stack, store=store, gateway=gateway)
         yield Realigner(own.store, own.gateway, batch_records=settings.push.max_batch_records,
-                        concurrency=settings.portal.rate_limit.max_concurrent_requests * 2)
+                        concurrency=settings.portal.rate_limit.max_concurrent_requests * 2,
+                        give_up_after=give_up_after)

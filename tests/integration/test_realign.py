@@ -7,6 +7,7 @@ processes. A last test makes the daemon sync a newer version while a backfill se
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -31,8 +32,10 @@ from connector.store import Failure, FailureFilter, LedgerFilter, StateStore, Sy
 from tests.databases import state_database
 from tests.integration.pipeline_harness import (
     Topics,
+    clear_faults,
     daemon_config,
     expected_portal_state,
+    inject_fault,
     portal_dossiers,
     portal_stats,
     records_pushed,
@@ -46,6 +49,8 @@ from tests.kafkatools import produce
 pytestmark = pytest.mark.broker
 
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=10)
+# The store-facing scenarios run on both databases; the narrower ones on SQLite alone, to keep the suite short.
+SQLITE_ONLY = pytest.mark.parametrize("synced", ["sqlite"], indirect=True)
 
 
 @dataclass
@@ -110,6 +115,7 @@ async def test_backfill_fills_a_new_portal_with_the_newest_state_of_each_dossier
     assert sum(stats["calls"]["DongBoHoSoMC"].values()) <= 2, "not sent in batches"
 
 
+@SQLITE_ONLY
 async def test_backfill_selects_by_procedure_agency_and_reception_time(synced, portal_url) -> None:
     dossiers = events_of(synced.messages)
     procedure = sorted({d.procedure_code for d in dossiers.values()})[0]
@@ -166,6 +172,7 @@ async def test_reconcile_reports_lost_and_changed_dossiers_and_fix_sends_them_ag
     assert (code, clean["counts"]) == (0, {"same": len(numbers)})
 
 
+@SQLITE_ONLY
 async def test_reconcile_compares_the_fields_it_is_told_to(synced, portal_url) -> None:
     no = sorted(synced.newest)[0]
     await sim(portal_url, "PATCH", f"/_sim/dossiers/{no}", {"NgayHenTra": "20991231170000"})
@@ -176,6 +183,20 @@ async def test_reconcile_compares_the_fields_it_is_told_to(synced, portal_url) -
     assert code == 3
     assert report["findings"][0]["differences"] == {
         "NgayHenTra": {"local": synced.newest[no]["NgayHenTra"], "portal": "20991231170000"}}
+
+
+@SQLITE_ONLY
+async def test_reconcile_and_backfill_give_up_on_an_unavailable_adapter_and_say_so(synced, portal_url) -> None:
+    await inject_fault(portal_url, status=503, times=100_000, retry_after="0")
+    code, report = await portal_sync(synced.config, "reconcile", "--all", "--give-up-after", "2")
+    assert code == 3
+    assert report["counts"] == {"error": len(synced.newest)}
+    assert all("did not answer usefully within 2 s" in f["detail"] for f in report["findings"])
+    code, done = await portal_sync(synced.config, "backfill", "--all", "--give-up-after", "2")
+    assert (code, done["counts"]) == (3, {"failed": len(synced.newest)})
+    await clear_faults(portal_url)
+    code, report = await portal_sync(synced.config, "reconcile", "--all")
+    assert (code, report["counts"]) == (0, {"same": len(synced.newest)})
 
 
 def test_compare_reads_codes_as_text() -> None:
@@ -207,6 +228,7 @@ class DaemonMovesOn:
         return await self._client.lookup(dossier_no)
 
 
+@SQLITE_ONLY
 async def test_a_backfill_never_leaves_an_older_state_over_one_the_daemon_synced_meanwhile(synced,
                                                                                              portal_url) -> None:
     settings = load_settings(synced.config)
@@ -235,7 +257,7 @@ async def test_a_backfill_never_leaves_an_older_state_over_one_the_daemon_synced
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-async def test_reception_times_are_compared_as_instants_whatever_their_zone(kind, tmp_path) -> None:
+async def test_reception_times_are_compared_as_instants_whatever_their_zone(kind, tmp_path, monkeypatch) -> None:
     async with state_database(kind, tmp_path) as url:
         store = await StateStore.open(url)
         try:
@@ -247,10 +269,22 @@ async def test_reception_times_are_compared_as_instants_whatever_their_zone(kind
             later = datetime(2024, 5, 6, 1, 1, tzinfo=UTC)
             assert await store.ledger_records(LedgerFilter(received_since=later)) == []
             assert await store.ledger_records(LedgerFilter(received_until=later)) != []
+            # Read back (SQLite gives it without a zone) and written again, as a backfill does: unmoved,
+            # whatever this machine's zone.
+            monkeypatch.setenv("TZ", "Asia/Ho_Chi_Minh")
+            time.tzset()
+            [record] = await store.ledger_records(LedgerFilter())
+            await store.record_synced_many([record.synced("backfilled")])
+            [again] = await store.ledger_records(LedgerFilter())
+            assert again.received_at is not None
+            assert again.received_at.replace(tzinfo=again.received_at.tzinfo or UTC) == at
         finally:
             await store.close()
+            monkeypatch.undo()
+            time.tzset()
 
 
+@SQLITE_ONLY
 async def test_a_replay_never_leaves_an_older_state_over_one_the_daemon_synced_meanwhile(synced,
                                                                                            portal_url) -> None:
     """The same race for a replay: its event is newer than the ledger when read, the daemon syncs a still
