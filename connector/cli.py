@@ -484,11 +484,14 @@ def backfill(everything: bool, dry_run: bool, give_up_after: float, config_path:
 @click.option("--field", "fields", multiple=True, metavar="NAME",
               help="A DongBoHoSoMC field to compare (repeatable).  [default: TrangThaiHoSo]")
 @click.option("--fix", is_flag=True, help="Send the newest state of every dossier found missing or different.")
+@click.option("--settle-seconds", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="With --fix: wait this long and look again before sending, so that a dossier the daemon is "
+                   "syncing right now is not mistaken for a wrong one.")
 @_GIVE_UP
 @_CONFIG
 @_JSON
-def reconcile(sample: int | None, everything: bool, fields: tuple[str, ...], fix: bool, give_up_after: float,
-              config_path: Path | None, as_json: bool, **filters: Any) -> None:
+def reconcile(sample: int | None, everything: bool, fields: tuple[str, ...], fix: bool, settle_seconds: float,
+              give_up_after: float, config_path: Path | None, as_json: bool, **filters: Any) -> None:
     """Ask the portal (TraCuuHoSo) what it holds of the selected dossiers and report where it differs from
     the newest state synced from here; --fix sends those again.
 
@@ -518,7 +521,7 @@ def reconcile(sample: int | None, everything: bool, fields: tuple[str, ...], fix
             with Progress(console=console, transient=True) as progress:
                 task = progress.add_task("checking", total=min(total, draw) if draw else total)
                 async for page in selected(realigner.store, where, sample=draw):
-                    for finding in await realigner.check(page, compared, fix=fix,
+                    for finding in await realigner.check(page, compared, fix=fix, settle_seconds=settle_seconds,
                                                          on_done=lambda _f: progress.advance(task)):
                         counts[finding.state] += 1
                         if finding.state != "same":

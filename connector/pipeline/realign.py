@@ -186,10 +186,32 @@ class Realigner:
         return answers
 
     async def check(self, records: Sequence[LedgerRecord], fields: Sequence[str] = DEFAULT_COMPARED_FIELDS, *,
-                    fix: bool = False, on_done: Callable[[Finding], None] = lambda _f: None) -> list[Finding]:
+                    fix: bool = False, settle_seconds: float = 0.0,
+                    on_done: Callable[[Finding], None] = lambda _f: None) -> list[Finding]:
         """Look each dossier up on the portal and compare it with the ledger's newest state; with ``fix``,
-        send the missing and differing ones again."""
+        send the missing and differing ones again.
 
+        A dossier the daemon is syncing right now can look different: its newer record is on the portal, its
+        ledger row not yet written. So before fixing, wait ``settle_seconds`` and look again: only a dossier
+        still wrong, whose ledger row did not change meanwhile, is sent."""
+        findings, newest = await self._compare(records, fields)
+        if fix:
+            wrong = [f for f in findings if f.state in ("missing", "differs")]
+            if wrong and settle_seconds > 0:
+                await asyncio.sleep(settle_seconds)  # a deliberate wait: let in-flight syncs finish
+                again, newest_again = await self._compare([newest[f.dossier_no] for f in wrong], fields)
+                by_no = {f.dossier_no: f for f in again}
+                moved = {no for no in by_no if newest_again.get(no) != newest.get(no)}
+                findings = [_settled(f, by_no[f.dossier_no], f.dossier_no in moved) if f.dossier_no in by_no else f
+                            for f in findings]
+                newest = {**newest, **newest_again}
+            findings = await self._fix(findings, newest)
+        for finding in findings:
+            on_done(finding)
+        return findings
+
+    async def _compare(self, records: Sequence[LedgerRecord],
+                       fields: Sequence[str]) -> tuple[list[Finding], dict[str, LedgerRecord]]:
         async def look(record: LedgerRecord) -> dict[str, Any] | str | None:
             if record.record_json is None:
                 return None  # nothing to compare with: no need to ask
@@ -211,14 +233,10 @@ class Realigner:
                 findings.append(Finding(record.dossier_no, current.version, "error", f"lookup failed: {answer}"))
             else:
                 findings.append(finding_for(current, answer, fields))
-        if fix:
-            findings = await self._fix(findings, newest)
-        for finding in findings:
-            on_done(finding)
-        return findings
+        return findings, newest
 
     async def _fix(self, findings: list[Finding], newest: Mapping[str, LedgerRecord]) -> list[Finding]:
-        wrong = [f for f in findings if f.state in ("missing", "differs")]
+        wrong = [f for f in findings if f.state in ("missing", "differs") and f.fixed is None]
         if not wrong:
             return findings
         sent = {s.dossier_no: s for s in await self.send(
@@ -235,6 +253,16 @@ class Realigner:
                 fixed.append(Finding(finding.dossier_no, outcome.version, finding.state, detail,
                                      finding.differences, outcome.state == "sent"))
         return fixed
+
+
+def _settled(first: Finding, again: Finding, moved: bool) -> Finding:
+    """The verdict after the second look: a dossier whose ledger row changed in between is being synced,
+    and is left alone (fixed False: check it again later); otherwise the second look stands."""
+    if moved and again.state in ("missing", "differs"):
+        return Finding(again.dossier_no, again.version, again.state,
+                       again.detail + "; being synced while checked: not fixed, check it again", again.differences,
+                       fixed=False)
+    return again
 
 
 class GaveUp(Exception):

@@ -163,7 +163,7 @@ async def test_reconcile_reports_lost_and_changed_dossiers_and_fix_sends_them_ag
     code, sample = await portal_sync(synced.config, "reconcile", "--sample", "4")
     assert sample["checked"] == 4
 
-    code, fixed = await portal_sync(synced.config, "reconcile", "--all", "--fix")
+    code, fixed = await portal_sync(synced.config, "reconcile", "--all", "--fix", "--settle-seconds", "0.2")
     assert code == 0
     assert {f["dossier_no"] for f in fixed["findings"] if f["fixed"]} == set(lost + changed)
     assert await portal_records(portal_url) == synced.newest
@@ -315,5 +315,51 @@ async def test_a_replay_never_leaves_an_older_state_over_one_the_daemon_synced_m
         assert portal.interleaved
         held = await portal_records(portal_url)
         assert held[no] == newer, "the replayed older state was left over the newer one"
+    finally:
+        await store.close()
+
+
+class DaemonSyncsDuringTheSecondLook(DaemonMovesOn):
+    """The daemon records a newer version of ``no`` just as reconcile looks at it the second time."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.looks = 0
+        self.pushed: list[str] = []
+
+    async def push_dossiers(self, records: Any, *, updating: bool) -> bool:
+        self.pushed += [r["MaHoSo"] for r in records]
+        return await self._client.push_dossiers(records, updating=updating)
+
+    async def lookup(self, dossier_no: str) -> dict[str, Any] | None:
+        if dossier_no == self._no:
+            self.looks += 1
+            if self.looks == 2:
+                text, digest = hashed_record(self._newer)
+                await self._store.record_synced_many([Synced(self._no, 99, digest, "newer-event", text)])
+        return await self._client.lookup(dossier_no)
+
+
+@SQLITE_ONLY
+async def test_reconcile_fix_leaves_alone_a_dossier_the_daemon_syncs_while_it_checks(synced, portal_url) -> None:
+    settings = load_settings(synced.config)
+    store = await StateStore.open(settings.state.url)
+    try:
+        busy, lost = sorted(synced.newest)[:2]
+        edited = "7" if synced.newest[busy]["TrangThaiHoSo"] != "7" else "8"
+        await sim(portal_url, "PATCH", f"/_sim/dossiers/{busy}", {"TrangThaiHoSo": edited})
+        await sim(portal_url, "DELETE", f"/_sim/dossiers/{lost}")
+        async with PortalClient(settings.portal) as client:
+            # The portal's status was the daemon's newer version's, not an edit: the ledger catches up.
+            portal = DaemonSyncsDuringTheSecondLook(client, store, busy,
+                                                    {**synced.newest[busy], "TrangThaiHoSo": edited})
+            realigner = Realigner(store, PortalGateway(portal, settings.portal, Metrics()), batch_records=100,
+                                  concurrency=2)
+            records = await store.ledger_records(LedgerFilter(), limit=1000)
+            findings = {f.dossier_no: f for f in await realigner.check(records, fix=True, settle_seconds=0.01)}
+        assert portal.looks == 2
+        assert (findings[busy].state, findings[busy].fixed) == ("same", None)  # the daemon's newer state agrees
+        assert (findings[lost].state, findings[lost].fixed) == ("missing", True)
+        assert portal.pushed == [lost], "a dossier being synced was sent by reconcile"
     finally:
         await store.close()
