@@ -443,9 +443,11 @@ def backfill(everything: bool, dry_run: bool, give_up_after: float, config_path:
         async with open_realigner(settings, give_up_after=give_up_after) as realigner:
             total = await realigner.store.count_ledger(where)
             found: list[Any] = []
-            if dry_run:
+            if dry_run:  # a summary of each (not its record), and the first 50 whole for the table
                 async for page in selected(realigner.store, where):
-                    found.extend(page)
+                    found.extend(page[:max(0, 50 - len(found))] if not as_json else (
+                        {"dossier_no": r.dossier_no, "version": r.version, "agency_code": r.agency_code,
+                         "procedure_code": r.procedure_code, "received_at": r.received_at} for r in page))
                 return total, found
             with Progress(console=console, transient=True) as progress:
                 task = progress.add_task("sending", total=total)
@@ -459,11 +461,9 @@ def backfill(everything: bool, dry_run: bool, give_up_after: float, config_path:
     total, found = _store_call(work)
     if dry_run:
         if as_json:
-            click.echo(to_json({"dry_run": True, "total": total, "dossiers": [
-                {"dossier_no": r.dossier_no, "version": r.version, "agency_code": r.agency_code,
-                 "procedure_code": r.procedure_code, "received_at": r.received_at} for r in found]}))
+            click.echo(to_json({"dry_run": True, "total": total, "dossiers": found}))
         else:
-            console.print(ledger_table(found[:50], total=total, title="backfill, dry run: nothing is sent"))
+            console.print(ledger_table(found, total=total, title="backfill, dry run: nothing is sent"))
         return
     problems: list[Sent] = found
     if as_json:
