@@ -249,7 +249,7 @@ def create_admin_app(metrics: Metrics, *, token: str | None = None, operations: 
         body: ReplayBody = await _body(request, ReplayBody)
         if not body.selects_something():
             return _error(400, "select failures: ids, all: true, and/or filters")
-        where = FailureFilter(ids=tuple(body.ids), dossier_no=body.dossier, service=body.service,
+        where = FailureFilter(ids=tuple(body.ids) or None, dossier_no=body.dossier, service=body.service,
                               error_class=body.error_class, reason=body.reason,
                               since=as_utc(body.since) if body.since else None,
                               until=as_utc(body.until) if body.until else None,

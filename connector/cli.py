@@ -162,7 +162,7 @@ def _filter_from(ids: tuple[int, ...] = (), *, dossier: str | None, service: str
                  reason: str | None, since: str | None, until: str | None, state: str | None) -> FailureFilter:
     from connector.store import FailureFilter
 
-    return FailureFilter(ids=ids, dossier_no=dossier, service=service, error_class=error_class, reason=reason,
+    return FailureFilter(ids=ids or None, dossier_no=dossier, service=service, error_class=error_class, reason=reason,
                          since=_moment(since, "--since"), until=_moment(until, "--until"),
                          states=FailureFilter.states_for(state, named=bool(ids)))
 
@@ -306,11 +306,10 @@ def replay(failure_ids: tuple[int, ...], everything: bool, from_dlq: bool, dry_r
         raise click.ClickException(str(exc)) from exc
     console = Console(stderr=as_json)
     dlq: DeadLetters | None = None
-    missing_count = 0
 
     async def from_the_dlq(replayer: Any) -> list[Any]:
         """The DLQ records the table lacks: planned (dry run), or added and replayed 500 at a time."""
-        nonlocal dlq, missing_count
+        nonlocal dlq
         topic = settings.kafka.topics.dead_letter
         try:
             dlq = await dead_letters_missing(replayer.store, read_topic(
@@ -319,11 +318,10 @@ def replay(failure_ids: tuple[int, ...], everything: bool, from_dlq: bool, dry_r
             raise click.ClickException(f"the DLQ topic {topic} could not be read ({type(exc).__name__}: {exc})"
                                        ) from exc
         results: list[Any] = []
-        missing_count = len(dlq.missing)
         with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("planning" if dry_run else "replaying", total=missing_count)
-            while dlq.missing:
-                chunk, dlq.missing[:500] = dlq.missing[:500], []
+            task = progress.add_task("planning" if dry_run else "replaying", total=len(dlq.missing))
+            for start in range(0, len(dlq.missing), 500):
+                chunk = dlq.missing[start:start + 500]
                 if dry_run:
                     now = datetime.now(UTC)
                     results += await replayer.plan([{**failure_row(failure, now), "id": None} for failure in chunk])
@@ -356,7 +354,7 @@ def replay(failure_ids: tuple[int, ...], everything: bool, from_dlq: bool, dry_r
                 return await replayer.replay(rows, advance)
 
     result = _store_call(work)
-    taken = None if dlq is None else {"read": dlq.read, "known": dlq.known, "missing": missing_count}
+    taken = None if dlq is None else {"read": dlq.read, "known": dlq.known, "missing": len(dlq.missing)}
     if taken is not None and not as_json:
         console.print(f"DLQ: {taken['read']} record(s) read, {taken['known']} in the failure table, "
                       f"{taken['missing']} not" + (" (would be added)" if dry_run else " (added)"))

@@ -411,9 +411,10 @@ FAILURE_STATES = ("open", "replayed", "resolved", "discarded")
 
 @dataclass(frozen=True)
 class FailureFilter:
-    """Which failures: every given condition holds (an empty ``states`` means any state)."""
+    """Which failures: every given condition holds (an empty ``states`` means any state; ``ids`` None means
+    any id, and an empty ``ids`` none at all)."""
 
-    ids: Sequence[int] = ()
+    ids: Sequence[int] | None = None
     dossier_no: str | None = None
     service: str | None = None
     error_class: str | None = None
@@ -433,7 +434,7 @@ class FailureFilter:
     def clauses(self) -> list[ColumnElement[bool]]:
         c = sync_failures.c
         found: list[ColumnElement[bool]] = []
-        if self.ids:
+        if self.ids is not None:
             found.append(c.id.in_(list(self.ids)))
         for column, value in ((c.dossier_no, self.dossier_no), (c.service, self.service),
                               (c.error_class, self.error_class), (c.reason, self.reason)):

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from connector.store import Failure, StateStore
+from connector.store import Failure, FailureFilter, StateStore
 from tests.databases import drop_postgres_database, postgres_database_or_skip
 
 
@@ -111,6 +111,14 @@ async def test_a_failure_is_kept_whole_for_replay(store: StateStore) -> None:
     assert (row["error_class"], row["error_kind"], row["reason"], row["field"]) == (
         "PortalRejected", "permanent", "portal_rejected", "MaTTHC")
     assert row["message"] == "Mã thủ tục không tồn tại" and row["attempts"] == 1 and row["state"] == "open"
+
+
+async def test_an_empty_id_list_selects_no_failure_and_no_list_selects_any(store: StateStore) -> None:
+    await store.record_failures([_failure(41), _failure(42)])
+    assert await store.list_failures(FailureFilter(ids=[])) == []
+    assert len(await store.list_failures(FailureFilter(ids=None))) == 2
+    [first] = await store.list_failures(FailureFilter(), limit=1)
+    assert [r["id"] for r in await store.list_failures(FailureFilter(ids=[first["id"]]))] == [first["id"]]
 
 
 async def test_a_record_failing_again_stays_one_row_with_the_newest_error(store: StateStore) -> None:
