@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from connector.console import as_utc, failure_summary, parse_moment, plain
 from connector.mapping import MappingsInvalid
 from connector.observability import Metrics
 from connector.pipeline.replay import Replayer, count_states
-from connector.store import FAILURE_STATES, FailureFilter, StateStore, StoreUnavailable
+from connector.store import FAILURE_STATES, MAX_INT32, FailureFilter, StateStore, StoreUnavailable, whole_number
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
 """Component → "ok" or why it is not ready."""
@@ -39,18 +38,7 @@ class Operations:
     readiness: ReadinessCheck
 
 
-# Failure ids are 32-bit in the table; a larger number names no failure, and must not reach the driver.
-MAX_FAILURE_ID = 2**31 - 1
 MAX_BODY_BYTES = 1 << 20
-_DIGITS = re.compile(r"[0-9]{1,10}")  # ASCII digits only: str.isdigit() also takes "²", which int() refuses
-
-
-def _whole(text: str, low: int, high: int) -> int | None:
-    """``text`` as a whole number from ``low`` to ``high``, or None."""
-    if _DIGITS.fullmatch(text) is None:
-        return None
-    number = int(text)
-    return number if low <= number <= high else None
 
 
 class _Body(BaseModel):
@@ -68,7 +56,7 @@ class ReplayOneBody(_Body):
 
 
 class ReplayBody(ReplayOneBody):
-    ids: list[Annotated[int, Field(ge=1, le=MAX_FAILURE_ID)]] = Field(default_factory=list, max_length=10_000)
+    ids: list[Annotated[int, Field(ge=1, le=MAX_INT32)]] = Field(default_factory=list, max_length=10_000)
     all: bool = False
     dossier: str | None = None
     service: str | None = None
@@ -127,7 +115,7 @@ def _failure_filter(query: Mapping[str, str]) -> tuple[FailureFilter, int, int]:
         text = query.get(name)
         if text is None:
             return default
-        number = _whole(text, low, high)
+        number = whole_number(text, low=low, high=high)
         if number is None:
             raise _bad_request(f"{name}: must be a whole number from {low} to {high}")
         return number
@@ -147,7 +135,7 @@ def _failure_filter(query: Mapping[str, str]) -> tuple[FailureFilter, int, int]:
     where = FailureFilter(dossier_no=query.get("dossier"), service=query.get("service"),
                           error_class=query.get("error_class"), reason=query.get("reason"),
                           since=moment("since"), until=moment("until"), states=FailureFilter.states_for(state))
-    return where, number("limit", 100, 1, 1000), number("after_id", 0, 0, MAX_FAILURE_ID)
+    return where, number("limit", 100, 1, 1000), number("after_id", 0, 0, MAX_INT32)
 
 
 def create_admin_app(metrics: Metrics, *, token: str | None = None, operations: Operations | None = None
@@ -195,9 +183,9 @@ def create_admin_app(metrics: Metrics, *, token: str | None = None, operations: 
         return operations
 
     def failure_id(request: web.Request) -> int:
-        number = _whole(request.match_info["id"], 1, MAX_FAILURE_ID)
+        number = whole_number(request.match_info["id"], low=1, high=MAX_INT32)
         if number is None:
-            raise _bad_request(f"failure id: must be a whole number from 1 to {MAX_FAILURE_ID}")
+            raise _bad_request(f"failure id: must be a whole number from 1 to {MAX_INT32}")
         return number
 
     async def list_failures(request: web.Request) -> web.Response:

@@ -16,17 +16,13 @@ from rich.text import Text
 
 from connector.pipeline.realign import Finding, Sent
 from connector.pipeline.replay import Planned, Replayed
-from connector.store import LedgerRecord
+from connector.store import LedgerRecord, stored_utc
 
 _LIST_COLUMNS = ("id", "state", "dossier_no", "event_version", "service", "error_class", "reason", "attempts",
                  "last_failed_at")
 
 
-def utc(moment: datetime | None) -> datetime | None:
-    """Stored times are UTC; SQLite gives them back without their zone."""
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+utc = stored_utc  # stored times, shown and written as JSON in UTC
 
 
 def as_utc(moment: datetime) -> datetime:

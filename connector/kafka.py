@@ -141,39 +141,38 @@ async def read_topic(settings: KafkaSettings, topic: str, *, since_ms: int | Non
     time, read outside any consumer group (nothing is committed). Records the broker keeps from before
     ``since_ms`` are read and passed over: a DLQ is small enough, and that needs nothing of the broker but
     plain fetches. ``wait_seconds`` bounds every wait on the broker, and a read that stops getting anywhere."""
-    timeout = wait_seconds
     consumer = AIOKafkaConsumer(
         **_client_options(settings), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
         max_partition_fetch_bytes=max(settings.max_event_bytes + DLQ_HEADROOM_BYTES, 1_048_576))
     try:
-        await asyncio.wait_for(consumer.start(), timeout)
-        await asyncio.wait_for(consumer.topics(), timeout)  # metadata, so the topic's partitions are known
+        await asyncio.wait_for(consumer.start(), wait_seconds)
+        await asyncio.wait_for(consumer.topics(), wait_seconds)  # metadata, so the topic's partitions are known
         partitions = sorted(consumer.partitions_for_topic(topic) or ())
         if not partitions:
             return
         tps = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)
-        await asyncio.wait_for(consumer.seek_to_beginning(*tps), timeout)
-        ends: dict[TopicPartition, int] = await asyncio.wait_for(consumer.end_offsets(tps), timeout)
+        await asyncio.wait_for(consumer.seek_to_beginning(*tps), wait_seconds)
+        ends: dict[TopicPartition, int] = await asyncio.wait_for(consumer.end_offsets(tps), wait_seconds)
         remaining = set(tps)
         loop = asyncio.get_running_loop()
-        progress_by = loop.time() + timeout
+        progress_by = loop.time() + wait_seconds
         while remaining:
-            batches = await asyncio.wait_for(consumer.getmany(*remaining, timeout_ms=500), timeout)
+            batches = await asyncio.wait_for(consumer.getmany(*remaining, timeout_ms=500), wait_seconds)
             for records in batches.values():
                 wanted = [r for r in records if since_ms is None or r.timestamp >= since_ms]
                 if wanted:
                     yield wanted
             if batches:
-                progress_by = loop.time() + timeout
+                progress_by = loop.time() + wait_seconds
             elif loop.time() > progress_by:
-                raise TimeoutError(f"reading {topic}: no record for {timeout:g} s before its end offsets")
+                raise TimeoutError(f"reading {topic}: no record for {wait_seconds:g} s before its end offsets")
             for tp in list(remaining):
                 # The end: the larger of the listed end offset and the fetches' high watermark (some
                 # brokers list a batch's end wrongly; a fetch's high watermark is always right). A partition
                 # is judged only once a fetch has answered for it.
                 highwater = consumer.highwater(tp)
-                if highwater is not None and await asyncio.wait_for(consumer.position(tp), timeout) >= max(
+                if highwater is not None and await asyncio.wait_for(consumer.position(tp), wait_seconds) >= max(
                         highwater, ends[tp]):
                     remaining.discard(tp)
     finally:

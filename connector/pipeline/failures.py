@@ -16,7 +16,7 @@ from connector.errors import DeadlineExceeded, SyncError
 from connector.kafka import ERROR_HEADER_PREFIX, DeadLetterQueue, dead_letter_headers
 from connector.pipeline.batching import MicroBatcher
 from connector.pipeline.retry import call_with_retries
-from connector.store import Failure, StateStore
+from connector.store import MAX_INT32, MAX_INT64, Failure, StateStore, whole_number
 
 log = structlog.get_logger(__name__)
 
@@ -40,11 +40,19 @@ def _dossier_no_from_key(key: bytes | None) -> str | None:
 
 
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")  # what Kafka allows in a topic name
-_DIGITS = re.compile(r"[0-9]{1,19}")  # ASCII only: int() would also take "５" or "1_0"
 
 
-def _whole(text: str, high: int) -> int | None:
-    return int(text) if _DIGITS.fullmatch(text) and int(text) <= high else None
+def _original(ours: dict[str, str]) -> tuple[str, int, int, str, str, str] | None:
+    """From our error headers: the original's topic, partition and offset, and the error's class, kind and
+    reason; None unless every one is there and fits."""
+    topic = ours.get("topic", "")
+    partition = whole_number(ours.get("partition", ""), high=MAX_INT32)
+    offset = whole_number(ours.get("offset", ""), high=MAX_INT64)
+    error_class, kind, reason = ours.get("exception.class.name"), ours.get("kind"), ours.get("reason")
+    if _TOPIC.fullmatch(topic) is None or partition is None or offset is None or not (error_class and kind
+                                                                                       and reason):
+        return None
+    return topic, partition, offset, error_class, kind, reason
 
 
 def failure_from_dead_letter(record: ConsumedRecord) -> Failure:
@@ -53,25 +61,20 @@ def failure_from_dead_letter(record: ConsumedRecord) -> Failure:
     something else, or cut short) is kept under its own DLQ coordinates, so it is still reachable."""
     ours = {name[len(ERROR_HEADER_PREFIX):]: (value or b"").decode("utf-8", errors="replace")
             for name, value in record.headers if name.startswith(ERROR_HEADER_PREFIX)}
-    original = [(name, value) for name, value in record.headers if not name.startswith(ERROR_HEADER_PREFIX)]
-    topic, partition, offset = (ours.get("topic", ""), _whole(ours.get("partition", ""), 2**31 - 1),
-                                _whole(ours.get("offset", ""), 2**63 - 1))
-    error_class, kind, reason = ours.get("exception.class.name"), ours.get("kind"), ours.get("reason")
-    if _TOPIC.fullmatch(topic) is None or partition is None or offset is None or not (error_class and kind
-                                                                                       and reason):
-        return Failure(
-            topic=record.topic, partition=record.partition, offset=record.offset, key=record.key,
-            value=record.value, headers=original, dossier_no=_dossier_no_from_key(record.key), event_id=None,
-            service=None, mapped_payload=None, error_class="UnknownError", error_kind="invalid_input",
-            reason="dlq_without_error_headers", field=None,
-            message="on the DLQ without usable error headers naming the original record; kept under its DLQ "
-                    "coordinates", attempts=0, origin="dlq")
-    attempts = _whole(ours.get("attempts", ""), 2**31 - 1) or 0
+    found = _original(ours)
+    if found is None:
+        found = (record.topic, record.partition, record.offset, "UnknownError", "invalid_input",
+                 "dlq_without_error_headers")
+        ours = {"exception.message": "on the DLQ without usable error headers naming the original record; "
+                                     "kept under its DLQ coordinates"}
+    topic, partition, offset, error_class, kind, reason = found
     return Failure(
-        topic=topic, partition=partition, offset=offset, key=record.key, value=record.value, headers=original,
+        topic=topic, partition=partition, offset=offset, key=record.key, value=record.value,
+        headers=[(name, value) for name, value in record.headers if not name.startswith(ERROR_HEADER_PREFIX)],
         dossier_no=_dossier_no_from_key(record.key), event_id=None, service=None, mapped_payload=None,
         error_class=error_class, error_kind=kind, reason=reason, field=ours.get("field") or None,
-        message=ours.get("exception.message", ""), attempts=attempts, origin="dlq")
+        message=ours.get("exception.message", ""),
+        attempts=whole_number(ours.get("attempts", ""), high=MAX_INT32) or 0, origin="dlq")
 
 
 class FailureRecorder:

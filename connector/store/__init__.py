@@ -6,6 +6,8 @@ their attempts, and the audit log of portal calls; the schema is kept by Alembic
 
 from connector.store.state import (
     FAILURE_STATES,
+    MAX_INT32,
+    MAX_INT64,
     Failure,
     FailureFilter,
     LedgerEntry,
@@ -16,7 +18,10 @@ from connector.store.state import (
     Synced,
     failure_row,
     kafka_headers,
+    stored_utc,
+    whole_number,
 )
 
-__all__ = ["FAILURE_STATES", "Failure", "FailureFilter", "LedgerEntry", "LedgerFilter", "LedgerRecord", "StateStore",
-           "StoreUnavailable", "Synced", "failure_row", "kafka_headers"]
+__all__ = ["FAILURE_STATES", "MAX_INT32", "MAX_INT64", "Failure", "FailureFilter", "LedgerEntry", "LedgerFilter",
+           "LedgerRecord", "StateStore", "StoreUnavailable", "Synced", "failure_row", "kafka_headers", "stored_utc",
+           "whole_number"]

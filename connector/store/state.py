@@ -4,6 +4,7 @@ failures (every event that could not be synced, kept for inspection and replay).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -144,13 +145,28 @@ def _fitted(table: Table, row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _in_utc(moment: datetime | None) -> datetime | None:
-    """Times are kept in UTC: SQLite keeps no zone, and filters compare instants. A time without a zone is
-    one read back from SQLite, so already UTC (not this machine's local time, as ``astimezone`` would
-    take it)."""
+def stored_utc(moment: datetime | None) -> datetime | None:
+    """A time as the store keeps it and gives it back: in UTC. SQLite keeps no zone, so a time without one
+    was read back from the store and is already UTC (not this machine's local time, as ``astimezone`` would
+    take it); filters compare instants."""
     if moment is None:
         return None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+# The widest values the tables' integer columns hold (ids, partitions, attempts; offsets).
+MAX_INT32 = 2**31 - 1
+MAX_INT64 = 2**63 - 1
+_DIGITS = re.compile(r"[0-9]{1,19}")  # ASCII only: int() also takes "５", "1_0" or " 7"; isdigit() takes "²"
+
+
+def whole_number(text: str, *, low: int = 0, high: int) -> int | None:
+    """``text`` as a whole number from ``low`` to ``high`` (the column it is for), or None: untrusted text
+    (a query, a path, a DLQ header) must fit the column, or the driver fails on it."""
+    if _DIGITS.fullmatch(text) is None:
+        return None
+    number = int(text)
+    return number if low <= number <= high else None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -248,7 +264,7 @@ class StateStore:
             {"dossier_no": s.dossier_no, "last_version": s.version, "record_hash": s.record_hash,
              "exists_on_portal": True, "last_event_id": s.event_id, "updated_at": now,
              "record_json": s.record_json, "agency_code": s.agency_code, "procedure_code": s.procedure_code,
-             "received_at": _in_utc(s.received_at), "last_outcome": s.outcome}
+             "received_at": stored_utc(s.received_at), "last_outcome": s.outcome}
             for s in synced
         ]
         stmt = self._insert(dossier_ledger)
