@@ -107,15 +107,19 @@ class Realigner:
         self._give_up_after = give_up_after
         self._gave_up: str | None = None
 
-    async def _within_patience(self, call: Awaitable[T]) -> T:
+    @classmethod
+    def for_settings(cls, store: StateStore, gateway: PortalGateway, settings: Settings, *,
+                     give_up_after: float | None = None) -> Realigner:
+        # Twice the adapter's concurrency in flight: enough to keep its limiter busy, not a flood.
+        return cls(store, gateway, batch_records=settings.push.max_batch_records,
+                   concurrency=settings.portal.rate_limit.max_concurrent_requests * 2, give_up_after=give_up_after)
+
+    async def _within_patience(self, call: Callable[[], Awaitable[T]]) -> T:
         if self._gave_up is not None:
-            close = getattr(call, "close", None)
-            if close is not None:
-                close()  # never awaited: say so to the coroutine, not to the garbage collector
             raise GaveUp(self._gave_up)
         try:
             async with asyncio.timeout(self._give_up_after):
-                return await call
+                return await call()
         except TimeoutError:
             self._gave_up = (f"not done: the adapter did not answer usefully within {self._give_up_after:g} s "
                              f"(unavailable, or refusing us); the rest was not tried")
@@ -175,7 +179,7 @@ class Realigner:
             async with self._limit:
                 try:
                     results = await self._within_patience(
-                        self._gateway.push_records(pushes, lambda _i, _answer: None))
+                        lambda: self._gateway.push_records(pushes, lambda _i, _answer: None))
                 except GaveUp as gave_up:
                     results = [gave_up] * len(pushes)
             for offset, result in enumerate(results):
@@ -217,7 +221,7 @@ class Realigner:
                 return None  # nothing to compare with: no need to ask
             async with self._limit:
                 try:
-                    return await self._within_patience(self._gateway.lookup(record.dossier_no))
+                    return await self._within_patience(lambda: self._gateway.lookup(record.dossier_no))
                 except GaveUp as gave_up:
                     return str(gave_up)
                 except SyncError as error:
@@ -297,6 +301,4 @@ async def open_realigner(settings: Settings, *, store: StateStore | None = None,
     """A realigner with its own connections (or a running daemon's store and gateway)."""
     async with contextlib.AsyncExitStack() as stack:
         own = await open_connections(settings, stack, store=store, gateway=gateway)
-        yield Realigner(own.store, own.gateway, batch_records=settings.push.max_batch_records,
-                        concurrency=settings.portal.rate_limit.max_concurrent_requests * 2,
-                        give_up_after=give_up_after)
+        yield Realigner.for_settings(own.store, own.gateway, settings, give_up_after=give_up_after)

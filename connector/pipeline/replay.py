@@ -193,10 +193,9 @@ async def open_replayer(settings: Settings, mappings: Mappings, *, changed_by: s
         sync = DossierSync(settings=settings, store=own.store, gateway=own.gateway, failures=failures)
         sync.start()
         stack.push_async_callback(sync.close)
-        realigner = Realigner(own.store, own.gateway, batch_records=settings.push.max_batch_records,
-                              concurrency=settings.portal.rate_limit.max_concurrent_requests)
         yield Replayer(settings=settings, store=own.store, reader=EventReader(settings, mappings, own.metrics),
-                       sync=sync, failures=failures, changed_by=changed_by, realigner=realigner)
+                       sync=sync, failures=failures, changed_by=changed_by,
+                       realigner=Realigner.for_settings(own.store, own.gateway, settings))
 
 
 @dataclass(frozen=True)
