@@ -4,6 +4,7 @@ pruned after the retention period, and a bounded buffer that drops (and counts) 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from connector.observability import Metrics
+from connector.pipeline import audit
 from connector.pipeline.audit import AuditTrail
 from connector.portal.rest import CallRecord
 from connector.store import StateStore
@@ -89,3 +91,20 @@ async def test_rows_the_store_refuses_are_dropped_and_counted_not_retried_for_ev
     finally:
         await store.close()
     assert dropped(metrics) == 1
+
+
+class HungStore:
+    """A state store that never answers a write."""
+
+    async def record_portal_calls(self, rows: object) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_rows_a_hung_store_never_takes_are_counted_when_the_trail_closes(monkeypatch) -> None:
+    monkeypatch.setattr(audit, "CLOSE_SECONDS", 0.05)
+    metrics = Metrics()
+    trail = AuditTrail(HungStore(), metrics, retention_days=30, max_waiting=10)  # type: ignore[arg-type]
+    for i in range(3):
+        trail.record(call(datetime.now(UTC), dossiers=(f"D-{i}",)))
+    await trail.close()
+    assert dropped(metrics) == 3  # the one batch on its way, and none left unaccounted
