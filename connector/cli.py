@@ -19,7 +19,7 @@ from connector.config import DEFAULT_MAPPINGS_DIR, ConfigError, Settings, load_s
 from connector.observability import configure_logging
 
 if TYPE_CHECKING:
-    from connector.store import FailureFilter, LedgerFilter
+    from connector.store import FailureFilter, LedgerFilter, StateStore
 
 T = TypeVar("T")
 
@@ -46,6 +46,20 @@ def _store_call(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return asyncio.run(work())
     except (StoreUnavailable, DBAPIError, OSError) as exc:
         raise click.ClickException(f"the state store cannot be reached ({type(exc).__name__})") from exc
+
+
+def _with_store(url: str, work: Callable[[StateStore], Coroutine[Any, Any, T]], *, migrate: bool = True) -> T:
+    """``work(store)`` on the state store at ``url``, opened and closed around it (see ``_store_call``)."""
+    from connector.store import StateStore
+
+    async def run() -> T:
+        store = await StateStore.open(url, migrate=migrate)
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return _store_call(run)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -96,18 +110,10 @@ def db() -> None:
 @_CONFIG
 def db_upgrade(config_path: Path | None) -> None:
     """Bring the state store to the newest schema revision (the daemon also does this at start)."""
-    from connector.store import StateStore, schema
+    from connector.store import schema
 
-    url = _settings(config_path).state.url
-
-    async def upgrade() -> tuple[str | None, str | None]:
-        store = await StateStore.open(url, migrate=False)
-        try:
-            return await schema.upgrade(store.engine)
-        finally:
-            await store.close()
-
-    before, after = _store_call(upgrade)
+    before, after = _with_store(_settings(config_path).state.url, lambda store: schema.upgrade(store.engine),
+                                migrate=False)
     click.echo(f"state store at revision {after}" + ("" if before == after else f" (was {before or 'empty'})"))
 
 
@@ -115,18 +121,11 @@ def db_upgrade(config_path: Path | None) -> None:
 @_CONFIG
 def db_current(config_path: Path | None) -> None:
     """Print the state store's schema revision and the newest this version knows."""
-    from connector.store import StateStore, schema
+    from connector.store import schema
 
-    url = _settings(config_path).state.url
-
-    async def current() -> str | None:
-        store = await StateStore.open(url, migrate=False)
-        try:
-            return await schema.current_revision(store.engine)
-        finally:
-            await store.close()
-
-    click.echo(f"state store revision: {_store_call(current) or 'none (empty)'}; newest: {schema.head_revision()}")
+    current = _with_store(_settings(config_path).state.url, lambda store: schema.current_revision(store.engine),
+                          migrate=False)
+    click.echo(f"state store revision: {current or 'none (empty)'}; newest: {schema.head_revision()}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -188,19 +187,13 @@ def failures() -> None:
 def failures_list(config_path: Path | None, as_json: bool, limit: int, after_id: int, **filters: Any) -> None:
     """Failed events, oldest first (open ones unless --state says otherwise)."""
     from connector.console import failure_summary, failures_table, to_json
-    from connector.store import StateStore
 
     where = _filter_from(**filters)
-    settings = _settings(config_path)
 
-    async def work() -> tuple[list[dict[str, Any]], int]:
-        store = await StateStore.open(settings.state.url)
-        try:
-            return await store.list_failures(where, limit=limit, after_id=after_id), await store.count_failures(where)
-        finally:
-            await store.close()
+    async def work(store: StateStore) -> tuple[list[dict[str, Any]], int]:
+        return await store.list_failures(where, limit=limit, after_id=after_id), await store.count_failures(where)
 
-    rows, total = _store_call(work)
+    rows, total = _with_store(_settings(config_path).state.url, work)
     if as_json:
         click.echo(to_json({"total": total, "failures": [failure_summary(r) for r in rows]}))
     else:
@@ -214,18 +207,8 @@ def failures_list(config_path: Path | None, as_json: bool, limit: int, after_id:
 def failures_show(failure_id: int, config_path: Path | None, as_json: bool) -> None:
     """One failure: the event, the mapped payload, and every attempt's error."""
     from connector.console import failure_detail, to_json
-    from connector.store import StateStore
 
-    settings = _settings(config_path)
-
-    async def work() -> dict[str, Any] | None:
-        store = await StateStore.open(settings.state.url)
-        try:
-            return await store.failure(failure_id)
-        finally:
-            await store.close()
-
-    found = _store_call(work)
+    found = _with_store(_settings(config_path).state.url, lambda store: store.failure(failure_id))
     if found is None:
         raise click.ClickException(f"no failure {failure_id}")
     if as_json:
@@ -241,20 +224,12 @@ def failures_show(failure_id: int, config_path: Path | None, as_json: bool) -> N
 @_CONFIG
 def failures_discard(failure_id: int, reason: str, by: str | None, config_path: Path | None) -> None:
     """Mark an open failure as discarded: it stays for the record and is never replayed by --all."""
-    from connector.store import StateStore
+    async def work(store: StateStore) -> tuple[bool, dict[str, Any] | None]:
+        moved = await store.set_failure_state(failure_id, "discarded", by=by or _operator(), reason=reason,
+                                              only_from=("open",))
+        return moved, await store.failure(failure_id)
 
-    settings = _settings(config_path)
-
-    async def work() -> tuple[bool, dict[str, Any] | None]:
-        store = await StateStore.open(settings.state.url)
-        try:
-            moved = await store.set_failure_state(failure_id, "discarded", by=by or _operator(), reason=reason,
-                                                  only_from=("open",))
-            return moved, await store.failure(failure_id)
-        finally:
-            await store.close()
-
-    moved, found = _store_call(work)
+    moved, found = _with_store(_settings(config_path).state.url, work)
     if found is None:
         raise click.ClickException(f"no failure {failure_id}")
     if not moved:
