@@ -1,15 +1,24 @@
-"""The replay scenario both operator interfaces are tested on (the CLI and the admin API)."""
+"""The replay scenario both operator interfaces are tested on (the CLI and the admin API), and the operator's
+command as a ``portal-sync`` process."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import shutil
+import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from connector.config import DEFAULT_MAPPINGS_DIR
+from connector.config import DEFAULT_MAPPINGS_DIR, load_settings
 from connector.samples import SampleMessage
 from tests.factories import encode, event_dict
+from tests.integration.pipeline_harness import Topics, daemon_config, run_until_committed, unique_group, write_config
+from tests.kafkatools import produce
 
 UNMAPPED = "BXD-NLHD-01"  # the procedure the deployment forgot
 MAPPED = "BXD-CCHN-02"
@@ -37,3 +46,46 @@ def mappings_without(procedure: str, directory: Path) -> Path:
     del document["procedures"][procedure]
     path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
     return directory
+
+
+@dataclass
+class Failed:
+    """The scenario run by the daemon: 50 failures in the table and on the DLQ, the rest synced."""
+
+    config: Path
+    mappings_dir: Path  # without the procedure; copy the shipped procedures.yaml in to fix it
+    stream: Topics
+    messages: list[SampleMessage]
+
+
+async def run_with_an_unmapped_procedure(topics: Any, bootstrap: str, portal_url: str, directory: Path, *,
+                                         dlq_partitions: int = 1) -> Failed:
+    """The daemon (in-process) syncs ``scenario_events`` with the procedure missing from its mappings."""
+    stream = Topics(await topics.create("dossier.events", partitions=3),
+                    await topics.create("dossier.events.dlq", partitions=dlq_partitions), unique_group())
+    mappings_dir = mappings_without(UNMAPPED, directory / "mappings")
+    config = daemon_config(bootstrap, portal_url, stream, directory)
+    config["mappings"] = {"dir": str(mappings_dir)}
+    config_path = write_config(directory / "config.yaml", config)
+    messages = scenario_events()
+    ends = await produce(bootstrap, stream.events, messages)
+    await run_until_committed(load_settings(config_path), bootstrap, stream, ends)
+    return Failed(config_path, mappings_dir, stream, messages)
+
+
+CLI_TIMEOUT = 120.0
+
+
+async def portal_sync(config: Path, *args: str) -> tuple[int, Any]:
+    """Run ``portal-sync ARGS --config CONFIG --json``; its exit code and parsed output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_SYNC__")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "connector", *args, "--config", str(config), "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout=CLI_TIMEOUT)
+    except TimeoutError:
+        process.kill()
+        raise
+    assert process.returncode in (0, 3), f"portal-sync {' '.join(args)} failed: {err.decode(errors='replace')}"
+    return process.returncode, json.loads(out)

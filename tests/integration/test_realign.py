@@ -43,7 +43,7 @@ from tests.integration.pipeline_harness import (
     unique_group,
     write_config,
 )
-from tests.integration.test_replay import portal_sync
+from tests.integration.replay_scenario import portal_sync
 from tests.kafkatools import produce
 
 pytestmark = pytest.mark.broker

@@ -7,62 +7,25 @@ The daemon runs in-process against the real broker and simulator; the operator's
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import shutil
-import sys
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from connector.config import DEFAULT_MAPPINGS_DIR, load_settings
+from connector.config import DEFAULT_MAPPINGS_DIR
 from tests.integration.pipeline_harness import (
-    Topics,
     assert_portal_holds_newest,
-    daemon_config,
     portal_stats,
     records_pushed,
-    run_until_committed,
-    unique_group,
-    write_config,
 )
-from tests.integration.replay_scenario import FAILING, UNMAPPED, mappings_without, numbered, scenario_events
-from tests.kafkatools import produce
+from tests.integration.replay_scenario import FAILING, UNMAPPED, numbered, portal_sync, run_with_an_unmapped_procedure
 
 pytestmark = pytest.mark.broker
 
-CLI_TIMEOUT = 120.0
-
-
-async def portal_sync(config: Path, *args: str) -> tuple[int, Any]:
-    """Run ``portal-sync ARGS --config CONFIG --json``; its exit code and parsed output."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_SYNC__")}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "connector", *args, "--config", str(config), "--json",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), timeout=CLI_TIMEOUT)
-    except TimeoutError:
-        process.kill()
-        raise
-    assert process.returncode in (0, 3), f"portal-sync {' '.join(args)} failed: {err.decode(errors='replace')}"
-    return process.returncode, json.loads(out)
-
-
 async def test_unmapped_procedure_failures_are_listed_fixed_and_replayed(topics, kafka_bootstrap, portal_url,
                                                                          tmp_path) -> None:
-    stream = Topics(await topics.create("dossier.events", partitions=3),
-                    await topics.create("dossier.events.dlq", partitions=1), unique_group())
-    mappings_dir = mappings_without(UNMAPPED, tmp_path / "mappings")
-    config = daemon_config(kafka_bootstrap, portal_url, stream, tmp_path)
-    config["mappings"] = {"dir": str(mappings_dir)}
-    config_path = write_config(tmp_path / "config.yaml", config)
-    messages = scenario_events()
-
-    ends = await produce(kafka_bootstrap, stream.events, messages)
-    await run_until_committed(load_settings(config_path), kafka_bootstrap, stream, ends)
+    failed = await run_with_an_unmapped_procedure(topics, kafka_bootstrap, portal_url, tmp_path)
+    config_path, mappings_dir, messages = failed.config, failed.mappings_dir, failed.messages
 
     # The operator sees exactly the 50, with the reason.
     _, listed = await portal_sync(config_path, "failures", "list", "--reason", "unmapped_procedure")

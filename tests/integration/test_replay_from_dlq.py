@@ -14,16 +14,10 @@ from connector.kafka import ERROR_HEADER_PREFIX
 from connector.store import StateStore
 from connector.store.tables import failure_attempts, sync_failures
 from tests.integration.pipeline_harness import (
-    Topics,
     assert_portal_holds_newest,
-    daemon_config,
     records_pushed,
-    run_until_committed,
-    unique_group,
-    write_config,
 )
-from tests.integration.replay_scenario import FAILING, UNMAPPED, mappings_without, numbered, scenario_events
-from tests.integration.test_replay import portal_sync
+from tests.integration.replay_scenario import FAILING, numbered, portal_sync, run_with_an_unmapped_procedure
 from tests.kafkatools import produce
 
 pytestmark = pytest.mark.broker
@@ -32,15 +26,8 @@ pytestmark = pytest.mark.broker
 async def test_dlq_records_missing_from_the_failure_table_are_taken_back_and_replayed(
     topics, kafka_bootstrap, portal_url, tmp_path
 ) -> None:
-    stream = Topics(await topics.create("dossier.events", partitions=3),
-                    await topics.create("dossier.events.dlq", partitions=2), unique_group())
-    mappings_dir = mappings_without(UNMAPPED, tmp_path / "mappings")
-    config = daemon_config(kafka_bootstrap, portal_url, stream, tmp_path)
-    config["mappings"] = {"dir": str(mappings_dir)}
-    config_path = write_config(tmp_path / "config.yaml", config)
-    messages = scenario_events()
-    ends = await produce(kafka_bootstrap, stream.events, messages)
-    await run_until_committed(load_settings(config_path), kafka_bootstrap, stream, ends)
+    failed = await run_with_an_unmapped_procedure(topics, kafka_bootstrap, portal_url, tmp_path, dlq_partitions=2)
+    config_path, mappings_dir, messages, stream = failed.config, failed.mappings_dir, failed.messages, failed.stream
 
     # With the table intact, the DLQ holds nothing it lacks: each record is matched to its row by the
     # original's coordinates.
