@@ -43,6 +43,11 @@ class Section(BaseModel):
 class Topics(Section):
     dossier_events: str = "dossier.events"
     dead_letter: str = "dossier.events.dlq"
+    # The way back: what the national side sends us, published for the one-stop system.
+    submissions: str = "portal.submissions"
+    payments: str = "portal.payments"
+    # Local payment.requested events: the payments this service watches for an outcome.
+    payment_requests: str = "payment.requests"
 
 
 class KafkaSettings(Section):
@@ -213,6 +218,123 @@ class AdminSettings(Section):
         return int(self.listen.rpartition(":")[2])
 
 
+class SubmissionSettings(Section):
+    """Citizen submissions made on the national portal: polled with ``DanhSachHoSo`` (when ``poll`` is on)
+    and accepted on the public listener's inbound endpoint, published once per revision to
+    ``kafka.topics.submissions``."""
+
+    poll: bool = False
+    poll_interval_seconds: float = Field(60.0, gt=0, le=86_400)
+    # Each poll lists from the stored cursor minus this many days: the portal lists some submissions late.
+    overlap_days: int = Field(2, ge=0, le=31)
+    # A longer window (after a long stop) is walked in pieces of this many days.
+    max_window_days: int = Field(31, ge=1, le=366)
+    # The agencies (donViXuLy) to poll; empty: portal.madonvi.
+    agencies: tuple[str, ...] = ()
+    page_size: int = Field(100, ge=1, le=100)
+    # Submissions fetched and published side by side.
+    concurrency: int = Field(4, ge=1, le=64)
+    # Files up to this size travel inside the Kafka record; larger ones go to attachments_dir.
+    max_inline_bytes: int = Field(512 * 1024, ge=0)
+    max_file_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    max_dossier_bytes: int = Field(50 * 1024 * 1024, ge=1)
+    max_files: int = Field(200, ge=1, le=10_000)
+    # The whole record, under the broker's message limit (Kafka's default is 1 MiB).
+    max_record_bytes: int = Field(900 * 1024, ge=16 * 1024)
+    attachments_dir: Path = Path("var/attachments")
+
+    @field_validator("agencies")
+    @classmethod
+    def _agency_codes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for code in value:
+            if not code or len(code) > 64 or any(ch.isspace() for ch in code):
+                raise ValueError("each agency code must be 1-64 characters without spaces")
+        return value
+
+
+class PaymentSettings(Section):
+    """The national Payment Platform: result notifications on the public listener, and ``QUERY`` for
+    payments still pending. Outcomes are published once per reference to ``kafka.topics.payments``."""
+
+    enabled: bool = False
+    platform_url: str = "http://127.0.0.1:8080"
+    query_path: str = "/pp/query"
+    partner_code: str = ""
+    secret: SecretStr | None = None
+    secret_file: Path | None = None
+    message_version: str = "1.0.0"
+    timeout_seconds: float = Field(20.0, gt=0, le=600)
+    # QUERY backoff for a pending payment: first after this, doubling (with jitter) up to the maximum.
+    query_initial_seconds: float = Field(30.0, gt=0)
+    query_max_seconds: float = Field(900.0, gt=0)
+    # A payment with no outcome this long after it was requested is published as expired.
+    expiry_seconds: float = Field(86_400.0, gt=0)
+    # How often the due QUERYs and expiries are looked for.
+    scan_interval_seconds: float = Field(5.0, gt=0, le=3600)
+    max_concurrent_queries: int = Field(4, ge=1, le=64)
+
+    @field_validator("platform_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("query_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return value if value.startswith("/") else "/" + value
+
+    @model_validator(mode="after")
+    def _usable(self) -> PaymentSettings:
+        if self.secret is not None and self.secret_file is not None:
+            raise ValueError("set either secret or secret_file, not both")
+        if self.enabled and (not self.partner_code or (self.secret is None and self.secret_file is None)):
+            raise ValueError("enabled payments need partner_code and secret (or secret_file)")
+        return self
+
+    def secret_value(self) -> str:
+        """The shared secret, read from ``secret_file`` when that is how it was given."""
+        if self.secret_file is not None:
+            try:
+                return self.secret_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"payments.secret_file: cannot read ({exc.strerror})") from exc
+        return self.secret.get_secret_value() if self.secret is not None else ""
+
+
+class PublicSettings(Section):
+    """The public listener, apart from the admin one: where the national side calls us (a new dossier
+    pushed by DVCQG, the Payment Platform's result notification). Not served unless ``listen`` is set."""
+
+    listen: str | None = None
+    submissions_path: str = "/dvcqg/hoso"
+    payments_path: str = "/payment-platform/notify"
+    # When set, the inbound dossier push must carry ``Authorization: Bearer <token>``.
+    inbound_token: SecretStr | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("must be HOST:PORT")
+        return value
+
+    @field_validator("submissions_path", "payments_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return value if value.startswith("/") else "/" + value
+
+    @model_validator(mode="after")
+    def _distinct(self) -> PublicSettings:
+        if self.submissions_path == self.payments_path:
+            raise ValueError("submissions_path and payments_path must differ")
+        return self
+
+
 class LogSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     # auto: console when stderr is a terminal, JSON otherwise.
@@ -230,6 +352,9 @@ class Settings(BaseSettings):
     state: StateSettings = StateSettings()
     mappings: MappingsSettings = MappingsSettings()
     admin: AdminSettings = AdminSettings()
+    submissions: SubmissionSettings = SubmissionSettings()
+    payments: PaymentSettings = PaymentSettings()
+    public: PublicSettings = PublicSettings()
     log: LogSettings = LogSettings()
 
     @classmethod
@@ -288,9 +413,12 @@ __all__ = [
     "KafkaSettings",
     "LogSettings",
     "MappingsSettings",
+    "PaymentSettings",
     "PortalSettings",
+    "PublicSettings",
     "RetrySettings",
     "Settings",
     "StateSettings",
+    "SubmissionSettings",
     "load_settings",
 ]

@@ -137,6 +137,32 @@ class Metrics:
             "portal_sync_portal_retries", "Adapter calls retried after a retryable error", ["service", "reason"],
             registry=r,
         )
+        # The way back: submissions and payments from the national side into Kafka.
+        self.outbox_published = Counter(
+            "portal_sync_outbox_published", "Messages of the way back published (once each)", ["topic"], registry=r)
+        self.submissions = Counter(
+            "portal_sync_submissions", "Submission revisions met, by how they ended: published, duplicate "
+            "(met before), rejected (with the reason), acknowledged (told to the portal)",
+            ["via", "outcome", "reason"], registry=r)
+        self.submission_polls = Counter(
+            "portal_sync_submission_polls", "Polls of DanhSachHoSo by result", ["result"], registry=r)
+        self.attachments_stored = Counter(
+            "portal_sync_attachments_stored", "Files too large to travel inline, written to the attachments "
+            "directory", registry=r)
+        self.payment_notifications = Counter(
+            "portal_sync_payment_notifications", "Payment Platform result notifications by what became of "
+            "them: accepted, or rejected with the reason (forged, replayed, malformed, unknown reference, ...)",
+            ["result"], registry=r)
+        self.payment_queries = Counter(
+            "portal_sync_payment_queries", "QUERY calls to the Payment Platform by result", ["result"], registry=r)
+        self.payment_outcomes = Counter(
+            "portal_sync_payment_outcomes", "Payment outcomes published, by outcome and by the path that learnt "
+            "it first", ["outcome", "path"], registry=r)
+        self.payment_requests = Counter(
+            "portal_sync_payment_requests", "payment.requested events read, by result", ["result"], registry=r)
+        self.public_requests = Counter(
+            "portal_sync_public_requests", "Calls on the public listener by endpoint and reply",
+            ["endpoint", "reply"], registry=r)
 
         self.gc_pauses = Histogram(
             "portal_sync_gc_pause_seconds", "Time the process stood still in one garbage collection",

@@ -112,3 +112,86 @@ portal_calls = Table(
     Column("result", String(100), nullable=False),  # ok, or the error's reason
     Column("seconds", Float, nullable=False),
 )
+
+# --- the way back (revision 0003) -------------------------------------------------------------------------
+
+# Messages this service owes a topic, written in the same transaction as the decision to send them (a new
+# submission revision, a payment's outcome): a relay publishes them and marks them published. The
+# message id is the decision's own key, so the same decision can never be written twice; a crash between
+# the broker's acknowledgement and the mark is mended at start by finding the id on the topic.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("message_id", String(200), primary_key=True),
+    Column("topic", String(255), nullable=False),
+    Column("record_key", LargeBinary, nullable=True),
+    Column("record_value", LargeBinary, nullable=True),  # dropped once published: the topic holds it
+    Column("record_headers", JSON, nullable=False),  # [[name, value as latin-1 text], ...]
+    Column("value_sha256", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("published_at", DateTime(timezone=True), nullable=True),
+    Column("partition", Integer, nullable=True),
+    Column("offset", BigInteger, nullable=True),
+    Index("ix_outbox_published_at", "published_at"),
+)
+
+# Every submission revision met (polled or pushed by the national side): published once, acknowledged to
+# the portal after the broker took it, or rejected with the field and the rule.
+submissions = Table(
+    "submissions",
+    metadata,
+    Column("dossier_no", String(100), primary_key=True),
+    Column("revision", BigInteger, primary_key=True),
+    Column("state", String(20), nullable=False, index=True),  # accepted / acknowledged / rejected
+    Column("received_via", String(10), nullable=False),  # poll / push
+    Column("agency_code", String(64), nullable=True),
+    Column("submitted_at", DateTime(timezone=True), nullable=True),
+    Column("message_id", String(200), nullable=True),  # its outbox message, once accepted
+    Column("first_seen_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("acknowledged_at", DateTime(timezone=True), nullable=True),
+    Column("reason", String(100), nullable=True),  # a rejection's
+    Column("field", String(255), nullable=True),
+    Column("message", Text, nullable=True),
+    Column("attempts", Integer, nullable=False),
+)
+
+# Where each poll stands (per agency): the first day the next window starts from, before the overlap.
+pull_cursors = Table(
+    "pull_cursors",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("position", String(64), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Payments requested locally, watched until the Payment Platform says paid or failed, or they expire.
+payments = Table(
+    "payments",
+    metadata,
+    Column("reference", String(100), primary_key=True),  # MaThamChieu
+    Column("dossier_no", String(100), nullable=False, index=True),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(8), nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Column("state", String(20), nullable=False),  # pending / confirmed / failed / expired
+    Column("next_query_at", DateTime(timezone=True), nullable=True),
+    Column("queries", Integer, nullable=False),
+    Column("last_query_result", String(100), nullable=True),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("decided_by", String(20), nullable=True),  # callback / query / expiry
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_payments_state_next_query_at", "state", "next_query_at"),
+)
+
+# Work only one instance may do at a time (publishing the outbox, polling the portal, querying payments):
+# the holder renews its lease; another instance takes over once it has lapsed.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
