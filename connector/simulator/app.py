@@ -1,8 +1,18 @@
 """A stand-in for the DVCQG integration adapter, served by aiohttp (for tests, demos, local runs).
 
-Adapter side (paths from ``SimulatorConfig``): login on ``auth_endpoint``; ``DongBoHoSoMC``,
-``CapNhatTienDoHoSoMC`` and ``TraCuuHoSo`` on ``integration_endpoint``; ``share_endpoint`` answers every
-service as unsupported for now. The rules live in ``state`` and ``validation``; this module moves bytes.
+Adapter side (paths from ``SimulatorConfig``): login on ``auth_endpoint``; on ``integration_endpoint`` the
+pushes ``DongBoHoSoMC`` and ``CapNhatTienDoHoSoMC``, ``TraCuuHoSo`` (a pushed dossier, or the current revision of
+a citizen submission: files listed with ``KichThuoc``, ``MaBam`` and ``DuongDanTaiTepTin``, never their content),
+and the way back for submissions made on the portal: ``DanhSachHoSo`` (``donViXuLy``, ``ngayNhan1``/``ngayNhan2``
+``yyyy-MM-dd`` inclusive, ``trang`` from 1, ``soLuong`` up to 100), ``LayTaiLieuHoSo`` (``duongdanteptin`` →
+``TepTinDinhKem[{TenTep, Base64}]``), ``CapNhatDaNhanHoSo`` (``maHoSo``, ``phienBan``, ``daNhan: true``,
+``maHoSoDonVi``) and ``DongBoTrangThaiHoSo`` (``type: "2"``, ``data`` an object). ``share_endpoint`` answers
+every service as unsupported for now. The rules live in ``state``, ``validation``, ``submissions`` and
+``payment_platform``; this module moves bytes.
+
+Payment Platform side: ``POST`` ``SimulatorConfig.pp_query_path`` with a ``QUERY`` message, checked against
+``pp_partner_code`` and ``pp_secret``; answered (HTTP 200) with the payment's result and ``TrangThaiGD``, or
+``MaLoi`` 99 naming what was wrong.
 
 Inspection and fault knobs (not part of the real adapter):
 
@@ -19,6 +29,19 @@ Inspection and fault knobs (not part of the real adapter):
   or ``{"status": null, "delay_seconds": 5}`` (served, then answered late); ``DELETE /_sim/faults``.
 - ``PUT /_sim/chaos`` with a ``chaos.ChaosProfile`` as JSON, ``GET /_sim/chaos``, ``DELETE /_sim/chaos``
   (a well-behaved adapter again). One-shot faults are looked at before the chaos profile.
+- ``POST /_sim/submissions`` with ``{"submissions": [record, ...]}``: citizen submissions in the inbound-push
+  shape (files inline as ``TaiLieuNop[].Base64``), each visible after its ``_visible_in_seconds`` (default 0);
+  a known ``MaHoSo`` with a higher ``PhienBan`` is an amendment. 201 ``{"registered": n}``, or 400 naming the item.
+- ``POST /_sim/submissions/generate`` with a ``submissions.GenerationSpec``: made-up, seeded traffic (late,
+  amended, large-file submissions); 201 ``{"generated", "revisions", "files"}``.
+- ``GET /_sim/submissions``, ``GET /_sim/submissions/{MaHoSo}``: revisions and their visibility, the current
+  one, acknowledgements, status reports (``DongBoTrangThaiHoSo``) and the files really held.
+- ``POST /_sim/payments`` with ``{"payments": [payment_platform.PaymentSpec, ...]}`` (201); ``GET /_sim/payments``:
+  outcome, amount, queries and callbacks per ``MaThamChieu``.
+- ``POST /_sim/payments/{MaThamChieu}/callback`` with a ``payment_platform.CallbackSpec``: the simulator posts the
+  PP's result notification (checksum valid or deliberately wrong, fields overridable) to ``url`` and answers
+  ``{"status", "reply", "sent"}`` (502 with ``error`` and ``sent`` when it could not be delivered).
+- ``POST /_sim/reset`` forgets submissions and payments too.
 
 Served by ``start_simulator``, a call the client abandons (it timed out, or went away) is cancelled here too,
 so a withheld or delayed reply never outlives its client; every wait ends at once when the server shuts down.
@@ -33,9 +56,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any
 
+import aiohttp
 from aiohttp import web
+from pydantic import ValidationError
 
+from connector.portal.payments import ChecksumRefused
 from connector.simulator.chaos import LOGIN, ChaosInvalid, ChaosProfile, parse_profile
+from connector.simulator.payment_platform import CallbackSpec, PaymentSpec
 from connector.simulator.state import (
     DEFAULT_DOSSIER_FIELDS,
     DEFAULT_STATS_FIELDS,
@@ -48,9 +75,12 @@ from connector.simulator.state import (
     SimulatorState,
     outcome_of,
 )
+from connector.simulator.submissions import GenerationSpec, SubmissionRefused
 
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
 _DOSSIERS_PER_WRITE = 500  # the dossier list is sent in pieces of this many
+CALLBACK_TIMEOUT = aiohttp.ClientTimeout(total=10)  # the PP's notification to the agency
+_CALLBACK_REPLY_BYTES = 1024 * 1024  # of the agency's reply to it, kept for the test
 
 SIMULATOR_STATE = web.AppKey("simulator_state", SimulatorState)
 _STOPPING = web.AppKey("simulator_stopping", asyncio.Event)
@@ -63,6 +93,10 @@ INTEGRATION_SERVICES: Mapping[str, ServiceCall] = {
     "DongBoHoSoMC": lambda state, body: state.apply_push(body.get("data"), body.get("isUpdating"), copy=False),
     "CapNhatTienDoHoSoMC": lambda state, body: state.apply_steps(body.get("data"), copy=False),
     "TraCuuHoSo": lambda state, body: state.lookup(body.get("mahoso")),
+    "DanhSachHoSo": lambda state, body: state.list_submissions(body),
+    "LayTaiLieuHoSo": lambda state, body: state.fetch_file(body.get("duongdanteptin")),
+    "CapNhatDaNhanHoSo": lambda state, body: state.acknowledge_submission(body),
+    "DongBoTrangThaiHoSo": lambda state, body: state.apply_status_back(body.get("type"), body.get("data")),
 }
 SHARE_SERVICES: Mapping[str, ServiceCall] = {}  # catalogue services are not simulated yet
 
@@ -89,6 +123,14 @@ def create_app(config: SimulatorConfig) -> web.Application:
     app.router.add_put("/_sim/chaos", _put_chaos)
     app.router.add_delete("/_sim/chaos", _clear_chaos)
     app.router.add_get("/_sim/rate", _rate)
+    app.router.add_post("/_sim/submissions", _register_submissions)
+    app.router.add_post("/_sim/submissions/generate", _generate_submissions)
+    app.router.add_get("/_sim/submissions", _list_submissions)
+    app.router.add_get("/_sim/submissions/{no:.+}", _one_submission)
+    app.router.add_post(config.pp_query_path, _pp_query)
+    app.router.add_post("/_sim/payments", _register_payments)
+    app.router.add_get("/_sim/payments", _list_payments)
+    app.router.add_post("/_sim/payments/{ref}/callback", _send_payment_callback)
     return app
 
 
@@ -340,6 +382,107 @@ async def _clear_chaos(request: web.Request) -> web.StreamResponse:
     return _json(profile.model_dump(mode="json"))
 
 
+# --- citizen submissions and the Payment Platform ------------------------------------------------
+
+
+async def _register_submissions(request: web.Request) -> web.StreamResponse:
+    body = await _knob_body(request)
+    if isinstance(body, web.Response):
+        return body
+    try:
+        registered = request.app[SIMULATOR_STATE].submissions.register(body.get("submissions"))
+    except SubmissionRefused as exc:
+        return _json({"error": str(exc)}, status=400)
+    return _json({"registered": registered}, status=201)
+
+
+async def _generate_submissions(request: web.Request) -> web.StreamResponse:
+    try:
+        spec = GenerationSpec.model_validate(await request.json())
+    except ValueError as exc:  # not JSON, or a pydantic ValidationError
+        return _json({"error": str(exc)}, status=400)
+    return _json(request.app[SIMULATOR_STATE].submissions.generate(spec).as_json(), status=201)
+
+
+async def _list_submissions(request: web.Request) -> web.StreamResponse:
+    return _json(request.app[SIMULATOR_STATE].submissions.views())
+
+
+async def _one_submission(request: web.Request) -> web.StreamResponse:
+    view = request.app[SIMULATOR_STATE].submissions.view(request.match_info["no"])
+    if view is None:
+        return _json({"error": "not found"}, status=404)
+    return _json(view)
+
+
+async def _pp_query(request: web.Request) -> web.StreamResponse:
+    """The PP answers every QUERY with HTTP 200 and JSON, a refusal included (``MaLoi`` 99)."""
+    try:
+        message: Any = json.loads(await request.text())
+    except ValueError:
+        message = None
+    return _json(request.app[SIMULATOR_STATE].payments.query(message))
+
+
+async def _register_payments(request: web.Request) -> web.StreamResponse:
+    body = await _knob_body(request)
+    if isinstance(body, web.Response):
+        return body
+    items = body.get("payments")
+    if not isinstance(items, list):
+        return _json({"error": "payments: must be a list"}, status=400)
+    specs: list[PaymentSpec] = []
+    for index, item in enumerate(items):
+        try:
+            specs.append(PaymentSpec.model_validate(item))
+        except ValidationError as exc:
+            return _json({"error": f"payments[{index}]: {exc}"}, status=400)
+    return _json({"registered": request.app[SIMULATOR_STATE].payments.register(specs)}, status=201)
+
+
+async def _list_payments(request: web.Request) -> web.StreamResponse:
+    return _json(request.app[SIMULATOR_STATE].payments.views())
+
+
+async def _send_payment_callback(request: web.Request) -> web.StreamResponse:
+    """Act as the PP: post the result notification of one payment to the URL given, report what came back."""
+    try:
+        spec = CallbackSpec.model_validate(await request.json())
+    except ValueError as exc:  # not JSON, or a pydantic ValidationError
+        return _json({"error": str(exc)}, status=400)
+    try:
+        notification = request.app[SIMULATOR_STATE].payments.notification(request.match_info["ref"], spec)
+    except ChecksumRefused as exc:  # an override holding "|"
+        return _json({"error": str(exc)}, status=400)
+    if notification is None:
+        return _json({"error": "not found"}, status=404)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=CALLBACK_TIMEOUT) as http,
+            http.post(spec.url, data=_dumps(notification).encode("utf-8"),
+                      headers={"Content-Type": "application/json"}) as response,
+        ):
+            status = response.status
+            text = (await response.content.read(_CALLBACK_REPLY_BYTES)).decode("utf-8", errors="replace")
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return _json({"error": f"the notification was not delivered: {exc!r}", "sent": notification}, status=502)
+    try:
+        reply: Any = json.loads(text)
+    except ValueError:
+        reply = text
+    return _json({"status": status, "reply": reply, "sent": notification})
+
+
+async def _knob_body(request: web.Request) -> dict[str, Any] | web.Response:
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return _json({"error": "the body must be a JSON object"}, status=400)
+    return body
+
+
 def _fields(request: web.Request, known: tuple[str, ...], default: tuple[str, ...]) -> tuple[str, ...] | web.Response:
     """The ``?fields=`` of a view: comma-separated names from ``known``, or ``all``."""
     asked = request.query.get("fields")
@@ -365,6 +508,7 @@ def _url_host(host: str) -> str:
 
 
 __all__ = [
+    "CALLBACK_TIMEOUT",
     "MAX_REQUEST_BYTES",
     "SIMULATOR_STATE",
     "ChaosProfile",

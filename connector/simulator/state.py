@@ -1,14 +1,17 @@
 """The simulated adapter's memory and rules, without HTTP: sessions, dossiers, steps, faults, chaos,
-counters and load measurements.
+counters and load measurements; citizen submissions (``submissions.SubmissionDesk``) and the Payment
+Platform (``payment_platform.PaymentPlatform``) hang off it.
 
 Every service method takes decoded JSON values and returns the adapter-shaped reply
 ``{"error_code", "message", "result"}``, so the aiohttp layer only moves bytes. Time comes from two
 injectable clocks: a monotonic one for sessions, chaos windows and the rate meter, and the wall clock
-for the receipt times a benchmark compares with events' ``occurred_at``.
+for the receipt times a benchmark compares with events' ``occurred_at``. The monotonic one also decides
+when a registered submission becomes visible.
 """
 
 from __future__ import annotations
 
+import base64
 import hmac
 import secrets
 import time
@@ -21,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from connector.simulator.chaos import Chaos, ChaosProfile, Verdict
 from connector.simulator.meter import RateMeter
+from connector.simulator.payment_platform import PaymentPlatform
+from connector.simulator.submissions import SubmissionDesk, SubmissionRefused
 from connector.simulator.validation import push_problem, steps_problem
 
 Reply = dict[str, Any]
@@ -43,6 +48,10 @@ class SimulatorConfig:
     keep_history: int = 100  # pushed records kept per dossier (0 = none), for tests
     # Misbehaviour from the start (and again after a reset); PUT /_sim/chaos replaces it at run time.
     chaos: ChaosProfile = field(default_factory=ChaosProfile)
+    # The Payment Platform served by the same app: its partner code for us, the shared secret, the QUERY path.
+    pp_partner_code: str = "PORTALSYNC"
+    pp_secret: str = "pp-secret"  # noqa: S105 - the simulator's own test secret
+    pp_query_path: str = "/pp/query"
 
 
 class Fault(BaseModel):
@@ -160,6 +169,8 @@ class SimulatorState:
         self._duplicate_steps = 0
         self.chaos = Chaos(config.chaos, installed_at=clock())
         self.meter = RateMeter(clock)
+        self.submissions = SubmissionDesk(clock=clock, wall_clock=wall_clock)
+        self.payments = PaymentPlatform(config.pp_partner_code, config.pp_secret, wall_clock=wall_clock)
 
     # --- sessions ---------------------------------------------------------------------------------
 
@@ -236,11 +247,49 @@ class SimulatorState:
         return _ok([{"MaHoSo": step["MaHoSo"]} for step in data])
 
     def lookup(self, dossier_no: Any) -> Reply:
-        """``TraCuuHoSo``: ``[record]`` when the portal has the dossier, else ``[]``."""
+        """``TraCuuHoSo``: ``[record]`` for a visible citizen submission (its current revision) or a pushed
+        dossier, else ``[]``."""
         if not isinstance(dossier_no, str) or not dossier_no:
             return _error("mahoso: required")
+        submitted = self.submissions.current_record(dossier_no)
+        if submitted is not None:
+            return _ok([submitted])
         stored = self.dossiers.get(dossier_no)
         return _ok([stored.record] if stored is not None else [])
+
+    # --- the way back: citizen submissions ------------------------------------------------------------
+
+    def list_submissions(self, params: dict[str, Any]) -> Reply:
+        """``DanhSachHoSo``: one page of an agency's visible submissions in a window of days."""
+        try:
+            return _ok(self.submissions.listing(params))
+        except SubmissionRefused as exc:
+            return _error(str(exc))
+
+    def fetch_file(self, path: Any) -> Reply:
+        """``LayTaiLieuHoSo``: a submitted file, base64 in ``TepTinDinhKem``."""
+        try:
+            stored = self.submissions.file(path)
+        except SubmissionRefused as exc:
+            return _error(str(exc))
+        encoded = base64.b64encode(stored.content).decode("ascii")
+        return {"error_code": "0", "message": OK_MESSAGE, "TepTinDinhKem": [{"TenTep": stored.name, "Base64": encoded}]}
+
+    def acknowledge_submission(self, params: dict[str, Any]) -> Reply:
+        """``CapNhatDaNhanHoSo``: the agency received a revision. Acknowledging it again is harmless."""
+        try:
+            self.submissions.acknowledge(params)
+        except SubmissionRefused as exc:
+            return _error(str(exc))
+        return _ok(None)
+
+    def apply_status_back(self, kind: Any, data: Any) -> Reply:
+        """``DongBoTrangThaiHoSo``: the status of a submission that started on the portal."""
+        try:
+            self.submissions.status_back(kind, data)
+        except SubmissionRefused as exc:
+            return _error(str(exc))
+        return _ok(None)
 
     def _store(self, record: dict[str, Any], now: float) -> dict[str, str]:
         number = record["MaHoSo"]
@@ -322,7 +371,8 @@ class SimulatorState:
         return {number: stored.as_json(fields) for number, stored in self.dossiers.items()}
 
     def reset(self) -> None:
-        """Forget every dossier, session, fault and count; the configured chaos starts over from now."""
+        """Forget every dossier, submission, payment, session, fault and count; the configured chaos starts
+        over from now."""
         self.sessions.clear()
         self.dossiers.clear()
         self._faults.clear()
@@ -332,6 +382,8 @@ class SimulatorState:
         self._duplicate_pushes = 0
         self._duplicate_steps = 0
         self.meter.reset()
+        self.submissions.reset()
+        self.payments.reset()
         self.set_chaos(self.config.chaos)
 
 
@@ -360,7 +412,7 @@ def outcome_of(reply: Reply) -> str:
     return {"0": "ok", "-3": "already_exists", "-2": "session_expired"}.get(code, "rejected")
 
 
-def _ok(result: list[Any]) -> Reply:
+def _ok(result: Any) -> Reply:
     return {"error_code": "0", "message": OK_MESSAGE, "result": result}
 
 
