@@ -100,6 +100,9 @@ class Dossier:
     received_at: datetime
     due_at: datetime
     receipt_no: str | None = None
+    # The one-stop system's own number of a dossier that started on the national portal (``no`` is then the
+    # national one): sent back as MaHoSoDonVi.
+    local_no: str | None = None
     sub_status: str | None = None
     summary: str | None = None
     note: str | None = None
@@ -156,7 +159,8 @@ def event_from_document(document: dict[str, Any]) -> DossierEvent:
             applicant=Applicant(a["type"], a["name"], a.get("id_number"), a.get("phone"), a.get("email"),
                                 a.get("portal_account_id")),
             received_at=_when(d, "received_at", "dossier"), due_at=_when(d, "due_at", "dossier"),
-            receipt_no=d.get("receipt_no"), sub_status=d.get("sub_status"), summary=d.get("summary"),
+            receipt_no=d.get("receipt_no"), local_no=d.get("local_no"), sub_status=d.get("sub_status"),
+            summary=d.get("summary"),
             note=d.get("note"), finished_at=_maybe_when(d, "finished_at", "dossier"),
             returned_at=_maybe_when(d, "returned_at", "dossier"),
             documents=tuple(Document(x["id"], x["name"], x["url"], x.get("component_code"),

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connector.errors import InvalidInput
-from connector.events import Dossier, DossierEvent, Step, vocabulary
+from connector.events import Dossier, DossierEvent, InvalidEvent, Step, vocabulary
 
 PORTAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 NATIONAL_PROCEDURE_CODE = re.compile(r"^\d\.\d{6}\.\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}$")
@@ -47,6 +47,10 @@ STEP_FIELDS = frozenset({
     "NguoiXuLy", "ChucDanh", "ThoiDiemXuLy", "PhongBanXuLy", "NoiDungXuLy", "TrangThai", "NgayBatDau",
     "NgayKetThucTheoQuyDinh",
 })
+# DongBoTrangThaiHoSo (PORTAL.md §1): the status of a dossier that started on the national portal, sent back as
+# one object with these fields, in this order (``map_status_back`` fills them).
+STATUS_BACK_FIELDS = ("MaHoSo", "MaHoSoDonVi", "TrangThaiHoSo", "NgayCapNhat", "NgayHenTra", "NgayKetThucXuLy",
+                      "NgayTra", "GhiChu")
 ELLIPSIS = "…"
 
 
@@ -122,7 +126,7 @@ class Mappings(_Strict):
     @field_validator("limits")
     @classmethod
     def _known_fields(cls, limits: dict[str, int]) -> dict[str, int]:
-        unknown = sorted(set(limits) - RECORD_FIELDS - STEP_FIELDS)
+        unknown = sorted(set(limits) - RECORD_FIELDS - STEP_FIELDS - set(STATUS_BACK_FIELDS))
         if unknown:
             raise ValueError(f"no portal field named {', '.join(unknown)}")
         small = [f"{k}={v}" for k, v in limits.items() if v < 2]
@@ -176,13 +180,16 @@ class MappedEvent:
 
     dossier_no: str
     version: int
-    record: dict[str, Any]  # a DongBoHoSoMC record
+    record: dict[str, Any]  # a DongBoHoSoMC record; with status_back, the DongBoTrangThaiHoSo data object
     step: dict[str, Any] | None  # a CapNhatTienDoHoSoMC step, for dossier.step events
     truncated: tuple[str, ...] = field(default=())  # fields cut to their declared limit
     # Local codes and the reception time, kept in the ledger for operators' filters (backfill).
     agency_code: str = ""
     procedure_code: str = ""
     received_at: datetime | None = None
+    # A dossier that started on the national portal: its state goes back with DongBoTrangThaiHoSo, not
+    # DongBoHoSoMC (its steps still go with CapNhatTienDoHoSoMC: the dossier exists there).
+    status_back: bool = False
 
 
 def portal_time(moment: datetime | None) -> str:
@@ -307,6 +314,42 @@ def map_dossier(dossier: Dossier, mappings: Mappings) -> dict[str, Any]:
     return record
 
 
+def local_number(dossier: Dossier) -> str:
+    """The one-stop system's own number of a dossier that started on the national portal (MaHoSoDonVi):
+    ``local_no``, or else ``receipt_no``. Raise InvalidEvent when the event carries neither."""
+    if dossier.local_no:
+        return dossier.local_no
+    if dossier.receipt_no and dossier.receipt_no.strip():
+        return dossier.receipt_no
+    raise InvalidEvent("a dossier that started on the national portal needs its local number to send its status "
+                       "back (DongBoTrangThaiHoSo MaHoSoDonVi): dossier.local_no, or else dossier.receipt_no",
+                       reason="local_no_missing", field="dossier.local_no")
+
+
+def map_status_back(event: DossierEvent, mappings: Mappings) -> dict[str, Any]:
+    """The DongBoTrangThaiHoSo data object for a dossier that started on the national portal, before length
+    limits: its national number and ours, its national status (the same table as DongBoHoSoMC), when it
+    changed (the event's time) and its dates. Raises MappingError or InvalidEvent."""
+    dossier = event.dossier
+    values = (
+        dossier.no,  # the national number: the dossier started there
+        local_number(dossier),
+        str(national_status(dossier.status, dossier.sub_status, mappings.status)),
+        portal_time(event.occurred_at),
+        portal_time(dossier.due_at),
+        portal_time(dossier.finished_at),
+        portal_time(dossier.returned_at),
+        dossier.note or "",
+    )
+    return dict(zip(STATUS_BACK_FIELDS, values, strict=True))
+
+
+def is_status_back(record: Mapping[str, Any]) -> bool:
+    """Whether a record as sent (kept in the ledger) is a DongBoTrangThaiHoSo data object rather than a
+    DongBoHoSoMC record: only the former has MaHoSoDonVi, and every DongBoHoSoMC record has MaTTHC."""
+    return "MaHoSoDonVi" in record and "MaTTHC" not in record
+
+
 def map_step(dossier_no: str, step: Step, mappings: Mappings) -> dict[str, Any]:
     """The CapNhatTienDoHoSoMC step. A null note broke progress updates in production: fall back to the
     national name of the step's status, so NoiDungXuLy is never empty."""
@@ -326,13 +369,15 @@ def map_step(dossier_no: str, step: Step, mappings: Mappings) -> dict[str, Any]:
 
 
 def map_event(event: DossierEvent, mappings: Mappings) -> MappedEvent:
-    """Everything the portal needs for one event, length limits applied. Raises MappingError."""
+    """Everything the portal needs for one event, length limits applied. Raises MappingError, or InvalidEvent
+    for a dossier from the national portal without its local number."""
     dossier = event.dossier
-    record = map_dossier(dossier, mappings)
+    status_back = dossier.origin == "portal"
+    record = map_status_back(event, mappings) if status_back else map_dossier(dossier, mappings)
     step = map_step(dossier.no, event.step, mappings) if event.step is not None else None
     cut: list[str] = []
     apply_limits(record, mappings.limits, cut)
     if step is not None:
         apply_limits(step, mappings.limits, cut, "step.")
     return MappedEvent(dossier.no, dossier.version, record, step, tuple(cut), dossier.agency_code,
-                       dossier.procedure_code, dossier.received_at)
+                       dossier.procedure_code, dossier.received_at, status_back)

@@ -585,6 +585,8 @@ def _first_state(rng: random.Random, draft: _DossierDraft) -> Json:
     delivery = "postal" if draft.channel == "postal" or rng.random() < 0.25 else "counter"
     return {
         "no": draft.no,
+        # Started on the national portal: ``no`` is the national number, and ours is sent back with the status.
+        **({"local_no": _local_no(draft)} if draft.origin == "portal" else {}),
         "version": 0,
         "procedure_code": procedure.code,
         "agency_code": agency.code,
@@ -610,6 +612,11 @@ def _first_state(rng: random.Random, draft: _DossierDraft) -> Json:
 
 def _receipt_no(draft: _DossierDraft) -> str:
     return "BN-" + draft.no.split("-", 1)[1]
+
+
+def _local_no(draft: _DossierDraft) -> str:
+    """The one-stop system's own number of a dossier that started on the national portal."""
+    return f"{draft.procedure.agency_code}-MC-{draft.no.split('-', 1)[1]}"
 
 
 def _official_for(rng: random.Random, agency: Agency, role: StepRole) -> Official:
@@ -781,7 +788,7 @@ def _draft_dossiers(
             # Long enough to include an expert step, whose actor is the longest name.
             events, outcome, channel = max(min_events, min(max_events, 7)), "returned", "direct"
         origin: Literal["local", "portal"] = "local"
-        # A few (every 8th online one): their status goes back by a service the push side does not send yet.
+        # A few (every 8th online one) started on the national portal: their status goes back (DongBoTrangThaiHoSo).
         if channel == "online":
             online_count += 1
         if channel == "online" and online_count % 8 == 3:

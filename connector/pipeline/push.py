@@ -10,7 +10,9 @@ Follow one event:
    ``DongBoHoSoMC`` / ``CapNhatTienDoHoSoMC`` call and one ledger transaction. Every adapter call goes
    through the ``PortalGateway``: rate limit, concurrency limit, circuit breaker, and the wait-out of
    service-wide errors (which never dead-letter an event). A batch the adapter refuses is split until
-   the refused records are found; only they are dead-lettered.
+   the refused records are found; only they are dead-lettered. A dossier that started on the national
+   portal has its state sent back instead with ``DongBoTrangThaiHoSo``, one dossier per call (its data is
+   one object), through the same gateway; its steps go with everyone else's.
 4. When a unit ends, each of its events is finished in its partition's **watermark**; offsets are
    committed up to the first unfinished event. Consumption pauses while too much is in flight or the
    adapter is unavailable, so memory stays bounded and the backlog waits in Kafka.
@@ -38,7 +40,7 @@ from aiolimiter import AsyncLimiter
 from pydantic_core import to_json
 
 from connector.config import PortalSettings, PushSettings, Settings
-from connector.errors import DeadlineExceeded, InvalidInput, PermanentError, RetryableError, SyncError
+from connector.errors import DeadlineExceeded, InvalidInput, RetryableError, SyncError
 from connector.events import DossierEvent, decode_event
 from connector.kafka import OffsetWatermark
 from connector.mapping import MappedEvent, Mappings, map_event
@@ -47,6 +49,7 @@ from connector.pipeline.batching import MicroBatcher, Settle
 from connector.pipeline.breaker import CircuitBreaker
 from connector.pipeline.failures import ConsumedRecord, FailureRecorder
 from connector.pipeline.retry import call_with_retries
+from connector.portal.rest import PUSH_STATUS
 from connector.store import LedgerEntry, StateStore, Synced
 
 log = structlog.get_logger(__name__)
@@ -68,6 +71,8 @@ class Portal(Protocol):
     async def push_dossiers(self, records: Sequence[Mapping[str, Any]], *, updating: bool) -> bool: ...
 
     async def push_progress(self, steps: Sequence[Mapping[str, Any]]) -> None: ...
+
+    async def push_status(self, data: Mapping[str, Any]) -> None: ...
 
     async def lookup(self, dossier_no: str) -> dict[str, Any] | None: ...
 
@@ -132,14 +137,6 @@ class EventReader:
         event: DossierEvent | None = None
         try:
             event = decode_event(record.key, record.value, max_bytes=self._max_bytes)
-            if event.dossier.origin == "portal":
-                # Kept for replay rather than skipped: nothing an operator may need later is thrown away.
-                raise PermanentError(
-                    "dossiers that started on the national portal get their status back through "
-                    "DongBoTrangThaiHoSo, which this version does not send yet",
-                    reason="origin_portal_unsupported",
-                    field="dossier.origin",
-                )
             mapped = map_event(event, self._mappings)
         except SyncError as error:
             # Without its traceback: the traceback holds this frame, which holds the error, a reference
@@ -235,10 +232,27 @@ class PortalGateway:
         await asyncio.gather(one_kind(False), one_kind(True))
         return results
 
+    async def request(self, service: str, send: Callable[[], Awaitable[T]]) -> T:
+        """Any other adapter call (the pull services), protected like a push: rate limit, breaker, and the
+        wait-out of service-wide errors; a record-level error is raised."""
+        return await self.call(service, send, _Patience(service=service))
+
     async def lookup(self, dossier_no: str) -> dict[str, Any] | None:
         """TraCuuHoSo: what the portal holds of one dossier (None: nothing), protected like a push."""
         patience = _Patience(service="TraCuuHoSo")
         return await self.call("TraCuuHoSo", lambda: self._portal.lookup(dossier_no), patience)
+
+    async def push_status(self, data: Mapping[str, Any]) -> None:
+        """DongBoTrangThaiHoSo for one dossier that started on the national portal (its data is one object:
+        one dossier per call), protected like a record push: service-wide errors are waited out until the
+        record's deadline. Raises the record's own error, or DeadlineExceeded."""
+        patience = _Patience(service=PUSH_STATUS)
+        try:
+            await self.call(PUSH_STATUS, lambda: self._portal.push_status(data), patience)
+        except SyncError as error:
+            if error.affects_every_record:  # as for a record alone in _bisect: past its deadline
+                raise self._gave_up(error, patience) from None
+            raise
 
     async def push_steps(self, groups: list[list[dict[str, Any]]],
                          settle: Settle[None]) -> list[BaseException | None]:
@@ -358,7 +372,7 @@ class PortalGateway:
 
 def _payload(mapped: MappedEvent) -> dict[str, Any]:
     """What was (or would have been) sent for one event, for the failure table."""
-    return {"DongBoHoSoMC": mapped.record, "CapNhatTienDoHoSoMC": mapped.step}
+    return {PUSH_STATUS if mapped.status_back else "DongBoHoSoMC": mapped.record, "CapNhatTienDoHoSoMC": mapped.step}
 
 
 def _chunks(items: list[T], size: int) -> list[list[T]]:
@@ -376,6 +390,7 @@ class DossierSync:
         push = settings.push
         self._push = push
         self._store = store
+        self._gateway = gateway
         self._retry = settings.portal.retry
         self._failures = failures
         concurrent = settings.portal.rate_limit.max_concurrent_requests
@@ -434,21 +449,26 @@ class DossierSync:
 
     async def _sync(self, no: str, live: list[Admitted], entry: LedgerEntry | None) -> list[Outcome]:
         newest = live[-1]
-        record_text, digest = hashed_record(newest.mapped.record)
+        mapped = newest.mapped
+        record_text, digest = hashed_record(mapped.record)
         exists = entry is not None and entry.exists_on_portal
         steps = [item.mapped.step for item in live if item.mapped.step is not None]
         how = "step"
-        service = "DongBoHoSoMC"
+        service = PUSH_STATUS if mapped.status_back else "DongBoHoSoMC"
         try:
             # Steps need the dossier on the portal; an unchanged record need not be sent again.
             if not exists or entry is None or entry.record_hash != digest:
-                size = len(newest.record.value or b"")
-                was_update = await self._records.submit(RecordPush(newest.mapped.record, exists, size))
-                how = "updated" if was_update else "created"
+                if mapped.status_back:
+                    # Started on the national portal: its state goes back, one dossier per call.
+                    await self._gateway.push_status(mapped.record)
+                    how = "status_back"
+                else:
+                    size = len(newest.record.value or b"")
+                    was_update = await self._records.submit(RecordPush(mapped.record, exists, size))
+                    how = "updated" if was_update else "created"
             service = "CapNhatTienDoHoSoMC"
             for chunk in _chunks(steps, self._push.max_batch_records):
                 await self._steps.submit(chunk)
-            mapped = newest.mapped
             await self._writes.submit(Synced(no, newest.version, digest, newest.event_id, record_text,
                                              mapped.agency_code, mapped.procedure_code, mapped.received_at, how))
         except SyncError as error:  # record-level: service-wide errors were waited out below us

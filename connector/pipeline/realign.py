@@ -10,6 +10,10 @@ state over a newer one for good: the daemon may sync a newer version of a dossie
 ours may reach the portal last. So after sending, the ledger is read again, and a dossier whose newer
 version was recorded meanwhile has that newer state sent too, until the ledger stands still. (What the
 daemon has pushed but not yet recorded is the one window left; the next reconcile shows it.)
+
+A dossier that started on the national portal is kept in the ledger as the ``DongBoTrangThaiHoSo`` data the
+daemon sent back (``mapping.is_status_back`` tells it from a ``DongBoHoSoMC`` record): it is sent again the
+same way, one dossier per call, and recorded again with the outcome ``status_back``, never as a whole record.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any, Literal, TypeVar
 
 from connector.config import Settings
 from connector.errors import SyncError
+from connector.mapping import is_status_back
 from connector.pipeline.connections import open_connections
 from connector.pipeline.push import PortalGateway, RecordPush
 from connector.store import LedgerFilter, LedgerRecord, StateStore
@@ -37,6 +42,8 @@ DEFAULT_COMPARED_FIELDS = ("TrangThaiHoSo",)
 # updated continuously; one that still moves is reported, and its own next event will carry it anyway.
 MAX_ROUNDS = 5
 _NOT_KEPT = "the ledger has no record of it to send (synced before the ledger kept records)"
+# The ledger outcome of a state sent back with DongBoTrangThaiHoSo, kept as it is when re-sent.
+STATUS_BACK_OUTCOME = "status_back"
 
 
 @dataclass(frozen=True)
@@ -144,13 +151,17 @@ class Realigner:
         for _ in range(MAX_ROUNDS):
             if not todo:
                 break
-            answers = await self._push(todo, on_portal or {})
+            bodies = [json.loads(record.record_json or "{}") for record in todo]
+            answers = await self._push(todo, bodies, on_portal or {})
             accepted = [record for record, answer in zip(todo, answers, strict=True) if answer is None]
+            back = {record.dossier_no for record, body in zip(todo, bodies, strict=True) if is_status_back(body)}
             for record, answer in zip(todo, answers, strict=True):
                 if answer is not None:
                     done[record.dossier_no] = Sent(record.dossier_no, record.version, "failed", answer)
-            # Recorded only where the ledger has nothing newer (the store never moves a version back).
-            await self.store.record_synced_many([record.synced(outcome) for record in accepted])
+            # Recorded only where the ledger has nothing newer (the store never moves a version back). A status
+            # back keeps its outcome: it says how the dossier's state is sent.
+            await self.store.record_synced_many([
+                record.synced(STATUS_BACK_OUTCOME if record.dossier_no in back else outcome) for record in accepted])
             now = await self.store.ledger_records_of([record.dossier_no for record in accepted])
             todo = []
             for record in accepted:
@@ -161,6 +172,8 @@ class Realigner:
                 else:
                     detail = "sent; a newer version synced meanwhile was sent after it" \
                         if record.dossier_no in moved else "sent"
+                    if record.dossier_no in back:
+                        detail += " (as its status back, DongBoTrangThaiHoSo: it started on the national portal)"
                     done[record.dossier_no] = Sent(record.dossier_no, record.version, "sent", detail)
         for record in todo:
             done[record.dossier_no] = Sent(record.dossier_no, record.version, "failed",
@@ -168,25 +181,35 @@ class Realigner:
                                            f"carry its newest state")
         return [done[record.dossier_no] for record in records]
 
-    async def _push(self, records: list[LedgerRecord], on_portal: Mapping[str, bool]) -> list[str | None]:
-        """DongBoHoSoMC for ``records`` in batches; per record, None when the portal took it, else why not."""
+    async def _push(self, records: list[LedgerRecord], bodies: list[dict[str, Any]],
+                    on_portal: Mapping[str, bool]) -> list[str | None]:
+        """Each record's body (``records[i].record_json`` read) sent again: DongBoHoSoMC in batches, a status
+        back with DongBoTrangThaiHoSo one by one; per record, None when the portal took it, else why not."""
         answers: list[str | None] = [None] * len(records)
+        whole = [i for i, body in enumerate(bodies) if not is_status_back(body)]
 
-        async def batch(start: int) -> None:
-            chunk = records[start:start + self._batch]
-            pushes = [RecordPush(json.loads(r.record_json or "{}"), on_portal.get(r.dossier_no, False),
-                                 len(r.record_json or "")) for r in chunk]
+        async def batch(indexes: list[int]) -> None:
+            pushes = [RecordPush(bodies[i], on_portal.get(records[i].dossier_no, False),
+                                 len(records[i].record_json or "")) for i in indexes]
             async with self._limit:
                 try:
                     results = await self._within_patience(
                         lambda: self._gateway.push_records(pushes, lambda _i, _answer: None))
                 except GaveUp as gave_up:
                     results = [gave_up] * len(pushes)
-            for offset, result in enumerate(results):
+            for index, result in zip(indexes, results, strict=True):
                 if isinstance(result, BaseException):
-                    answers[start + offset] = _why(result)
+                    answers[index] = _why(result)
 
-        await asyncio.gather(*(batch(start) for start in range(0, len(records), self._batch)))
+        async def status_back(index: int) -> None:
+            async with self._limit:
+                try:
+                    await self._within_patience(lambda: self._gateway.push_status(bodies[index]))
+                except (GaveUp, SyncError) as error:
+                    answers[index] = _why(error)
+
+        await asyncio.gather(*(batch(whole[start:start + self._batch]) for start in range(0, len(whole), self._batch)),
+                             *(status_back(i) for i, body in enumerate(bodies) if is_status_back(body)))
         return answers
 
     async def check(self, records: Sequence[LedgerRecord], fields: Sequence[str] = DEFAULT_COMPARED_FIELDS, *,

@@ -86,11 +86,12 @@ class LoginFailed(PermanentError):
 
 
 def classify_reply(
-    status: int, headers: Mapping[str, str], body: bytes, *, expired_codes: Collection[str]
+    status: int, headers: Mapping[str, str], body: bytes, *, expired_codes: Collection[str],
+    max_bytes: int = MAX_REPLY_BYTES,
 ) -> dict[str, Any]:
     """Return the parsed reply when it means success; raise the matching error otherwise."""
-    if len(body) > MAX_REPLY_BYTES:
-        raise PortalUnavailable(f"reply larger than {MAX_REPLY_BYTES} bytes", reason="reply_too_large")
+    if len(body) > max_bytes:
+        raise PortalUnavailable(f"reply larger than {max_bytes} bytes", reason="reply_too_large")
     if status == 401:
         raise SessionExpired()
     if status in RETRYABLE_STATUSES or status >= 500:

@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from types import TracebackType
 from typing import Any, Literal
 
@@ -57,7 +57,18 @@ Classifier = Callable[[int, Mapping[str, str], bytes], dict[str, Any]]
 
 PUSH_DOSSIERS = "DongBoHoSoMC"
 PUSH_PROGRESS = "CapNhatTienDoHoSoMC"
+PUSH_STATUS = "DongBoTrangThaiHoSo"
 LOOKUP = "TraCuuHoSo"
+LIST_SUBMISSIONS = "DanhSachHoSo"
+FETCH_FILE = "LayTaiLieuHoSo"
+ACKNOWLEDGE_SUBMISSION = "CapNhatDaNhanHoSo"
+
+# The pull services' parameter names (PORTAL.md §6: assumed, not published): one place to adjust them.
+PULL_PARAMS = {
+    "agency": "donViXuLy", "first_day": "ngayNhan1", "last_day": "ngayNhan2", "page": "trang",
+    "page_size": "soLuong", "file_path": "duongdanteptin", "dossier_no": "maHoSo", "revision": "phienBan",
+    "received": "daNhan", "local_no": "maHoSoDonVi",
+}
 LOGIN = "login"
 
 _READ_CHUNK = 64 * 1024
@@ -146,6 +157,12 @@ class PortalClient:
         if steps:
             await self.call("integration", PUSH_PROGRESS, {"data": _as_dicts(steps)})
 
+    async def push_status(self, data: Mapping[str, Any]) -> None:
+        """The status of one dossier that started on the national portal, sent back: ``type`` is the string
+        "2", and ``data`` one object (not a list), so one dossier per call."""
+        body = data if isinstance(data, dict) else dict(data)
+        await self.call("integration", PUSH_STATUS, {"type": "2", "data": body})
+
     async def lookup(self, dossier_no: str) -> dict[str, Any] | None:
         """The portal's record of ``dossier_no``, or None when the portal does not have it."""
         reply = await self.call("integration", LOOKUP, {"mahoso": dossier_no})
@@ -180,18 +197,24 @@ class PortalClient:
         *,
         service: str,
         classify: Classifier | None = None,
+        max_bytes: int = MAX_REPLY_BYTES,
     ) -> dict[str, Any]:
         # ASCII-escaped JSON reads the same whatever charset the adapter assumes for the body.
         body = json.dumps(payload).encode("ascii")
         data = payload.get("data")
         count = len(data) if isinstance(data, list) else None
-        if data is None and isinstance(payload.get("mahoso"), str):
-            data = {"MaHoSo": payload["mahoso"]}  # a lookup names its dossier too, for the audit trail
+        named = payload.get("mahoso", payload.get(PULL_PARAMS["dossier_no"]))
+        if data is None and isinstance(named, str):
+            data = {"MaHoSo": named}  # a lookup or an acknowledgement names its dossier too, for the audit trail
         started = time.perf_counter()
         result = "cancelled"  # stays so only if the caller cancels us mid-call
         try:
-            status, headers, raw = await self._exchange(url, body)
-            reply = (classify or self._classify_service_reply)(status, headers, raw)
+            status, headers, raw = await self._exchange(url, body, max_bytes)
+            if classify is None:
+                reply = classify_reply(status, headers, raw, expired_codes=self._settings.session_expired_codes,
+                                       max_bytes=max_bytes)
+            else:
+                reply = classify(status, headers, raw)
             result = "ok"
             return reply
         except SyncError as exc:
@@ -203,12 +226,12 @@ class PortalClient:
             if self._auditor is not None:
                 self._auditor(_call_record(service, data, body, result, seconds))
 
-    async def _exchange(self, url: str, body: bytes) -> tuple[int, Mapping[str, str], bytes]:
+    async def _exchange(self, url: str, body: bytes, max_bytes: int) -> tuple[int, Mapping[str, str], bytes]:
         try:
             async with self._client().post(
                 url, data=body, headers=self._headers, timeout=self._timeout, allow_redirects=False
             ) as response:
-                raw = await _read_bounded(response.content, MAX_REPLY_BYTES)
+                raw = await _read_bounded(response.content, max_bytes)
                 return response.status, response.headers, raw
         except TimeoutError as exc:
             # Ambiguous: the adapter may have applied the call. Re-sending the full state is safe.
@@ -217,9 +240,6 @@ class PortalClient:
             ) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise PortalUnavailable(f"{type(exc).__name__}: {exc}"[:500], reason="network") from exc
-
-    def _classify_service_reply(self, status: int, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
-        return classify_reply(status, headers, body, expired_codes=self._settings.session_expired_codes)
 
     def _client(self) -> aiohttp.ClientSession:
         # Created on first use, inside the running loop, as aiohttp requires.
@@ -244,6 +264,45 @@ class PortalClient:
             log.warning("portal.call", **fields)
         if self._observer is not None:
             self._observer(service, result, seconds)
+
+    # --- the way back: submissions made on the national portal ---------------------------------------
+
+    async def list_submissions(self, agency: str, first_day: date, last_day: date, *, page: int,
+                               page_size: int) -> Any:
+        """One page of ``DanhSachHoSo``: the submissions for ``agency`` received in the (inclusive) window,
+        as the adapter sent them (``connector.submissions.parse_listing`` validates)."""
+        p = PULL_PARAMS
+        reply = await self.call("integration", LIST_SUBMISSIONS, {
+            p["agency"]: agency, p["first_day"]: first_day.isoformat(), p["last_day"]: last_day.isoformat(),
+            p["page"]: page, p["page_size"]: page_size})
+        return reply.get("result")
+
+    async def submission(self, dossier_no: str) -> Any:
+        """``TraCuuHoSo``'s record of a submission, unvalidated (None when the portal has none)."""
+        reply = await self.call("integration", LOOKUP, {"mahoso": dossier_no})
+        result = reply.get("result")
+        if not result:
+            return None
+        return result[0] if isinstance(result, list) else result
+
+    async def fetch_file(self, path: str, *, max_bytes: int) -> dict[str, Any]:
+        """``LayTaiLieuHoSo``'s reply for one file, unvalidated; a reply over ``max_bytes`` is refused."""
+        url = self._settings.adapter_url + self._settings.integration_endpoint
+
+        async def send(token: str) -> dict[str, Any]:
+            body = {"session": token, "madonvi": self._settings.madonvi, "service": FETCH_FILE,
+                    PULL_PARAMS["file_path"]: path}
+            return await self._post(url, body, service=FETCH_FILE, max_bytes=max_bytes)
+
+        return await self._session.send(send)
+
+    async def acknowledge_submission(self, dossier_no: str, revision: int, local_no: str | None) -> None:
+        """``CapNhatDaNhanHoSo``: the portal may stop offering this revision. Harmless when repeated."""
+        p = PULL_PARAMS
+        params: dict[str, Any] = {p["dossier_no"]: dossier_no, p["revision"]: str(revision), p["received"]: True}
+        if local_no:
+            params[p["local_no"]] = local_no
+        await self.call("integration", ACKNOWLEDGE_SUBMISSION, params)
 
 
 def _call_record(service: str, data: Any, body: bytes, result: str, seconds: float) -> CallRecord:

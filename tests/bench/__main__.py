@@ -398,7 +398,7 @@ def latency_templates(count: int, seed: int) -> list[tuple[bytes, bytes, bytes, 
     for message in generated:
         event = json.loads(message.value)
         if event["dossier"]["origin"] != "local":
-            continue  # dossiers that started on the portal are not pushed by this version
+            continue  # dossiers that started on the portal get a status back, refused by an empty portal
         event["occurred_at"] = _MARK
         before, after = dumps(event).split(_MARK.encode("utf-8"))
         templates.append((message.key or b"", before, after, event["dossier"]["no"]))

@@ -56,7 +56,8 @@ async def test_the_portal_ends_right_whatever_the_adapter_does(
 ) -> None:
     stream = Topics(await topics.create("dossier.events", partitions=3),
                     await topics.create("dossier.events.dlq", partitions=1), unique_group())
-    # Only events this version pushes: anything dead-lettered then shows a fault taken for the event's.
+    # Only dossiers of our own (the portal would refuse the status back of the others, never registered there
+    # as submissions): anything dead-lettered then shows a fault taken for the event's.
     messages = [m for m in generate_events(dossiers=60, seed=31, include_bad=False)
                 if json.loads(m.value)["dossier"]["origin"] == "local"]
     expected_offsets = await produce(kafka_bootstrap, stream.events, messages)

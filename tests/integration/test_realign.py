@@ -224,6 +224,9 @@ class DaemonMovesOn:
     async def push_progress(self, steps: Any) -> None:
         await self._client.push_progress(steps)
 
+    async def push_status(self, data: Any) -> None:
+        await self._client.push_status(data)
+
     async def lookup(self, dossier_no: str) -> dict[str, Any] | None:
         return await self._client.lookup(dossier_no)
 

@@ -155,7 +155,8 @@ async def test_two_instances_on_one_store_and_one_group_lose_nothing_and_never_r
 
 
 def _cannot_sync(message: SampleMessage) -> bool:
-    """Broken events, and events of dossiers that started on the portal (not sent by this version)."""
+    """Broken events, and events of dossiers that started on the portal (the simulator has no such submission
+    registered: it refuses their status back)."""
     return message.label != "valid" or json.loads(message.value)["dossier"]["origin"] == "portal"
 
 

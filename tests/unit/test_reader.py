@@ -49,14 +49,15 @@ def test_a_rejected_event_names_the_rule_and_keeps_no_reference_cycle() -> None:
     # An error keeps its traceback, the traceback the reading frame, the frame the error: a cycle that
     # would hold the event and its bytes until a full collection. The reader drops the traceback.
     document = valid_document()
-    document["dossier"]["origin"] = "portal"
+    # From the national portal, without our own number to send its status back with.
+    document["dossier"].update(origin="portal", local_no=None, receipt_no=None)
     record = Record(document["dossier"]["no"].encode(), json.dumps(document).encode())
     freed = weakref.ref(record)
     gc.disable()
     try:
         read = reader().read(TP, record)
         assert isinstance(read, Rejected)
-        assert (read.error.reason, read.error.field) == ("origin_portal_unsupported", "dossier.origin")
+        assert (read.error.reason, read.error.field) == ("local_no_missing", "dossier.local_no")
         assert read.error.__traceback__ is None
         del read, record
         assert freed() is None
