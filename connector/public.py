@@ -1,0 +1,140 @@
+"""The public listener: where the national side calls us.
+
+- ``POST <public.submissions_path>``: DVCQG pushes a new (or amended) dossier; the reply is
+  ``{"error_code": 0}`` created, ``1`` duplicate, ``-1`` with ``message`` on error.
+- ``POST <public.payments_path>``: the Payment Platform's result notification; the reply is the platform's
+  own format (``MaLoi`` "00" / "99", with our checksum).
+
+Apart from the admin listener on purpose: this one faces another organisation, and carries nothing an
+operator uses. Every body is read bounded and handed on as parsed JSON (or an ``UnreadableBody``); a reply
+is always well-formed JSON, whatever arrives: an unexpected error is answered as an error, never a 500.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+from aiohttp import web
+
+from connector.errors import RetryableError
+from connector.observability import Metrics
+
+log = structlog.get_logger(__name__)
+
+MAX_NOTIFICATION_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class UnreadableBody:
+    """A body that is not one JSON value: ``reason`` a token, ``message`` for the reply."""
+
+    reason: str
+    message: str
+
+
+class SubmissionIntake(Protocol):
+    async def accept_pushed(self, body: Any) -> tuple[int, str]:
+        """``(error_code, message)``: 0 accepted, 1 duplicate, -1 refused (the message says why)."""
+        ...
+
+
+class PaymentNotifications(Protocol):
+    async def notification(self, body: Any) -> dict[str, Any]:
+        """The platform-format reply to a result notification (``body`` may be an ``UnreadableBody``)."""
+        ...
+
+    def refusal(self, reason: str, message: str) -> dict[str, Any]:
+        """The platform-format "99" reply, for a call that never reached ``notification``."""
+        ...
+
+
+def create_public_app(*, metrics: Metrics, submissions_path: str, payments_path: str,
+                      intake: SubmissionIntake | None, payments: PaymentNotifications | None,
+                      max_submission_bytes: int, inbound_token: str | None = None) -> web.Application:
+    app = web.Application(client_max_size=max(max_submission_bytes, MAX_NOTIFICATION_BYTES))
+
+    async def submission(request: web.Request) -> web.StreamResponse:
+        def reply(code: int, message: str, status: int = 200) -> web.Response:
+            metrics.public_requests.labels("submissions", str(code)).inc()
+            return web.json_response({"error_code": code, "message": message}, status=status,
+                                     dumps=_dumps)
+
+        if intake is None:
+            return reply(-1, "this service does not accept submissions", 404)
+        if inbound_token is not None and not _bearer_matches(request, inbound_token):
+            return reply(-1, "Authorization: a valid bearer token is required", 401)
+        body = await _read_json(request, max_submission_bytes)
+        if isinstance(body, UnreadableBody):
+            return reply(-1, body.message, 413 if body.reason == "too_large" else 400)
+        try:
+            code, message = await intake.accept_pushed(body)
+        except RetryableError as error:
+            log.warning("public.submission_unavailable", reason=error.reason)
+            return reply(-1, "temporarily unable to accept submissions; please send again later", 503)
+        except Exception as error:  # noqa: BLE001 - the caller gets a well-formed answer, whatever broke
+            log.error("public.submission_failed", error=type(error).__name__)
+            return reply(-1, "internal error; please send again later", 503)
+        return reply(code, message, 200 if code in (0, 1) else 400)
+
+    async def notification(request: web.Request) -> web.StreamResponse:
+        def reply(answer: dict[str, Any], status: int = 200) -> web.Response:
+            metrics.public_requests.labels("payments", str(answer.get("MaLoi"))).inc()
+            return web.json_response(answer, status=status, dumps=_dumps)
+
+        if payments is None:
+            return web.json_response({"MaLoi": "99", "MoTaLoi": "payments are not enabled"}, status=404)
+        body = await _read_json(request, MAX_NOTIFICATION_BYTES)
+        try:
+            return reply(await payments.notification(body))
+        except RetryableError as error:
+            log.warning("public.notification_unavailable", reason=error.reason)
+            return reply(payments.refusal(error.reason, "temporarily unable to record the result"), 503)
+        except Exception as error:  # noqa: BLE001 - the platform gets a well-formed answer, whatever broke
+            log.error("public.notification_failed", error=type(error).__name__)
+            return reply(payments.refusal("internal_error", "internal error"), 503)
+
+    app.router.add_post(submissions_path, submission)
+    app.router.add_post(payments_path, notification)
+    return app
+
+
+async def start_public(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
+    """Serve the public app; port 0 picks a free one. Returns the runner and the base URL."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner, f"http://{host}:{runner.addresses[0][1]}"
+
+
+async def _read_json(request: web.Request, limit: int) -> Any:
+    if request.content_length is not None and request.content_length > limit:
+        return UnreadableBody("too_large", f"the body is over {limit} bytes")
+    raw = await request.content.read(limit + 1)
+    if len(raw) > limit:
+        return UnreadableBody("too_large", f"the body is over {limit} bytes")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return UnreadableBody("malformed_json", "the body is not UTF-8 JSON")
+
+
+def _bearer_matches(request: web.Request, token: str) -> bool:
+    given = request.headers.get("Authorization", "")
+    scheme, _, value = given.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+__all__ = ["MAX_NOTIFICATION_BYTES", "PaymentNotifications", "SubmissionIntake", "UnreadableBody",
+           "create_public_app", "start_public"]
