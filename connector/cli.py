@@ -518,6 +518,79 @@ def reconcile(sample: int | None, everything: bool, fields: tuple[str, ...], fix
 
 
 @main.group()
+def submissions() -> None:
+    """Citizen submissions received from the national portal (the way back)."""
+
+
+@submissions.command("list")
+@click.option("--state", type=click.Choice(["accepted", "acknowledged", "rejected"]), default=None,
+              help="Only revisions in this state (rejected: what could not be published, and why).")
+@click.option("--dossier", default=None, help="Only this national dossier number.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@_CONFIG
+@_JSON
+def submissions_list(state: str | None, dossier: str | None, limit: int, config_path: Path | None,
+                     as_json: bool) -> None:
+    """Submission revisions, newest first, with counts by state."""
+    from dataclasses import asdict
+
+    from connector.console import rows_table, to_json
+    from connector.store.inbound import InboundStore
+
+    async def work(store: StateStore) -> tuple[list[Any], dict[str, int]]:
+        inbound = InboundStore(store)
+        return (await inbound.submissions_list(state=state, dossier_no=dossier, limit=limit),
+                await inbound.submission_counts())
+
+    rows, counts = _with_store(_settings(config_path).state.url, work)
+    if as_json:
+        click.echo(to_json({"counts": counts, "submissions": [asdict(r) for r in rows]}))
+        return
+    summary = ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) or "none yet"
+    Console().print(rows_table(f"Submission revisions ({summary})",
+                               ("dossier", "revision", "state", "via", "published", "reason", "field", "attempts",
+                                "updated"),
+                               ((r.dossier_no, r.revision, r.state, r.received_via, "yes" if r.published else "no",
+                                 r.reason, r.field, r.attempts, r.updated_at) for r in rows)))
+
+
+@main.group()
+def payments() -> None:
+    """Payments watched on the national Payment Platform (the way back)."""
+
+
+@payments.command("list")
+@click.option("--state", type=click.Choice(["pending", "confirmed", "failed", "expired"]), default=None)
+@click.option("--dossier", default=None, help="Only this dossier number.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@_CONFIG
+@_JSON
+def payments_list(state: str | None, dossier: str | None, limit: int, config_path: Path | None,
+                  as_json: bool) -> None:
+    """Payments, newest request first, with counts by state."""
+    from dataclasses import asdict
+
+    from connector.console import rows_table, to_json
+    from connector.store.inbound import InboundStore
+
+    async def work(store: StateStore) -> tuple[list[Any], dict[str, int]]:
+        inbound = InboundStore(store)
+        return (await inbound.payments_list(state=state, dossier_no=dossier, limit=limit),
+                await inbound.payment_counts())
+
+    rows, counts = _with_store(_settings(config_path).state.url, work)
+    if as_json:
+        click.echo(to_json({"counts": counts, "payments": [asdict(r) for r in rows]}))
+        return
+    summary = ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) or "none yet"
+    Console().print(rows_table(f"Payments ({summary})",
+                               ("reference", "dossier", "amount", "state", "queries", "last query", "decided by",
+                                "requested", "next query"),
+                               ((r.reference, r.dossier_no, r.amount, r.state, r.queries, r.last_query_result,
+                                 r.decided_by, r.requested_at, r.next_query_at) for r in rows)))
+
+
+@main.group()
 def mappings() -> None:
     """Inspect deployment mappings."""
 

@@ -171,3 +171,13 @@ def findings_table(findings: Iterable[Finding]) -> Table:
         fixed = "–" if f.fixed is None else ("yes" if f.fixed else "no")
         table.add_row(_cell(f.dossier_no), _cell(f.version), _cell(f.state, style), _cell(fixed), _cell(f.detail))
     return table
+
+
+def rows_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
+    """A plain listing: one row per item, every cell ``Text``."""
+    table = Table(title=title, title_justify="left", caption="times in UTC", caption_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(_cell(value) for value in row))
+    return table

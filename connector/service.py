@@ -16,6 +16,7 @@ from aiohttp import web
 from yarl import URL
 
 from connector.admin import Operations, start_admin
+from connector.attachments import AttachmentStore
 from connector.config import Settings
 from connector.errors import SyncError
 from connector.heap import trim_heap
@@ -24,11 +25,18 @@ from connector.mapping import Mappings, load_mappings
 from connector.observability import Metrics
 from connector.pipeline.audit import AuditTrail
 from connector.pipeline.failures import FailureRecorder
+from connector.pipeline.lease import Leadership, Loop
+from connector.pipeline.outbox import OutboxRelay
+from connector.pipeline.payments import PaymentDesk, PaymentRequestConsumer, build_request_consumer
+from connector.pipeline.pull import SubmissionIntake, SubmissionPoller, max_pushed_body_bytes
 from connector.pipeline.push import DossierSync, EventReader, PortalGateway, PushPipeline
 from connector.pipeline.replay import Replayer, open_replayer
 from connector.portal.errors import PortalUnavailable
+from connector.portal.platform import PaymentPlatformClient
 from connector.portal.rest import PortalClient
+from connector.public import create_public_app, start_public
 from connector.store import StateStore
+from connector.store.inbound import InboundStore
 
 log = structlog.get_logger(__name__)
 
@@ -44,7 +52,9 @@ class Service:
         self.mappings = mappings if mappings is not None else load_mappings(settings.mappings.dir)
         self.metrics = Metrics()
         self.admin_url = ""
+        self.public_url = ""
         self._admin: web.AppRunner | None = None
+        self._public: web.AppRunner | None = None
         self._unwatch_collector: Callable[[], None] | None = None
 
     async def __aenter__(self) -> Service:
@@ -61,9 +71,29 @@ class Service:
         operations = Operations(store=self.store, replayer=self._replayer, readiness=self.readiness)
         self._admin, self.admin_url = await start_admin(self.metrics, s.admin.host, s.admin.port,
                                                         token=admin_token, operations=operations)
+        # The way back: what the national side sends, published once into Kafka through the outbox.
+        self.inbound = InboundStore(self.store)
+        self.relay = OutboxRelay(self.inbound, self.producer, s.kafka, self.metrics)
+        self.intake = SubmissionIntake(s, self.mappings, self.inbound, self.relay,
+                                       AttachmentStore(s.submissions.attachments_dir), self.metrics)
+        self.desk: PaymentDesk | None = None
+        if s.payments.enabled:
+            self.platform = PaymentPlatformClient(s.payments)
+            self.desk = PaymentDesk(s, self.inbound, self.relay, self.platform, self.metrics)
+            self.payment_consumer = build_request_consumer(s)
+            await self.payment_consumer.start()
+        if s.public.listen is not None:
+            inbound_token = s.public.inbound_token.get_secret_value() if s.public.inbound_token else None
+            app = create_public_app(
+                metrics=self.metrics, submissions_path=s.public.submissions_path,
+                payments_path=s.public.payments_path, intake=self.intake, payments=self.desk,
+                max_submission_bytes=max_pushed_body_bytes(self.intake.limits), inbound_token=inbound_token)
+            host, _, port = s.public.listen.rpartition(":")
+            self._public, self.public_url = await start_public(app, host.strip("[]"), int(port))
         self._unwatch_collector = self.metrics.watch_collector()
         log.info("service started", topic=s.kafka.topics.dossier_events, group=s.kafka.group_id,
-                 admin=self.admin_url, portal=str(URL(s.portal.adapter_url).with_user(None)))
+                 admin=self.admin_url, public=self.public_url or None,
+                 portal=str(URL(s.portal.adapter_url).with_user(None)))
         return self
 
     async def __aexit__(
@@ -72,8 +102,13 @@ class Service:
         if self._unwatch_collector is not None:
             self._unwatch_collector()
             self._unwatch_collector = None
-        # Leave the group first so the partitions move on quickly, then release the rest.
-        for close in (self.consumer.stop, self.producer.stop, self.portal.close, self.audit.close, self.store.close):
+        if self._public is not None:  # first: take nothing more in while the rest closes
+            await self._public.cleanup()
+        # Leave the groups first so the partitions move on quickly, then release the rest.
+        closing = [self.consumer.stop]
+        if self.desk is not None:
+            closing += [self.payment_consumer.stop, self.platform.close]
+        for close in (*closing, self.producer.stop, self.portal.close, self.audit.close, self.store.close):
             try:
                 await close()
             except Exception as error:  # noqa: BLE001 - closing must go on for the others
@@ -99,6 +134,14 @@ class Service:
             push=s.push,
         )
         trimming = asyncio.create_task(_trim_heap_until(stop))
+        way_back = [asyncio.create_task(self._run_way_back(stop))]
+        if self.desk is not None:
+            # Every instance registers payment requests (its share of the partitions); one queries them.
+            requests = PaymentRequestConsumer(
+                s, self.desk, self.payment_consumer,
+                FailureRecorder(self.store, DeadLetterQueue(self.producer, s.kafka.topics.dead_letter),
+                                s.portal.retry), self.metrics)
+            way_back.append(asyncio.create_task(requests.run(stop)))
         self.audit.start()
         try:
             await pipeline.run(stop)
@@ -106,6 +149,24 @@ class Service:
             trimming.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await trimming
+            stop.set()  # the push side may have ended on its own (a fatal error): the way back stops too
+            for ended in await asyncio.gather(*way_back, return_exceptions=True):
+                if isinstance(ended, BaseException):
+                    log.error("way back stopped with an error", error=type(ended).__name__)
+
+    async def _run_way_back(self, stop: asyncio.Event) -> None:
+        """The outbox relay and the polls, on the one instance holding the lease."""
+        s = self.settings
+        loops: list[Loop] = [self.relay.run]
+        if s.submissions.poll:
+            poller = SubmissionPoller(s, self.intake, self.inbound, self.relay, self.portal, self.gateway,
+                                      self.metrics)
+            loops.append(poller.run)
+        if self.desk is not None:
+            loops.append(self.desk.run)
+        # A SQLite store serves one instance; several instances share a PostgreSQL one, and elect.
+        self.leadership = Leadership(self.inbound, "way-back", solo=self.store.engine.dialect.name == "sqlite")
+        await self.leadership.run(stop, loops, grace_seconds=s.push.shutdown_grace_seconds)
 
 
     def _replayer(self, changed_by: str) -> contextlib.AbstractAsyncContextManager[Replayer]:
