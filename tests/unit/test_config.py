@@ -85,3 +85,18 @@ def test_the_admin_token_comes_from_the_file_or_the_setting_never_both(tmp_path:
     missing = load_settings(write(tmp_path, f"admin:\n  token_file: {tmp_path / 'gone'}\n"))
     with pytest.raises(ConfigError, match=r"admin\.token_file: cannot read"):
         missing.admin.token_value()
+
+
+def test_payments_enabled_need_a_partner_code_and_a_secret(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"payments: .*partner_code and secret"):
+        load_settings(write(tmp_path, "payments:\n  enabled: true\n"))
+    settings = load_settings(write(tmp_path, "payments:\n  enabled: true\n  partner_code: BXD\n  secret: s3cret\n"))
+    assert settings.payments.secret_value() == "s3cret" and "s3cret" not in repr(settings)
+
+
+def test_the_public_listener_is_off_unless_set_and_its_paths_must_differ(tmp_path: Path) -> None:
+    assert load_settings(None).public.listen is None
+    with pytest.raises(ConfigError, match="public"):
+        load_settings(write(tmp_path, "public:\n  listen: nowhere\n"))
+    with pytest.raises(ConfigError, match="must differ"):
+        load_settings(write(tmp_path, "public:\n  submissions_path: /x\n  payments_path: x\n"))
