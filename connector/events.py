@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 from typing import Any
 
 import jsonschema
@@ -18,6 +17,7 @@ import jsonschema_rs
 from pydantic_core import from_json
 
 from connector.config import SCHEMAS_DIR
+from connector.contracts import Contract, first_error
 from connector.errors import InvalidInput
 
 DOSSIER_EVENT_SCHEMA = SCHEMAS_DIR / "events" / "dossier-event.v1.schema.json"
@@ -178,35 +178,27 @@ def event_from_document(document: dict[str, Any]) -> DossierEvent:
     )
 
 
-@cache
+# Python's reading of a final "$" in patterns, as this contract has always been checked (a test holds it).
+CONTRACT = Contract(DOSSIER_EVENT_SCHEMA, ecma_patterns=False)
+
+
 def _schema() -> dict[str, Any]:
-    schema: dict[str, Any] = json.loads(DOSSIER_EVENT_SCHEMA.read_text(encoding="utf-8"))
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return schema
+    return CONTRACT.schema
 
 
-@cache
-def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(_schema())
+def _validator() -> Any:
+    return CONTRACT.reference
 
 
-@cache
 def _fast_validator() -> jsonschema_rs.Validator:
     # The Rust validator checks a valid event about six times faster than any validator written in
-    # Python; the reference validator above still words every error and has the last word.
-    return jsonschema_rs.validator_for(_schema())
+    # Python; the reference validator still words every error.
+    return CONTRACT.fast
 
 
 def schema_errors(document: Any) -> list[jsonschema.ValidationError]:
-    """Every way ``document`` breaks the event schema; empty when it is valid. ``document`` comes from a
-    JSON parser: the fast check takes a tuple for an array and a Decimal for a number, which JSON
-    never makes."""
-    try:
-        if _fast_validator().is_valid(document):
-            return []
-    except ValueError:  # a value the Rust side cannot take in (a lone surrogate): let the reference judge
-        pass
-    return sorted(_validator().iter_errors(document), key=lambda e: (len(e.absolute_path), str(e.path)))
+    """Every way ``document`` breaks the event schema; empty when it is valid."""
+    return CONTRACT.errors(document)
 
 
 def vocabulary() -> dict[str, frozenset[str]]:
@@ -218,22 +210,6 @@ def vocabulary() -> dict[str, frozenset[str]]:
         "channels": frozenset(dossier["channel"]["enum"]),
         "fee_kinds": frozenset(dossier["fees"]["items"]["properties"]["kind"]["enum"]),
     }
-
-
-def _field_path(error: jsonschema.ValidationError) -> str:
-    return ".".join(str(p) for p in error.absolute_path) or "(event)"
-
-
-def _rule(error: jsonschema.ValidationError) -> str:
-    # The failing keyword and its constraint name the rule; the offending value is left out on purpose:
-    # it may be an ID number or a phone.
-    if error.validator == "required":
-        missing = str(error.message).split("'")[1] if "'" in str(error.message) else "?"
-        return f"required property '{missing}' is missing"
-    if error.validator in {"type", "enum", "const", "pattern", "minLength", "maxLength", "minimum",
-                           "maximum", "maxItems", "minItems"}:
-        return f"must satisfy {error.validator}={json.dumps(error.validator_value, ensure_ascii=False)}"
-    return f"fails {error.validator}"
 
 
 def _parse_json(value: bytes) -> Any:
@@ -276,9 +252,8 @@ def decode_event(key: bytes | None, value: bytes | None, *, max_bytes: int) -> D
         )
     errors = schema_errors(document)
     if errors:
-        first = errors[0]
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise InvalidEvent(_rule(first) + more, reason="schema", field=_field_path(first))
+        field, broken = first_error(errors, whole="(event)")
+        raise InvalidEvent(broken, reason="schema", field=field)
     try:
         event = event_from_document(document)
     except _Unusable as exc:

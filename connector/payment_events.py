@@ -13,15 +13,15 @@ import json
 import re
 import unicodedata
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any, Literal
 
 import jsonschema
 
 from connector.config import SCHEMAS_DIR
+from connector.contracts import Contract, first_error
 from connector.errors import InvalidInput
 from connector.mapping import PORTAL_TZ
 from connector.portal.payments import NOTIFICATION_FIELDS, parse_pp_time
@@ -88,57 +88,18 @@ class PaymentRequest:
     expires_at: datetime | None
 
 
-def _ecma_pattern(validator: Any, pattern: str, instance: Any, schema: Mapping[str, Any]) -> Iterator[
-        jsonschema.ValidationError]:
-    """``pattern`` as JSON Schema means it (ECMA-262): a final ``$`` is the end of the text, not the end or
-    just before a final newline as in Python's ``re``. "REF-1\\n" is not a reference."""
-    if not validator.is_type(instance, "string"):
-        return
-    python = pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith("\\$") else pattern
-    if re.search(python, instance) is None:
-        yield jsonschema.ValidationError("does not match the pattern")
-
-
-# The stubs leave ``extend`` untyped; it returns a validator class like Draft202012Validator.
-_Validator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
-    jsonschema.Draft202012Validator, {"pattern": _ecma_pattern})
-
-
-@cache
-def _validator(path: str) -> Any:
-    with open(path, encoding="utf-8") as handle:
-        schema = json.load(handle)
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return _Validator(schema)
+REQUESTED = Contract(PAYMENT_REQUESTED_SCHEMA)
+OUTCOME = Contract(PAYMENT_OUTCOME_SCHEMA)
 
 
 def request_errors(document: Any) -> list[jsonschema.ValidationError]:
     """Every way ``document`` breaks payment-requested.v1, shallowest first; empty when it is valid."""
-    return _sorted(_validator(str(PAYMENT_REQUESTED_SCHEMA)).iter_errors(document))
+    return REQUESTED.errors(document)
 
 
 def outcome_errors(document: Any) -> list[jsonschema.ValidationError]:
     """Every way ``document`` breaks payment-outcome.v1, shallowest first; empty when it is valid."""
-    return _sorted(_validator(str(PAYMENT_OUTCOME_SCHEMA)).iter_errors(document))
-
-
-def _sorted(errors: Iterator[jsonschema.ValidationError]) -> list[jsonschema.ValidationError]:
-    return sorted(errors, key=lambda e: (len(e.absolute_path), [str(p) for p in e.absolute_path]))
-
-
-def schema_field(error: jsonschema.ValidationError) -> str:
-    return ".".join(str(p) for p in error.absolute_path) or "(event)"
-
-
-def schema_rule(error: jsonschema.ValidationError) -> str:
-    """The failing keyword and its constraint; never the offending value."""
-    if error.validator == "required":
-        message = str(error.message)
-        missing = message.split("'")[1] if message.count("'") >= 2 else "?"
-        return f"required property '{missing}' is missing"
-    if error.validator in {"type", "enum", "const", "pattern", "minLength", "maxLength", "minimum", "maximum"}:
-        return f"must satisfy {error.validator}={json.dumps(error.validator_value, ensure_ascii=False)}"
-    return f"fails {error.validator}"
+    return OUTCOME.errors(document)
 
 
 def _time(text: str, field: str) -> datetime:
@@ -168,8 +129,8 @@ def decode_payment_request(key: bytes | None, value: bytes | None, *,
                                     reason="unsupported_schema_version", field="schema_version")
     errors = request_errors(document)
     if errors:
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise InvalidPaymentRequest(schema_rule(errors[0]) + more, reason="schema", field=schema_field(errors[0]))
+        field, broken = first_error(errors, whole="(event)")
+        raise InvalidPaymentRequest(broken, reason="schema", field=field)
     payment = document["payment"]
     requested_at = _time(payment["requested_at"], "payment.requested_at")
     expires_at = _time(payment["expires_at"], "payment.expires_at") if payment.get("expires_at") else None
@@ -424,7 +385,5 @@ __all__ = [
     "parse_query_reply",
     "request_errors",
     "rfc3339",
-    "schema_field",
-    "schema_rule",
     "settlement_of",
 ]
