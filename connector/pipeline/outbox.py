@@ -102,15 +102,27 @@ class OutboxRelay:
                 if not owed:
                     return total
                 # Queued in order; the producer keeps the order within a partition (one dossier's revisions).
-                sending = [await self._producer.send(m.topic, value=m.value, key=m.key, headers=list(m.headers))
-                           for m in owed]
-                results = await asyncio.wait_for(asyncio.gather(*sending), SEND_TIMEOUT_SECONDS)
-                await self._inbound.mark_published(
-                    [Published(m.message_id, r.partition, r.offset) for m, r in zip(owed, results, strict=True)],
-                    self._clock())
-                for m in owed:
+                try:
+                    sending = [await self._producer.send(m.topic, value=m.value, key=m.key,
+                                                         headers=list(m.headers)) for m in owed]
+                    results = await asyncio.wait_for(asyncio.gather(*sending, return_exceptions=True),
+                                                     SEND_TIMEOUT_SECONDS)
+                    # The ones the broker took are marked even when others failed: sent again, they would be
+                    # twice.
+                    taken = [(m, r) for m, r in zip(owed, results, strict=True) if not isinstance(r, BaseException)]
+                    await self._inbound.mark_published(
+                        [Published(m.message_id, r.partition, r.offset) for m, r in taken], self._clock())
+                except BaseException:
+                    # Some may be on the topic unmarked (a timeout, the store away): look there before sending
+                    # anything again.
+                    self._recovered = False
+                    raise
+                for m, _ in taken:
                     self._metrics.outbox_published.labels(m.topic).inc()
-                total += len(owed)
+                total += len(taken)
+                failed = next((r for r in results if isinstance(r, BaseException)), None)
+                if failed is not None:
+                    raise failed
 
     async def run(self, stop: asyncio.Event, *, interval: float = 1.0) -> None:
         """Publish what is owed until ``stop``; errors are waited out (the messages stay owed)."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from connector.store.state import StateStore, _fitted, _store_errors, kafka_headers, stored_headers, stored_utc
@@ -133,10 +133,11 @@ class InboundStore:
         """The broker holds these: forget their bodies, keep where they went."""
         if not published:
             return
+        statement = update(outbox).where(outbox.c.message_id == bindparam("id")).values(
+            published_at=now, partition=bindparam("at_partition"), offset=bindparam("at_offset"), record_value=None)
         async with _store_errors(), self._engine.begin() as conn:
-            for item in published:
-                await conn.execute(update(outbox).where(outbox.c.message_id == item.message_id).values(
-                    published_at=now, partition=item.partition, offset=item.offset, record_value=None))
+            await conn.execute(statement, [{"id": p.message_id, "at_partition": p.partition, "at_offset": p.offset}
+                                           for p in published])
 
     async def outbox_backlog(self) -> int:
         async with _store_errors(), self._engine.connect() as conn:
