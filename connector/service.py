@@ -142,6 +142,10 @@ class Service:
                 FailureRecorder(self.store, DeadLetterQueue(self.producer, s.kafka.topics.dead_letter),
                                 s.portal.retry), self.metrics)
             way_back.append(asyncio.create_task(requests.run(stop)))
+        for task in way_back:
+            # A way-back loop that ends on an error stops the daemon (exit 1, the supervisor restarts it):
+            # running on without it would leave payment requests unread with nobody told.
+            task.add_done_callback(lambda ended: stop.set() if not ended.cancelled() and ended.exception() else None)
         self.audit.start()
         try:
             await pipeline.run(stop)
@@ -150,9 +154,10 @@ class Service:
             with contextlib.suppress(asyncio.CancelledError):
                 await trimming
             stop.set()  # the push side may have ended on its own (a fatal error): the way back stops too
-            for ended in await asyncio.gather(*way_back, return_exceptions=True):
-                if isinstance(ended, BaseException):
-                    log.error("way back stopped with an error", error=type(ended).__name__)
+            ended = await asyncio.gather(*way_back, return_exceptions=True)
+        errors = [error for error in ended if isinstance(error, BaseException)]
+        if errors:
+            raise errors[0]
 
     async def _run_way_back(self, stop: asyncio.Event) -> None:
         """The outbox relay and the polls, on the one instance holding the lease."""

@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from connector.pipeline.waiting import wait_any
 from connector.store.inbound import InboundStore
 
 log = structlog.get_logger(__name__)
@@ -47,7 +48,8 @@ class Leadership:
 
     async def run(self, stop: asyncio.Event, loops: Sequence[Loop], *, grace_seconds: float = 10.0) -> None:
         """Until ``stop``: take the lease when it is free, and run ``loops`` while it is held. Each loop gets an
-        event that is set when it must stop (``stop``, or the lease lost)."""
+        event that is set when it must stop (``stop``, the lease lost, or another loop ended: the loops run
+        together or not at all, and start again together after a pause)."""
         renew_every = self._ttl / 3
         while not stop.is_set():
             if await self._take():
@@ -56,8 +58,8 @@ class Leadership:
                 self.leading = True
                 log.info("lease.taken", lease=self._name)
                 try:
-                    while not stop.is_set() and not all(task.done() for task in tasks):
-                        await _wait(stop, renew_every)
+                    while not stop.is_set() and not any(task.done() for task in tasks):
+                        await wait_any(stop, seconds=renew_every)
                         if not stop.is_set() and not await self._take():
                             log.warning("lease.lost", lease=self._name)
                             break
@@ -68,11 +70,13 @@ class Leadership:
                     if stop.is_set():
                         with contextlib.suppress(Exception):
                             await self._inbound.release_lease(self._name, self.holder)
-                for task in tasks:
-                    if not task.cancelled() and task.exception() is not None:
-                        log.error("lease.loop_failed", lease=self._name, error=type(task.exception()).__name__)
+                failed = [task.exception() for task in tasks if not task.cancelled() and task.exception() is not None]
+                for error in failed:
+                    log.error("lease.loop_failed", lease=self._name, error=type(error).__name__)
+                if failed:
+                    await wait_any(stop, seconds=renew_every)  # not a hot loop on a failure that repeats
             else:
-                await _wait(stop, renew_every)
+                await wait_any(stop, seconds=renew_every)
 
     async def _take(self) -> bool:
         if self._solo:
@@ -84,11 +88,6 @@ class Leadership:
         except Exception as error:  # noqa: BLE001 - a store that cannot be reached: not holding is the safe answer
             log.warning("lease.unavailable", lease=self._name, error=type(error).__name__)
             return False
-
-
-async def _wait(event: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), seconds)
 
 
 async def _finish(tasks: Sequence[asyncio.Task[None]], grace_seconds: float) -> None:

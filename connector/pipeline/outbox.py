@@ -13,7 +13,6 @@ would each send them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from aiokafka import AIOKafkaProducer
 from connector.config import KafkaSettings
 from connector.kafka import read_topic
 from connector.observability import Metrics
+from connector.pipeline.waiting import wait_any
 from connector.store.inbound import InboundStore, OutboxMessage, Published
 
 log = structlog.get_logger(__name__)
@@ -135,17 +135,7 @@ class OutboxRelay:
             except Exception as error:  # noqa: BLE001 - the broker or the store is away: owed messages wait
                 log.warning("outbox.publish_failed", error=type(error).__name__, retry_in=round(backoff, 1))
                 backoff = min(backoff * 2, 30.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_first(stop, self._wake), backoff)
-
-
-async def _first(*events: asyncio.Event) -> None:
-    waits = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for wait in waits:
-            wait.cancel()
+            await wait_any(stop, self._wake, seconds=backoff)
 
 
 def _header(headers: Any, name: str) -> str | None:

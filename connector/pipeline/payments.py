@@ -23,7 +23,6 @@ the callback may land on any instance.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import random
 from collections.abc import Callable, Sequence
@@ -57,6 +56,7 @@ from connector.payment_events import (
 )
 from connector.pipeline.failures import ConsumedRecord, FailureRecorder
 from connector.pipeline.outbox import OutboxRelay, outbox_message
+from connector.pipeline.waiting import wait_any
 from connector.portal.errors import PortalUnavailable
 from connector.portal.payments import NOTIFICATION_FIELDS, REPLY_FIELDS, ChecksumRefused, pp_time, signed, verify
 from connector.portal.platform import PaymentPlatformClient, PlatformRefused
@@ -223,8 +223,7 @@ class PaymentDesk:
                     delay = min(scan, max((next_due - self._clock()).total_seconds(), self._min_gap()))
             except Exception as error:  # noqa: BLE001 - the store away: the payments wait, nothing is lost
                 log.warning("payment.scan_failed", error=type(error).__name__, reason=getattr(error, "reason", None))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_first(stop, self._wake), delay)
+            await wait_any(stop, self._wake, seconds=delay)
 
     async def query_due(self, stop: asyncio.Event | None = None) -> int:
         """One pass over the payments due now (bounded concurrency); returns how many were looked at."""
@@ -344,15 +343,6 @@ def _same_amount(result: PlatformResult, payment: PaymentRow) -> bool:
     return result.amount == payment.amount and (not result.currency or result.currency == payment.currency)
 
 
-async def _first(*events: asyncio.Event) -> None:
-    waits = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for wait in waits:
-            wait.cancel()
-
-
 class PaymentRequestConsumer:
     """Reads ``payment.requests`` (its own group; see ``build_request_consumer``), registers each request
     with the desk, records an invalid one as a failure (failure table and DLQ), and commits a partition's
@@ -415,8 +405,7 @@ class PaymentRequestConsumer:
                             reason=error.reason if isinstance(error, SyncError) else None,
                             retryable=isinstance(error, RetryableError), retry_in=round(wait, 2),
                             partition=record.partition, offset=record.offset)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), wait)
+                await wait_any(stop, seconds=wait)
                 if stop.is_set():
                     return False
 

@@ -18,7 +18,6 @@ is not acknowledged to the portal.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from connector.mapping import PORTAL_TZ, Mappings
 from connector.observability import Metrics
 from connector.pipeline.outbox import OutboxRelay, outbox_message
 from connector.pipeline.push import PortalGateway
+from connector.pipeline.waiting import wait_any
 from connector.portal.rest import ACKNOWLEDGE_SUBMISSION, FETCH_FILE, LIST_SUBMISSIONS, LOOKUP, PortalClient
 from connector.store.inbound import InboundStore, SubmissionKey
 from connector.submissions import (
@@ -200,8 +200,7 @@ class SubmissionPoller:
                     self._metrics.submission_polls.labels("failed").inc()
                     log.warning("submissions.poll_failed", agency=agency, error=type(error).__name__,
                                 reason=getattr(error, "reason", None))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+            await wait_any(stop, seconds=interval)
 
     async def poll(self, agency: str) -> PollReport:
         """One poll of one agency: list, fetch and accept what is new, publish, acknowledge, move the cursor."""
