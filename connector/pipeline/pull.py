@@ -92,8 +92,9 @@ class SubmissionIntake:
         try:
             submission = parse_submission(body, inline=True, limits=self.limits)
         except InvalidSubmission as error:
-            key = _key_of(body)
-            if key is not None:
+            # Recorded against its revision when the record named it validly; counted and logged in any case.
+            if error.dossier_no is not None and error.revision is not None:
+                key = SubmissionKey(error.dossier_no, error.revision)
                 await self.reject(key, "push", _agency_of(body), error)
             else:
                 self._metrics.submissions.labels("push", "rejected", error.reason).inc()
@@ -340,20 +341,6 @@ def _day(text: str) -> date | None:
         return date.fromisoformat(text)
     except ValueError:
         return None
-
-
-def _key_of(body: Any) -> SubmissionKey | None:
-    """The revision a refused push names, when it names one plainly (to record the rejection against it)."""
-    if not isinstance(body, dict):
-        return None
-    no, revision = body.get("MaHoSo"), body.get("PhienBan")
-    if not isinstance(no, str) or not 3 <= len(no) <= 100 or not no.isprintable():
-        return None
-    if isinstance(revision, str) and revision.isascii() and revision.isdigit() and len(revision) <= 18:
-        return SubmissionKey(no, int(revision))
-    if isinstance(revision, int) and not isinstance(revision, bool) and 0 < revision < 10**18:
-        return SubmissionKey(no, revision)
-    return None
 
 
 def _agency_of(body: Any) -> str | None:
