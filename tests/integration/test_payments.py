@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
 import json
 import random
-import threading
 import time
 import uuid
 from collections import Counter
@@ -44,6 +42,7 @@ from connector.store import StateStore
 from connector.store.inbound import InboundStore
 from tests.conftest import TopicFactory
 from tests.integration.pipeline_harness import SIM
+from tests.integration.served_in_thread import ServedInThread
 from tests.kafkatools import produce, wait_for_committed
 
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=15)
@@ -462,23 +461,14 @@ async def _is(value: Awaitable[Any], expected: Any) -> bool:
 
 # --- hostile bodies at the public endpoint -----------------------------------------------------------------
 
-class PublicEndpoint:
+class PublicEndpoint(ServedInThread):
     """The public app with a desk over a SQLite store, served from a loop of its own (so that hypothesis,
     which is synchronous, can throw bodies at it over real HTTP)."""
 
     def __init__(self, tmp_path: Path) -> None:
+        super().__init__()
         self.tmp_path = tmp_path
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.port = 0
         self.genuine: dict[str, Any] = {}
-
-    def call(self, coroutine: Awaitable[Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=30)  # type: ignore[arg-type]
-
-    def start(self) -> None:
-        self.thread.start()
-        self.call(self._start())
 
     async def _start(self) -> None:
         self.settings = load_settings(None, **{
@@ -508,14 +498,7 @@ class PublicEndpoint:
         self.port = int(url.rsplit(":", 1)[1])
 
     def post(self, body: bytes) -> tuple[int, Any]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            connection.request("POST", self.settings.public.payments_path, body=body,
-                               headers={"Content-Type": "application/json"})
-            response = connection.getresponse()
-            return response.status, json.loads(response.read())
-        finally:
-            connection.close()
+        return self.post_json(self.settings.public.payments_path, body)
 
     def nothing_published(self) -> bool:
         """PAY-H is pending and nothing but the control's outcome is owed."""
@@ -526,18 +509,10 @@ class PublicEndpoint:
 
         return bool(self.call(check()))
 
-    def stop(self) -> None:
-        async def close() -> None:
-            await self.runner.cleanup()
-            await self.client.close()
-            await self.store.close()
-
-        try:
-            self.call(close())
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(10)
-            self.loop.close()
+    async def _close(self) -> None:
+        await self.runner.cleanup()
+        await self.client.close()
+        await self.store.close()
 
 
 @dataclass

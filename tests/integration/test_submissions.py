@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import http.client
 import json
-import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +33,7 @@ from connector.store import StateStore
 from connector.store.inbound import InboundStore, SubmissionKey
 from tests.conftest import TopicFactory
 from tests.integration.pipeline_harness import SIM
+from tests.integration.served_in_thread import ServedInThread
 
 AGENCY = "000.00.01.G12"
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=15)
@@ -182,20 +181,12 @@ async def test_a_polled_submission_whose_file_does_not_hash_is_rejected_and_not_
 # --- arbitrary JSON at the endpoint -------------------------------------------------------------------------
 
 
-class Endpoint:
+class Endpoint(ServedInThread):
     """The public app with a real intake on its own loop in a thread, so hypothesis can drive it."""
 
     def __init__(self, tmp_path: Path) -> None:
+        super().__init__()
         self.tmp_path = tmp_path
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def call(self, work: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(work, self.loop).result(30)
-
-    def start(self) -> None:
-        self.thread.start()
-        self.call(self._start())
 
     async def _start(self) -> None:
         self.settings = _settings(self.tmp_path, "127.0.0.1:9", "portal.submissions")
@@ -212,29 +203,14 @@ class Endpoint:
         self.port = int(url.rsplit(":", 1)[1])
 
     def post(self, body: bytes) -> tuple[int, Any]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            connection.request("POST", self.settings.public.submissions_path, body=body,
-                               headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
-            response = connection.getresponse()
-            return response.status, json.loads(response.read())
-        finally:
-            connection.close()
+        return self.post_json(self.settings.public.submissions_path, body, {"Authorization": f"Bearer {TOKEN}"})
 
     def owed(self) -> int:
         return int(self.call(self.inbound.outbox_backlog()))
 
-    def stop(self) -> None:
-        async def close() -> None:
-            await self.runner.cleanup()
-            await self.store.close()
-
-        try:
-            self.call(close())
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(10)
-            self.loop.close()
+    async def _close(self) -> None:
+        await self.runner.cleanup()
+        await self.store.close()
 
 
 @pytest.fixture(scope="module")
