@@ -23,6 +23,7 @@ from connector.console import as_utc, failure_summary, parse_moment, plain
 from connector.mapping import MappingsInvalid
 from connector.observability import Metrics
 from connector.pipeline.replay import Replayer, count_states
+from connector.serving import serve
 from connector.store import FAILURE_STATES, MAX_INT32, FailureFilter, StateStore, StoreUnavailable, whole_number
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
@@ -260,8 +261,4 @@ async def start_admin(metrics: Metrics, host: str, port: int, *, token: str | No
                       operations: Operations | None = None) -> tuple[web.AppRunner, str]:
     """Serve the admin app; port 0 picks a free one. Returns the runner and the base URL."""
     runner = web.AppRunner(create_admin_app(metrics, token=token, operations=operations), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    bound = runner.addresses[0][1]
-    return runner, f"http://{host}:{bound}"
+    return runner, f"http://{host}:{await serve(runner, host, port)}"

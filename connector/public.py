@@ -22,6 +22,7 @@ from aiohttp import web
 
 from connector.errors import RetryableError
 from connector.observability import Metrics
+from connector.serving import serve
 
 log = structlog.get_logger(__name__)
 
@@ -105,13 +106,7 @@ def create_public_app(*, metrics: Metrics, submissions_path: str, payments_path:
 async def start_public(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
     """Serve the public app; port 0 picks a free one. Returns the runner and the base URL."""
     runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port).start()
-    except BaseException:
-        await runner.cleanup()
-        raise
-    return runner, f"http://{host}:{runner.addresses[0][1]}"
+    return runner, f"http://{host}:{await serve(runner, host, port)}"
 
 
 async def _read_json(request: web.Request, limit: int) -> Any:

@@ -61,6 +61,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from connector.portal.payments import ChecksumRefused
+from connector.serving import serve
 from connector.simulator.chaos import LOGIN, ChaosInvalid, ChaosProfile, parse_profile
 from connector.simulator.payment_platform import CallbackSpec, PaymentSpec
 from connector.simulator.state import (
@@ -141,14 +142,7 @@ async def start_simulator(host: str, port: int, config: SimulatorConfig) -> tupl
     """
     # Cancel a handler when its client goes away: "in flight" then means a client is still waiting.
     runner = web.AppRunner(create_app(config), handler_cancellation=True)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port).start()
-    except BaseException:
-        await runner.cleanup()
-        raise
-    bound_port = runner.addresses[0][1]
-    return runner, f"http://{_url_host(host)}:{bound_port}"
+    return runner, f"http://{_url_host(host)}:{await serve(runner, host, port)}"
 
 
 # --- adapter side ---------------------------------------------------------------------------------
