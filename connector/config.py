@@ -36,6 +36,17 @@ class ConfigError(Exception):
     """The configuration cannot be used; the message names the field and the rule."""
 
 
+def secret_value(given: SecretStr | None, file: Path | None, *, name: str) -> str:
+    """A secret given in the settings (as given) or in a file (stripped: editors end files with a newline);
+    "" when there is none. ``name`` is the file's setting, for the error."""
+    if file is not None:
+        try:
+            return file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{name}: cannot read ({exc.strerror})") from exc
+    return given.get_secret_value() if given is not None else ""
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -144,12 +155,7 @@ class PortalSettings(Section):
 
     def password_value(self) -> str:
         """The password, read from ``password_file`` when that is how it was given."""
-        if self.password_file is not None:
-            try:
-                return self.password_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(f"portal.password_file: cannot read ({exc.strerror})") from exc
-        return self.password.get_secret_value() if self.password is not None else ""
+        return secret_value(self.password, self.password_file, name="portal.password_file")
 
 
 class PushSettings(Section):
@@ -192,14 +198,7 @@ class AdminSettings(Section):
 
     def token_value(self) -> str | None:
         """The API token, read from ``token_file`` when that is how it was given; None when there is none."""
-        if self.token_file is not None:
-            try:
-                text = self.token_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(f"admin.token_file: cannot read ({exc.strerror})") from exc
-            return text or None
-        value = self.token.get_secret_value().strip() if self.token is not None else ""
-        return value or None
+        return secret_value(self.token, self.token_file, name="admin.token_file").strip() or None
 
     @field_validator("listen")
     @classmethod
@@ -295,12 +294,7 @@ class PaymentSettings(Section):
 
     def secret_value(self) -> str:
         """The shared secret, read from ``secret_file`` when that is how it was given."""
-        if self.secret_file is not None:
-            try:
-                return self.secret_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(f"payments.secret_file: cannot read ({exc.strerror})") from exc
-        return self.secret.get_secret_value() if self.secret is not None else ""
+        return secret_value(self.secret, self.secret_file, name="payments.secret_file")
 
 
 class PublicSettings(Section):
