@@ -239,8 +239,7 @@ class PortalGateway:
 
     async def lookup(self, dossier_no: str) -> dict[str, Any] | None:
         """TraCuuHoSo: what the portal holds of one dossier (None: nothing), protected like a push."""
-        patience = _Patience(service="TraCuuHoSo")
-        return await self.call("TraCuuHoSo", lambda: self._portal.lookup(dossier_no), patience)
+        return await self.request("TraCuuHoSo", lambda: self._portal.lookup(dossier_no))
 
     async def push_status(self, data: Mapping[str, Any]) -> None:
         """DongBoTrangThaiHoSo for one dossier that started on the national portal (its data is one object:
