@@ -160,6 +160,10 @@ class Metrics:
             "it first", ["outcome", "path"], registry=r)
         self.payment_requests = Counter(
             "portal_sync_payment_requests", "payment.requested events read, by result", ["result"], registry=r)
+        self.inbound_conflicts = Counter(
+            "portal_sync_inbound_conflicts", "Submission revisions met with two different bodies (an inbound push "
+            "against another push or the poll): neither published until the portal's own record settles it",
+            ["outcome"], registry=r)
         self.public_requests = Counter(
             "portal_sync_public_requests", "Calls on the public listener by endpoint and reply",
             ["endpoint", "reply"], registry=r)
