@@ -19,6 +19,8 @@ may quote a citizen's data): those go to the DLQ headers, not to log lines.
 
 from __future__ import annotations
 
+import traceback
+from pathlib import Path
 from typing import ClassVar, Literal
 
 ErrorKind = Literal["invalid_input", "permanent", "retryable"]
@@ -40,6 +42,11 @@ class SyncError(Exception):
 
     def __str__(self) -> str:
         return f"{self.field}: {self.message}" if self.field else self.message
+
+    @property
+    def error_class(self) -> str:
+        """The class a failure row and the DLQ headers name."""
+        return type(self).__name__
 
 
 class InvalidInput(SyncError):
@@ -83,3 +90,23 @@ class DeadlineExceeded(SyncError):
         self.last = last
         self.attempts = attempts
         self.quotes_remote_text = last.quotes_remote_text
+
+
+class InternalError(SyncError):
+    """An unexpected exception while one record was handled: a bug, or content no rule foresaw. The record
+    becomes a recorded failure (reason ``internal_error``, the exception's own class as the failure's class);
+    the daemon goes on with the next. Replayable once the cause is fixed. The message says where, not what:
+    the exception's own text may quote a value of the record."""
+
+    kind: ClassVar[ErrorKind] = "permanent"
+
+    def __init__(self, exc: BaseException, *, stage: str) -> None:
+        frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ is not None else []
+        where = f", in {frames[-1].name} ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+        super().__init__(f"unexpected {type(exc).__name__} while {stage}{where}; a bug: please report it",
+                         reason="internal_error")
+        self._cause_class = type(exc).__name__
+
+    @property
+    def error_class(self) -> str:
+        return self._cause_class

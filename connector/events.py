@@ -8,6 +8,7 @@ reads, built only from events the schema accepted; they do not restate the schem
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,7 @@ from pydantic_core import from_json
 from connector.config import SCHEMAS_DIR
 from connector.contracts import Contract, first_error
 from connector.errors import InvalidInput
+from connector.untrusted import UnsafeText, check_text
 
 DOSSIER_EVENT_SCHEMA = SCHEMAS_DIR / "events" / "dossier-event.v1.schema.json"
 
@@ -178,8 +180,8 @@ def event_from_document(document: dict[str, Any]) -> DossierEvent:
     )
 
 
-# Python's reading of a final "$" in patterns, as this contract has always been checked (a test holds it).
-CONTRACT = Contract(DOSSIER_EVENT_SCHEMA, ecma_patterns=False)
+# Patterns read as JSON Schema means them: a final "$" is the end of the text, so "G12-0001\n" is no code.
+CONTRACT = Contract(DOSSIER_EVENT_SCHEMA)
 
 
 def _schema() -> dict[str, Any]:
@@ -217,13 +219,21 @@ def _parse_json(value: bytes) -> Any:
 
     pydantic-core's parser also shares short strings between events (keys, codes, names that recur),
     which shrinks what an event in flight keeps alive. It refuses a few inputs that json.loads reads (lone
-    surrogates, a byte-order mark, UTF-16, deep nesting) and words its errors its own way: on any refusal
-    json.loads reads the value again, so the result, or the error, is json.loads's own.
+    surrogate escapes, deep nesting) and words its errors its own way: on any refusal json.loads reads the
+    value again, so the result, or the error, is json.loads's own. Both read UTF-8 only: json.loads alone
+    would also take UTF-16 or UTF-32, a byte-order mark, or surrogates encoded as bytes.
     """
     try:
         return from_json(value)
     except (ValueError, TypeError):
-        return json.loads(value)
+        return json.loads(value.decode("utf-8"))
+
+
+# In JSON text, a lone surrogate or a control character can only arrive escaped: ``\\uD800``..``\\uDFFF`` or
+# ``\\u0000``..``\\u001F`` (raw control bytes inside a string are not JSON). Events that hold no such escape
+# (nearly all) skip the walk over every string; a match may be a false alarm (an escaped backslash), which the
+# walk then clears.
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F]|00[01])")
 
 
 def decode_event(key: bytes | None, value: bytes | None, *, max_bytes: int) -> DossierEvent:
@@ -244,6 +254,14 @@ def decode_event(key: bytes | None, value: bytes | None, *, max_bytes: int) -> D
                            reason="malformed_json", field="(value)") from None
     except RecursionError:
         raise InvalidEvent("JSON nested too deeply to read", reason="malformed_json", field="(value)") from None
+    except ValueError:  # what else json.loads refuses: an integer of more than 4,300 digits
+        raise InvalidEvent("not valid UTF-8 JSON (a number out of range)", reason="malformed_json",
+                           field="(value)") from None
+    if _SUSPECT_ESCAPE.search(value) is not None:
+        try:
+            check_text(document)
+        except UnsafeText as exc:
+            raise InvalidEvent(exc.rule, reason="invalid_text", field=exc.field) from None
     if isinstance(document, dict) and document.get("schema_version") not in (None, 1):
         raise InvalidEvent(
             "unsupported schema_version; this build reads version 1",

@@ -70,7 +70,7 @@ def dead_letter_headers(
         "topic": topic,
         "partition": str(partition),
         "offset": str(offset),
-        "exception.class.name": type(error).__name__,
+        "exception.class.name": error.error_class,
         "exception.message": str(error),
         "kind": error.kind,
         "reason": error.reason,
@@ -78,7 +78,8 @@ def dead_letter_headers(
         "attempts": str(attempts),
     }
     kept = [(k, v) for k, v in original if not k.startswith(ERROR_HEADER_PREFIX)]
-    return kept + [(ERROR_HEADER_PREFIX + k, v.encode("utf-8")) for k, v in ours.items()]
+    # "backslashreplace": a header is bytes whatever our text holds; encoding must never raise here.
+    return kept + [(ERROR_HEADER_PREFIX + k, v.encode("utf-8", errors="backslashreplace")) for k, v in ours.items()]
 
 
 def _client_options(settings: KafkaSettings) -> dict[str, Any]:

@@ -10,13 +10,15 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import structlog
+from aiokafka.errors import MessageSizeTooLargeError
 
 from connector.config import RetrySettings
 from connector.errors import DeadlineExceeded, SyncError
-from connector.kafka import ERROR_HEADER_PREFIX, DeadLetterQueue, dead_letter_headers
+from connector.kafka import ERROR_HEADER_PREFIX, DeadLetterQueue, Header, dead_letter_headers
 from connector.pipeline.batching import MicroBatcher
 from connector.pipeline.retry import call_with_retries
 from connector.store import MAX_INT32, MAX_INT64, Failure, StateStore, whole_number
+from connector.untrusted import text_problem
 
 log = structlog.get_logger(__name__)
 
@@ -36,7 +38,7 @@ def _dossier_no_from_key(key: bytes | None) -> str | None:
         text = key.decode("utf-8") if key else None
     except UnicodeDecodeError:
         return None
-    return text if text and len(text) <= 100 else None
+    return text if text and len(text) <= 100 and text_problem(text) is None else None
 
 
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")  # what Kafka allows in a topic name
@@ -103,6 +105,16 @@ class FailureRecorder:
                                 policy=self._retry)
         return [None] * len(failures)
 
+    async def _dead_letter(self, key: bytes | None, value: bytes | None, headers: list[Header]) -> None:
+        assert self._dlq is not None
+        try:
+            await self._dlq.send(key, value, headers)
+        except MessageSizeTooLargeError:
+            # The original and our headers are over what the DLQ topic takes: the record's content, not an
+            # outage. Sent without the value; the headers and the failure row say where the original lies.
+            size = str(len(value or b"")).encode()
+            await self._dlq.send(key, None, [*headers, (ERROR_HEADER_PREFIX + "original.size", size)])
+
     async def record(
         self,
         record: ConsumedRecord,
@@ -128,13 +140,13 @@ class FailureRecorder:
             topic=record.topic, partition=record.partition, offset=record.offset, key=record.key, value=value,
             headers=list(record.headers), dossier_no=dossier_no or _dossier_no_from_key(record.key),
             event_id=event_id, service=service, mapped_payload=mapped_payload,
-            error_class=type(error).__name__, error_kind=error.kind, reason=error.reason, field=error.field,
+            error_class=error.error_class, error_kind=error.kind, reason=error.reason, field=error.field,
             message=str(error), attempts=error.attempts, event_version=event_version, origin=self._origin,
         )
         if self._dlq is None:
             await self._writes.submit(failure)
         else:
-            await asyncio.gather(self._writes.submit(failure), self._dlq.send(record.key, value, headers))
+            await asyncio.gather(self._writes.submit(failure), self._dead_letter(record.key, value, headers))
         log.warning(
             "event failed",
             topic=record.topic, partition=record.partition, offset=record.offset,

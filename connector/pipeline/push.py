@@ -27,10 +27,8 @@ import functools
 import hashlib
 import re
 import time
-import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 
 import structlog
@@ -40,7 +38,7 @@ from aiolimiter import AsyncLimiter
 from pydantic_core import to_json
 
 from connector.config import PortalSettings, PushSettings, Settings
-from connector.errors import DeadlineExceeded, InvalidInput, RetryableError, SyncError
+from connector.errors import DeadlineExceeded, InternalError, RetryableError, SyncError
 from connector.events import DossierEvent, decode_event
 from connector.kafka import OffsetWatermark
 from connector.mapping import MappedEvent, Mappings, map_event
@@ -50,7 +48,7 @@ from connector.pipeline.breaker import CircuitBreaker
 from connector.pipeline.failures import ConsumedRecord, FailureRecorder
 from connector.pipeline.retry import call_with_retries
 from connector.portal.rest import PUSH_STATUS
-from connector.store import LedgerEntry, StateStore, Synced
+from connector.store import LedgerEntry, StateStore, StoreRefusedValue, Synced
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -83,6 +81,16 @@ def hashed_record(record: Mapping[str, Any]) -> tuple[str, str]:
     it costs one re-push per dossier, nothing worse)."""
     body = to_json(record)
     return body.decode("utf-8"), hashlib.sha256(body).hexdigest()
+
+
+def unexpected_error(exc: BaseException, *, stage: str) -> SyncError:
+    """``exc`` as one record's error: itself when it is one of ours, an ``InternalError`` (where, not what)
+    otherwise. Without tracebacks: they hold frames that hold the record, until a full garbage collection."""
+    if isinstance(exc, SyncError):
+        return exc.with_traceback(None)
+    error = InternalError(exc, stage=stage)
+    error.__cause__ = exc.with_traceback(None)
+    return error
 
 
 def _size(record: ConsumedRecord) -> int:
@@ -143,13 +151,7 @@ class EventReader:
             # cycle that would keep the event and its bytes alive until a full garbage collection.
             return Rejected(record, tp, error.with_traceback(None), event)
         except Exception as exc:  # noqa: BLE001 - a bug in pure code must not stall a partition: record it
-            # Where, not what: the exception's own text may quote a value of the event.
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            unexpected = InvalidInput(f"unexpected {type(exc).__name__} while reading the event, in "
-                                      f"{where.name} ({Path(where.filename).name}:{where.lineno}); a bug: "
-                                      f"please report it", reason="unexpected_error")
-            unexpected.__cause__ = exc.with_traceback(None)
-            return Rejected(record, tp, unexpected, event)
+            return Rejected(record, tp, unexpected_error(exc, stage="reading the event"), event)
         for cut in mapped.truncated:
             self._metrics.truncated_fields.labels(_INDEX.sub("[]", cut)).inc()
         return Admitted(record, tp, event.event_id, mapped, time.monotonic())
@@ -378,6 +380,16 @@ def _chunks(items: list[T], size: int) -> list[list[T]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+async def _split(items: list[X], send: Callable[[list[X]], Awaitable[list[R | BaseException]]],
+                 refused: StoreRefusedValue) -> list[R | BaseException]:
+    """A batch the state store refused for a value of one of its rows, halved until that row is alone: it is
+    that record's failure; the other rows are written (or read)."""
+    if len(items) == 1:
+        return [refused.with_traceback(None)]
+    middle = len(items) // 2
+    return [*await send(items[:middle]), *await send(items[middle:])]
+
+
 def ledger_version(entry: LedgerEntry | None) -> int:
     """The newest version the portal acknowledged; an event at or below it is never sent again."""
     return entry.last_version if entry is not None else 0
@@ -418,20 +430,30 @@ class DossierSync:
             await batcher.close()
         await self._failures.close()
 
-    async def _read_ledger(self, dossier_nos: list[str]) -> list[LedgerEntry | None]:
-        entries = await call_with_retries(lambda: self._store.get_many(dossier_nos), service="state_store",
-                                          policy=self._retry)
+    async def _read_ledger(self, dossier_nos: list[str]) -> list[LedgerEntry | BaseException | None]:
+        try:
+            entries = await call_with_retries(lambda: self._store.get_many(dossier_nos), service="state_store",
+                                              policy=self._retry)
+        except StoreRefusedValue as refused:
+            return await _split(dossier_nos, self._read_ledger, refused)
         return [entries.get(no) for no in dossier_nos]
 
-    async def _write_ledger(self, synced: list[Synced]) -> list[None]:
-        await call_with_retries(lambda: self._store.record_synced_many(synced), service="state_store",
-                                policy=self._retry)
+    async def _write_ledger(self, synced: list[Synced]) -> list[BaseException | None]:
+        try:
+            await call_with_retries(lambda: self._store.record_synced_many(synced), service="state_store",
+                                    policy=self._retry)
+        except StoreRefusedValue as refused:
+            return await _split(synced, self._write_ledger, refused)
         return [None] * len(synced)
 
     async def run_unit(self, items: list[Admitted]) -> list[Outcome]:
-        """Everything waiting for one dossier, in version order → one outcome per event."""
+        """Everything waiting for one dossier, in version order → one outcome per event. Whatever the dossier's
+        content makes go wrong ends as its events' recorded failures; only failing to record them raises."""
         no = items[0].no
-        entry = await self._reads.submit(no)
+        try:
+            entry = await self._reads.submit(no)
+        except Exception as exc:  # noqa: BLE001 - one dossier's trouble is its own failure, never the daemon's
+            return await self._fail(no, items, unexpected_error(exc, stage="reading the ledger"), service=None)
         outcomes: list[Outcome | None] = [None] * len(items)
         live: list[int] = []
         for index, item in enumerate(items):
@@ -449,12 +471,12 @@ class DossierSync:
     async def _sync(self, no: str, live: list[Admitted], entry: LedgerEntry | None) -> list[Outcome]:
         newest = live[-1]
         mapped = newest.mapped
-        record_text, digest = hashed_record(mapped.record)
         exists = entry is not None and entry.exists_on_portal
         steps = [item.mapped.step for item in live if item.mapped.step is not None]
         how = "step"
         service = PUSH_STATUS if mapped.status_back else "DongBoHoSoMC"
         try:
+            record_text, digest = hashed_record(mapped.record)
             # Steps need the dossier on the portal; an unchanged record need not be sent again.
             if not exists or entry is None or entry.record_hash != digest:
                 if mapped.status_back:
@@ -470,15 +492,20 @@ class DossierSync:
                 await self._steps.submit(chunk)
             await self._writes.submit(Synced(no, newest.version, digest, newest.event_id, record_text,
                                              mapped.agency_code, mapped.procedure_code, mapped.received_at, how))
-        except SyncError as error:  # record-level: service-wide errors were waited out below us
-            await asyncio.gather(*(
-                self._failures.record(item.record, error, dossier_no=no, event_id=item.event_id,
-                                      event_version=item.version, service=service,
-                                      mapped_payload=_payload(item.mapped))
-                for item in live))
-            return [Outcome("failed", error.reason)] * len(live)
+        except Exception as exc:  # noqa: BLE001 - record-level: service-wide errors were waited out below us
+            return await self._fail(no, live, unexpected_error(exc, stage="syncing the dossier"), service)
         older = [Outcome("synced", "step" if item.mapped.step is not None else "coalesced") for item in live[:-1]]
         return [*older, Outcome("synced", how)]
+
+    async def _fail(self, no: str, items: list[Admitted], error: SyncError, service: str | None) -> list[Outcome]:
+        """Each of ``items`` recorded as failed with ``error``; raises only when the failure cannot be recorded
+        (the DLQ unreachable): then nothing is committed past them."""
+        await asyncio.gather(*(
+            self._failures.record(item.record, error, dossier_no=no, event_id=item.event_id,
+                                  event_version=item.version, service=service,
+                                  mapped_payload=_payload(item.mapped))
+            for item in items))
+        return [Outcome("failed", error.reason)] * len(items)
 
 
 # ---------------------------------------------------------------------------------------------------------

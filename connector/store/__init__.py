@@ -14,6 +14,7 @@ from connector.store.state import (
     LedgerFilter,
     LedgerRecord,
     StateStore,
+    StoreRefusedValue,
     StoreUnavailable,
     Synced,
     failure_row,
@@ -23,5 +24,5 @@ from connector.store.state import (
 )
 
 __all__ = ["FAILURE_STATES", "MAX_INT32", "MAX_INT64", "Failure", "FailureFilter", "LedgerEntry", "LedgerFilter",
-           "LedgerRecord", "StateStore", "StoreUnavailable", "Synced", "failure_row", "kafka_headers", "stored_utc",
-           "whole_number"]
+           "LedgerRecord", "StateStore", "StoreRefusedValue", "StoreUnavailable", "Synced", "failure_row",
+           "kafka_headers", "stored_utc", "whole_number"]

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from connector.errors import RetryableError
+from connector.errors import PermanentError, RetryableError
 from connector.store import schema
 from connector.store.tables import dossier_ledger, failure_attempts, portal_calls, sync_failures
 
@@ -31,11 +31,27 @@ class StoreUnavailable(RetryableError):
     """The state store cannot be read or written: every event would meet it, so the pipeline waits."""
 
 
+class StoreRefusedValue(PermanentError):
+    """The state store refused a value of the rows written (PostgreSQL's data exceptions, SQLSTATE class 22:
+    a NUL in text, a number out of range; or text no driver can encode). Caused by content, not an outage: the
+    record whose row it is fails, the others go on (a batch is split to find it)."""
+
+
+def _sqlstate(exc: DBAPIError) -> str:
+    return str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
+
+
 @asynccontextmanager
 async def _store_errors() -> AsyncIterator[None]:
     try:
         yield
+    except UnicodeEncodeError:
+        raise StoreRefusedValue("the state store cannot take text that is not UTF-8 (a lone surrogate)",
+                                reason="store_refused_value") from None
     except (DBAPIError, OSError, TimeoutError) as exc:
+        if isinstance(exc, DBAPIError) and _sqlstate(exc).startswith("22"):
+            raise StoreRefusedValue(f"the state store refused a value (SQLSTATE {_sqlstate(exc)})",
+                                    reason="store_refused_value") from None
         # The driver's text can quote parameters (dossier data); the class name is enough to act on.
         raise StoreUnavailable(f"state store unavailable ({type(exc).__name__})",
                                reason="state_store_unavailable") from exc
@@ -134,6 +150,10 @@ def kafka_headers(stored: Sequence[Sequence[str | None]] | None) -> list[tuple[s
 MAX_UNBOUNDED_TEXT = 20_000
 
 
+# NUL, which PostgreSQL refuses in text, and lone surrogates, which no driver can encode.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def _fitted(table: Table, row: dict[str, Any]) -> dict[str, Any]:
     """``row`` with every text value fit for its column. Hostile input reaches these columns (a key, the
     adapter's message, a JSON path); PostgreSQL refuses NUL in text and values over the column's length,
@@ -141,7 +161,7 @@ def _fitted(table: Table, row: dict[str, Any]) -> dict[str, Any]:
     for name, value in row.items():
         if isinstance(value, str):
             limit = getattr(table.c[name].type, "length", None) or MAX_UNBOUNDED_TEXT
-            row[name] = value.replace("\x00", "\ufffd")[:limit]
+            row[name] = _UNSTORABLE.sub("\ufffd", value)[:limit] if not value.isprintable() else value[:limit]
     return row
 
 

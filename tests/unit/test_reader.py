@@ -71,7 +71,7 @@ def test_a_bug_while_reading_becomes_a_failure_that_says_where_not_what() -> Non
     read = EventReader(SETTINGS, broken, Metrics()).read(
         TP, Record(document["dossier"]["no"].encode(), json.dumps(document).encode()))
     assert isinstance(read, Rejected)
-    assert read.error.reason == "unexpected_error"
+    assert read.error.reason == "internal_error" and read.error.error_class == "AttributeError"
     assert "AttributeError" in str(read.error) and "map_dossier (mapping.py:" in str(read.error)
     assert document["dossier"]["no"] not in str(read.error)
     assert read.error.__cause__ is not None and read.error.__cause__.__traceback__ is None
