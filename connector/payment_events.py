@@ -267,7 +267,10 @@ def parse_query_reply(reply: Mapping[str, Any]) -> PlatformResult:
 
 
 def clean_reference(value: Any) -> str | None:
-    """``value`` when it is a clean reference (what we register, echo and log), else None."""
+    """``value`` when it is a clean reference (what we register, echo and log), else None. A whole number is
+    read as its decimal digits: some platforms send a numeric reference as a JSON number."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
     return value if isinstance(value, str) and REFERENCE.fullmatch(value) else None
 
 
@@ -293,7 +296,9 @@ def settlement_of(result: PlatformResult, via: Literal["callback", "query"]) -> 
     """The settlement a notification (MaLoi "00": confirmed, anything else: failed) or a QUERY reply
     (TrangThaiGD 1 / 4) announces; None for a QUERY reply that says pending."""
     if result.status is not None:
-        if result.status == QUERY_PENDING:
+        # "Paid" is trusted only with MaLoi "00": a reply that says paid and carries an error code is not
+        # one to settle on; the payment stays pending and is asked again.
+        if result.status == QUERY_PENDING or (result.status == QUERY_PAID and result.error_code != SUCCESS_CODE):
             return None
         confirmed = result.status == QUERY_PAID
     else:

@@ -3,27 +3,45 @@
 ``classify_reply`` is pure (status, headers, body in; parsed reply out or an exception) so every rule
 below is testable without a network. The rules, in order:
 
-1. a body over ``MAX_REPLY_BYTES`` is refused unread (hostile or broken upstream);
+1. a body over ``MAX_REPLY_BYTES`` is refused unread (hostile or broken upstream): ``PortalUnavailable``
+   (``reply_too_large``);
 2. HTTP 401 means the session is gone; 408/425/429/5xx mean "try later", honouring ``Retry-After``;
-3. a JSON object with ``error_code`` decides by that code (success, expired session, "already exists",
-   anything else refused);
-4. without one: a non-2xx status is refused, plain text saying "thành công" is success (some
-   provincial proxies answer that way), anything else is a malformed reply and worth retrying.
+3. a strict JSON object (``connector.untrusted.parse_json``: no duplicate key, NaN, lone surrogate, NUL, deep
+   nesting) with ``error_code`` decides by that code. A code is an integer or a short text, compared as
+   text with ASCII spaces, tabs and line ends trimmed (adapters send ``" -3"``); success is the integer 0
+   (``-0`` is that integer too) or the text "0" / "00", under a 2xx status, nothing else. A float (``0.0``,
+   ``-0.0``, ``1e-400`` which reads as 0), a boolean, null, a list or an object is no code: ``PortalRejected``
+   (``bad_error_code``) for every record; then expired session, "already exists", and any other code is
+   the refusal of the record (``PortalRejected`` with its ``error_code``);
+4. without one: a non-2xx status is refused (``PortalRejected``, ``http_<status>``, for every record: our
+   endpoint or rights); under a 2xx, a ``Content-Type: text/plain`` body that is, whole and trimmed, the
+   phrase "thành công" is success (some provincial proxies answer that way; case and Unicode form aside);
+   anything else (an HTML error page under a 200, the phrase inside longer text, JSON that is not an object
+   or not strict) is ``PortalUnavailable`` (``malformed_reply``).
+
+Which refusals are retried: ``PortalUnavailable`` (a malformed reply under a 2xx is most likely a broken proxy,
+and the next try may pass it) and ``SessionExpired`` are retryable; a refusal without a record's code
+(``bad_error_code``, ``http_<status>``) affects every record, so the pipeline waits it out and dead-letters
+nothing; only a refusal carrying the adapter's own code fails that one record. A refusal that quotes the
+body keeps its first ``QUOTED_CHARS`` characters and is marked ``quotes_remote_text``: the body may quote a
+citizen's data, so it goes to the failure table and the DLQ headers, not to log lines.
 """
 
 from __future__ import annotations
 
-import json
 import unicodedata
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from connector.errors import PermanentError, RetryableError
+from connector.errors import PermanentError, RetryableError, SyncError
+from connector.untrusted import UnreadableJson, UnsafeText, parse_json
 
 MAX_REPLY_BYTES = 8 * 1024 * 1024
 MAX_MESSAGE_CHARS = 500
+QUOTED_CHARS = 200  # of a reply's body, in a refusal that quotes it
+MAX_CODE_CHARS = 32
 
 SUCCESS_CODES = frozenset({"0", "00"})
 ALREADY_EXISTS_CODES = frozenset({"3", "-3"})
@@ -31,10 +49,6 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429})
 
 _ALREADY_EXISTS_TEXT = unicodedata.normalize("NFC", "đã tồn tại")
 _SUCCESS_TEXT = unicodedata.normalize("NFC", "thành công")
-# "không thành công" / "chưa thành công" mean "not successful": they contain the success phrase.
-_NEGATED_SUCCESS_TEXTS = tuple(
-    unicodedata.normalize("NFC", text) for text in ("không thành công", "chưa thành công")
-)
 
 
 class PortalUnavailable(RetryableError):
@@ -103,11 +117,17 @@ def classify_reply(
 
     reply = _json_or_none(body)
     if not isinstance(reply, dict) or "error_code" not in reply:
-        return _classify_without_code(status, body, reply)
+        return _classify_without_code(status, headers, body, reply)
 
     code = normalise_code(reply["error_code"])
+    if code is None:
+        raise _quoting(PortalRejected(f"error_code is not a code (an integer or a short text): {_quoted(body)}",
+                                      reason="bad_error_code"))
     message = _message(reply.get("message"))
     if code in SUCCESS_CODES:
+        if not 200 <= status < 300:
+            raise _quoting(PortalRejected(f"HTTP {status} with error_code {code}: {_quoted(body)}",
+                                          reason=f"http_{status}"))
         return reply
     if code in expired_codes:
         raise SessionExpired(f"session rejected (error_code {code})")
@@ -116,27 +136,32 @@ def classify_reply(
     raise PortalRejected(message or f"error_code {code}", error_code=code)
 
 
-def _classify_without_code(status: int, body: bytes, parsed: Any) -> dict[str, Any]:
+def _classify_without_code(status: int, headers: Mapping[str, str], body: bytes, parsed: Any) -> dict[str, Any]:
     if not 200 <= status < 300:
-        raise PortalRejected(f"HTTP {status}", reason=f"http_{status}")
-    # Plain text (or a bare JSON string) is how some provincial proxies say "done".
-    if parsed is None or isinstance(parsed, str):
+        raise _quoting(PortalRejected(f"HTTP {status}: {_quoted(body)}", reason=f"http_{status}"))
+    content_type = (_header(headers, "Content-Type") or "").split(";")[0].strip().lower()
+    # Plain text that says "done", and nothing else, is how some provincial proxies answer.
+    if content_type == "text/plain" and parsed is None:
         text = body.decode("utf-8", errors="replace")
         if is_success_text(text):
-            return {"error_code": "0", "message": _message(text)}
-    raise PortalUnavailable("reply is not a JSON object with error_code", reason="malformed_reply")
+            return {"error_code": "0", "message": _message(text.strip())}
+    raise _quoting(PortalUnavailable(f"reply is not a JSON object with error_code: {_quoted(body)}",
+                                     reason="malformed_reply"))
 
 
 def is_success_text(text: str) -> bool:
-    folded = _folded(text)
-    return _SUCCESS_TEXT in folded and not any(neg in folded for neg in _NEGATED_SUCCESS_TEXTS)
+    """The whole text, trimmed, is the success phrase (case and Unicode form aside)."""
+    return _folded(text.strip()) == _SUCCESS_TEXT
 
 
-def normalise_code(value: Any) -> str:
-    """The adapters send codes as int or string ("0", 0, "00", " -3"); compare them as trimmed text."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value).strip()
+def normalise_code(value: Any) -> str | None:
+    """An ``error_code`` as the text it is compared as: an integer, or a text trimmed of ASCII spaces, tabs and
+    line ends ("0", 0, "00", " -3"); None for anything else. A float is no code (``1e-400`` and ``-0.0`` would
+    read as 0), nor a boolean (``False == 0``), null, a list, an object, or a text that is empty or long."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    text = value.strip(" \t\r\n") if isinstance(value, str) else str(value)
+    return text if 0 < len(text) <= MAX_CODE_CHARS else None
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -159,10 +184,22 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 
 def _json_or_none(body: bytes) -> Any:
     try:
-        return json.loads(body)
-    # JSONDecodeError and UnicodeDecodeError are both ValueErrors; absurd nesting is a RecursionError.
-    except (ValueError, RecursionError):
+        return parse_json(body)
+    except (UnreadableJson, UnsafeText):
         return None
+
+
+def _quoted(body: bytes) -> str:
+    """The start of a body, for a refusal: at most ``QUOTED_CHARS`` characters, escaped (``repr``)."""
+    return repr(body[:QUOTED_CHARS * 4].decode("utf-8", errors="replace")[:QUOTED_CHARS])
+
+
+ErrorT = TypeVar("ErrorT", bound=SyncError)
+
+
+def _quoting(error: ErrorT) -> ErrorT:
+    error.quotes_remote_text = True  # the body may quote a citizen's data: failure table and DLQ, not logs
+    return error
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -183,6 +220,7 @@ def _folded(text: str) -> str:
 
 __all__ = [
     "MAX_REPLY_BYTES",
+    "QUOTED_CHARS",
     "AlreadyExists",
     "LoginFailed",
     "PortalRejected",

@@ -24,8 +24,9 @@ NOTIFICATION_FIELDS = ("LoaiBanTin", "MaLoi", "MaDoiTac", "MaThamChieu", "SoTien
                        "MaNganHang", "ThoiGianGD", "ThongTinGiaoDich")
 QUERY_FIELDS = ("LoaiBanTin", "PhienBan", "MaDoiTac", "MaThamChieu", "ThoiGianGD")
 REPLY_FIELDS = ("MaLoi", "MaDoiTac", "MaThamChieu", "ThoiGianGD")
-# A QUERY reply carries the notification's fields (plus TrangThaiGD), and is checked like a notification.
-QUERY_REPLY_FIELDS = NOTIFICATION_FIELDS
+# A QUERY reply carries the notification's fields plus TrangThaiGD, and its checksum covers them all, the
+# status last: a status the checksum does not cover could be changed on the way and would still be trusted.
+QUERY_REPLY_FIELDS = (*NOTIFICATION_FIELDS, "TrangThaiGD")
 
 _SEPARATOR = "|"
 _TIME = re.compile(r"[0-9]{14}")

@@ -7,7 +7,6 @@ are retryable, a reply that fails its checksum or is malformed is ``PlatformRefu
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -16,6 +15,7 @@ import aiohttp
 
 from connector.config import ConfigError, PaymentSettings
 from connector.errors import PermanentError
+from connector.payment_events import clean_reference
 from connector.portal.errors import PortalUnavailable
 from connector.portal.payments import (
     QUERY_FIELDS,
@@ -26,6 +26,7 @@ from connector.portal.payments import (
     signed,
     verify,
 )
+from connector.untrusted import BodyTooLarge, UnreadableJson, UnsafeText, parse_json, read_body
 
 MAX_PLATFORM_REPLY_BYTES = 64 * 1024
 QUERY = "QUERY"
@@ -76,7 +77,7 @@ class PaymentPlatformClient:
             shown = code if isinstance(code, str) and code.isalnum() and len(code) <= 8 else "?"
             raise PlatformRefused(f"QUERY refused by the platform (MaLoi {shown})", reason=f"platform_refused_{shown}",
                                   field="MaLoi")
-        if reply.get("MaThamChieu") != reference:
+        if clean_reference(reply.get("MaThamChieu")) != reference:
             raise PlatformRefused("QUERY reply names another reference", reason="reply_mismatch",
                                   field="MaThamChieu")
         return reply
@@ -87,8 +88,11 @@ class PaymentPlatformClient:
             self._http = aiohttp.ClientSession()
         try:
             async with self._http.post(url, json=message, timeout=self._timeout, allow_redirects=False) as response:
-                body = await response.content.read(MAX_PLATFORM_REPLY_BYTES + 1)
                 status = response.status
+                try:
+                    body = await read_body(response.content, MAX_PLATFORM_REPLY_BYTES)
+                except BodyTooLarge:
+                    raise PlatformRefused("reply too large", reason="reply_too_large") from None
         except TimeoutError as exc:
             raise PortalUnavailable(f"Payment Platform: no answer within {self._settings.timeout_seconds:g}s",
                                     reason="timeout") from exc
@@ -96,14 +100,12 @@ class PaymentPlatformClient:
             raise PortalUnavailable(f"Payment Platform: {type(exc).__name__}", reason="network") from exc
         if status >= 500 or status == 429:
             raise PortalUnavailable(f"Payment Platform: HTTP {status}", reason=f"http_{status}")
-        if len(body) > MAX_PLATFORM_REPLY_BYTES:
-            raise PlatformRefused("reply too large", reason="reply_too_large")
         if status != 200:
             raise PlatformRefused(f"HTTP {status}", reason=f"http_{status}")
         try:
-            reply = json.loads(body)
-        except ValueError:
-            raise PlatformRefused("reply is not JSON", reason="malformed_reply") from None
+            reply = parse_json(body)
+        except (UnreadableJson, UnsafeText) as exc:
+            raise PlatformRefused(f"reply is not strict JSON ({exc})", reason="malformed_reply") from None
         if not isinstance(reply, dict):
             raise PlatformRefused("reply is not a JSON object", reason="malformed_reply")
         return reply

@@ -225,7 +225,7 @@ async def test_an_unreachable_adapter_is_unavailable(sim: Simulator) -> None:
 
 
 async def test_plain_text_success_and_garbage(sim: Simulator, client: PortalClient) -> None:
-    sim.state.add_fault(Fault(status=200, body="Cập nhật thành công", service="CapNhatTienDoHoSoMC"))
+    sim.state.add_fault(Fault(status=200, body="Thành công", service="CapNhatTienDoHoSoMC"))
     await within(client.push_progress([step()]))  # a proxy said "success" in plain text
     sim.state.add_fault(Fault(status=200, body="<html>gateway</html>", service="CapNhatTienDoHoSoMC"))
     with pytest.raises(PortalUnavailable) as caught:

@@ -253,7 +253,9 @@ def test_any_json_is_a_notification_or_an_invalid_message_that_quotes_nothing(ju
 
 def test_clean_reference() -> None:
     assert clean_reference("BXD.2026-000123_a") == "BXD.2026-000123_a"
-    for bad in (None, 12, "", "R" * 101, "a b", "REF\n", "ref|x", "ﬁ"):
+    # A numeric reference (some platforms send one as a JSON number) reads as its digits.
+    assert clean_reference(2026000123) == "2026000123" and clean_reference(True) is None
+    for bad in (None, 1.5, "", "R" * 101, "a b", "REF\n", "ref|x", "ﬁ"):
         assert clean_reference(bad) is None
 
 

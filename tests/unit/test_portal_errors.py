@@ -33,26 +33,41 @@ def classify(status: int, body: bytes | dict[str, Any] | str, headers: dict[str,
     return classify_reply(status, headers or {}, raw, expired_codes=EXPIRED)
 
 
-@pytest.mark.parametrize("code", [0, "0", "00", " 0 ", 0.0])
+TEXT = {"Content-Type": "text/plain; charset=utf-8"}
+
+
+@pytest.mark.parametrize("code", [0, "0", "00", " 0 "])
 def test_success_codes_return_the_parsed_reply(code: Any) -> None:
     reply = {"error_code": code, "message": "ok", "result": [{"MaHoSo": "x"}]}
     assert classify(200, reply) == reply
 
 
-@pytest.mark.parametrize(
-    "text", ["Thành công", "Đồng bộ hồ sơ THÀNH CÔNG", unicodedata.normalize("NFD", "thành công")]
-)
+@pytest.mark.parametrize("raw", [b'{"error_code": 1e-400}', b'{"error_code": 0.0}', b'{"error_code": -0.0}',
+                                 b'{"error_code": false}', b'{"error_code": "0.0"}', b'{"error_code": [0]}'])
+def test_a_code_that_only_reads_as_zero_is_no_success(raw: bytes) -> None:
+    with pytest.raises(PortalRejected):
+        classify(200, raw)
+
+
+@pytest.mark.parametrize("text", ["Thành công", " THÀNH CÔNG\r\n", unicodedata.normalize("NFD", "thành công")])
 def test_plain_text_success_from_provincial_proxies(text: str) -> None:
-    reply = classify(200, text)
+    reply = classify(200, text, TEXT)
     assert reply["error_code"] == "0"
 
 
-@pytest.mark.parametrize("text", ["Đồng bộ không thành công", "Chưa thành công", "OK"])
-def test_plain_text_that_does_not_say_success_is_malformed(text: str) -> None:
+@pytest.mark.parametrize(("text", "headers"), [
+    ("Đồng bộ không thành công", TEXT), ("Chưa thành công", TEXT), ("OK", TEXT),
+    ("Đồng bộ hồ sơ thành công", TEXT),  # the phrase inside longer text
+    ("thành công", {}), ("thành công", {"Content-Type": "text/html"}),  # not declared plain text
+    ("<html><body>Lỗi hệ thống ... thành công</body></html>", {"Content-Type": "text/html"}),
+    ('"thành công"', {"Content-Type": "application/json"}),
+])
+def test_anything_but_the_whole_phrase_in_plain_text_is_malformed(text: str, headers: dict[str, str]) -> None:
     with pytest.raises(PortalUnavailable) as caught:
-        classify(200, text)
+        classify(200, text, headers)
     assert caught.value.reason == "malformed_reply"
     assert caught.value.kind == "retryable"
+    assert caught.value.quotes_remote_text and repr(text[:200]) in caught.value.message
 
 
 @pytest.mark.parametrize("code", ["-3", "3", -3, 3])

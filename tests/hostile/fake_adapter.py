@@ -1,0 +1,103 @@
+"""A DVCQG adapter on loopback whose every reply the test writes, byte for byte, in chunks of the size it
+chooses (``web.StreamResponse``: each chunk its own write, drained before the next). The login answers a
+session; each other service answers what the test queued for it. For the hostile suites that feed the real
+``PortalClient`` replies no real adapter would send."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+from pydantic import SecretStr
+
+from connector.config import PortalSettings
+from connector.portal.rest import PortalClient
+
+STEP_SECONDS = 15.0  # bounds every network await of these suites
+LOGIN_REPLY = b'{"error_code": 0, "message": "ok", "session": "fake-session"}'
+
+
+@dataclass(frozen=True)
+class Reply:
+    body: bytes
+    status: int = 200
+    content_type: str | None = "application/json"
+    chunk: int = 64 * 1024
+    endless: bool = False  # after the body, keep writing until the client goes away
+
+
+def json_reply(document: Any, **options: Any) -> Reply:
+    return Reply(json.dumps(document, ensure_ascii=False).encode("utf-8"), **options)
+
+
+@dataclass
+class FakeAdapter:
+    url: str = ""
+    login: Reply = field(default_factory=lambda: Reply(LOGIN_REPLY))
+    replies: dict[str, list[Reply]] = field(default_factory=lambda: defaultdict(list))
+    default: Reply = field(default_factory=lambda: Reply(b'{"error_code": 0, "message": "ok", "result": []}'))
+    logins: int = 0
+    calls: list[str] = field(default_factory=list)
+
+    def answer(self, service: str, *replies: Reply) -> None:
+        """Queue ``replies`` for ``service``, used once each in order; then the default."""
+        self.replies[service].extend(replies)
+
+    def settings(self, **changes: Any) -> PortalSettings:
+        values: dict[str, Any] = {"adapter_url": self.url, "username": "u", "password": SecretStr("p"),
+                                  "madonvi": "000.00.01.H22", "timeout_seconds": STEP_SECONDS}
+        return PortalSettings(**{**values, **changes})
+
+    def client(self, **changes: Any) -> PortalClient:
+        return PortalClient(self.settings(**changes))
+
+    def _next(self, request: web.Request, body: bytes) -> Reply:
+        if request.path == "/api/auth":
+            self.logins += 1
+            return self.login
+        try:
+            service = str(json.loads(body).get("service"))
+        except (ValueError, AttributeError):
+            service = "?"
+        self.calls.append(service)
+        queued = self.replies.get(service)
+        return queued.pop(0) if queued else self.default
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        reply = self._next(request, await request.read())
+        response = web.StreamResponse(status=reply.status)
+        if reply.content_type is not None:
+            response.headers["Content-Type"] = reply.content_type
+        await response.prepare(request)
+        try:
+            for start in range(0, len(reply.body), reply.chunk):
+                await response.write(reply.body[start:start + reply.chunk])  # write drains its buffer
+            while reply.endless:
+                await response.write(b" " * reply.chunk)
+            await response.write_eof()
+        except (ConnectionError, RuntimeError):  # the client stopped reading (a refused reply): expected
+            pass
+        return response
+
+
+@pytest.fixture
+async def adapter() -> AsyncIterator[FakeAdapter]:
+    fake = FakeAdapter()
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app.router.add_post("/{tail:.*}", fake.handle)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+    await asyncio.wait_for(runner.setup(), STEP_SECONDS)
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await asyncio.wait_for(site.start(), STEP_SECONDS)
+    fake.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    yield fake
+    await asyncio.wait_for(runner.cleanup(), STEP_SECONDS)
+
+
+__all__ = ["STEP_SECONDS", "FakeAdapter", "Reply", "adapter", "json_reply"]
