@@ -1,8 +1,20 @@
 """Logs and metrics.
 
-Logs: structlog, JSON in production and console in a terminal. A redaction processor (a pure function of
-the event dict, like every structlog processor) removes secrets and personal identifiers before any
-renderer sees them. Metrics: one Prometheus registry per running service, so tests can run several.
+Logs: structlog, JSON in production and console in a terminal. Secrets and personal identifiers are removed
+twice. ``redact``, a processor (a pure function of the event dict), runs before the renderer: a value under a
+sensitive key, at any depth, is replaced; every other text is scrubbed by pattern (e-mail addresses, phone and
+identity numbers, also glued to other text: ``CCCD:001089012345``, ``tel0912345678``), and so is what an
+object or an exception would render as (its ``repr`` or message, with the keys it quotes). Then the renderer's
+output itself goes through ``scrub_rendered`` (``RedactingRenderer``), so nothing an earlier processor missed
+reaches the log: the patterns again, and ``key=value`` / ``'key': value`` pairs whose key is sensitive.
+
+A name cannot be found by pattern (any words can be a name): names are redacted by key only (``ChuHoSo``,
+``HoTen``, ``name``, ``applicant_name``… in ``SENSITIVE_KEYS``). So code must never put a citizen's name in a
+log field under another key, nor in an error message that is logged: the failure recorder and the pipeline
+log the error's class, reason, field and our own message (which names the field and the rule, never the
+value); text written by the far side (``quotes_remote_text``) goes to the failure table and the DLQ only.
+
+Metrics: one Prometheus registry per running service, so tests can run several.
 """
 
 from __future__ import annotations
@@ -24,43 +36,128 @@ REDACTED = "[redacted]"
 SENSITIVE_KEYS = frozenset(
     key.lower()
     for key in (
+        # secrets
         "password", "passwd", "secret", "token", "session", "authorization", "api_key", "sasl_password",
-        "id_number", "phone", "email", "applicant", "portal_account_id",
-        "SoDienThoai", "Email", "Fax", "ChuHoSo", "MaDoiTuong", "SoDinhDanh", "DinhDanhCHS",
         "MaXacThuc",
+        # identifiers of a person
+        "id_number", "phone", "email", "portal_account_id", "SoDienThoai", "Email", "Fax", "MaDoiTuong",
+        "SoDinhDanh", "DinhDanhCHS", "CCCD", "CMND", "SoCCCD", "SoCMND",
+        # names, addresses, and free text that names the applicant: by key only, no pattern finds a name
+        "applicant", "name", "full_name", "applicant_name", "citizen_name", "ChuHoSo", "TenChuHoSo", "HoTen",
+        "HoVaTen", "NguoiNop", "TenNguoiNop", "NguoiDaiDien", "DiaChiChuHoSo", "DiaChi", "address",
+        "TrichYeuHoSo", "summary",
     )
 )
+# Parts of a key that make it sensitive whatever surrounds them (``inbound_token``, ``EmailChuHoSo``).
+SENSITIVE_KEY_PARTS = ("password", "secret", "token", "chuhoso", "hoten", "nguoinop", "dinhdanh")
 
-# Identifiers that may hide inside free text (an error message quoting a value, say).
+# Identifiers that may hide inside free text (an error message quoting a value, say), glued to letters or
+# punctuation or not; never a part of a longer number or of a decimal (a date-time, an offset, a duration).
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
-_PHONE = re.compile(r"(?<![\w.])(\+?84|0)[\s.-]?\d{2,3}[\s.-]?\d{3}[\s.-]?\d{3,4}(?![\w.])")
-_ID_NUMBER = re.compile(r"(?<![\w.])\d{9,13}(?![\w.])")  # CMND 9, tax code 10/13, CCCD 12
+_NOT_AFTER_A_NUMBER = r"(?<!\d)(?<!\d[.,])"
+_NOT_BEFORE_A_NUMBER = r"(?!\d)(?![.,]\d)"
+_PHONE = re.compile(_NOT_AFTER_A_NUMBER + r"(?:\+?84|0)[\s.-]?\d{2,3}[\s.-]?\d{3}[\s.-]?\d{3,4}"
+                    + _NOT_BEFORE_A_NUMBER)
+_ID_NUMBER = re.compile(_NOT_AFTER_A_NUMBER + r"\d{9,13}" + _NOT_BEFORE_A_NUMBER)  # CMND 9, tax code 10/13, CCCD 12
+# A quoted value (JSON, a repr, a repr inside a JSON string; looked at up to 4,096 characters, so that a long line
+# costs linear time), or a bare one up to a separator.
+_QUOTED = r"""(?:\\"(?:(?!\\").){0,4096}\\"|"(?:[^"\\]|\\.){0,4096}"|'(?:[^'\\]|\\.){0,4096}')"""
+_BARE = r"""[^\s,;&)}\]{\['"][^\s,;&)}\]]*"""
+# 'key': value, "key": value (a dict's repr, JSON) and key=value (a dataclass's repr, a query, the console). The
+# value is looked at, not consumed: a pair whose key is not sensitive may hold text that holds one that is.
+_KEY_VALUE = re.compile(
+    r"""(?:(?P<quote>\\"|["'])(?P<quoted_key>[\w.-]{1,64})(?P=quote)\s*:\s*|(?<![\w.-])(?P<key>[\w.-]{1,64})=)"""
+    r"""(?=(?P<value>""" + _QUOTED + "|" + _BARE + "))")
+# A number that is a whole value on a rendered line (``"offset": 1234567890``, ``offset=1234567890``): a
+# field's own number, not an identity inside text; the event dict's keys decide about those.
+_WHOLE_VALUE_BEFORE = re.compile(r'(?:": |=(?:\x1b\[[\d;]*m)?)$')
+_WHOLE_VALUE_AFTER = re.compile(r"(?:[,}\]\s]|\x1b|$)")
+
+
+def is_sensitive_key(key: object) -> bool:
+    name = str(key).lower()
+    return name in SENSITIVE_KEYS or any(part in name for part in SENSITIVE_KEY_PARTS)
+
+
+def _redact_pairs(text: str) -> str:
+    pieces: list[str] = []
+    done = 0
+    for match in _KEY_VALUE.finditer(text):
+        if match.start() < done or not is_sensitive_key(match.group("quoted_key") or match.group("key")):
+            continue
+        value = match.group("value")
+        if value.startswith('\\"'):
+            replacement = f'\\"{REDACTED}\\"'
+        elif value[0] in "\"'":
+            replacement = f"{value[0]}{REDACTED}{value[0]}"
+        else:
+            replacement = REDACTED
+        pieces += [text[done:match.start("value")], replacement]
+        done = match.end("value")
+    return "".join([*pieces, text[done:]]) if pieces else text
+
+
+def _identifiers(text: str, *, keep_whole_values: bool) -> str:
+    def replace(match: re.Match[str]) -> str:
+        if keep_whole_values and _WHOLE_VALUE_BEFORE.search(match.string, max(0, match.start() - 16), match.start()) \
+                and _WHOLE_VALUE_AFTER.match(match.string, match.end()):
+            return match.group(0)
+        return REDACTED
+
+    text = _EMAIL.sub(REDACTED, text)
+    text = _PHONE.sub(replace, text)
+    return _ID_NUMBER.sub(replace, text)
 
 
 def scrub_text(text: str) -> str:
-    text = _EMAIL.sub(REDACTED, text)
-    text = _PHONE.sub(REDACTED, text)
-    return _ID_NUMBER.sub(REDACTED, text)
+    """``text`` without identifiers: sensitive ``key=value`` / ``'key': value`` pairs, e-mail addresses, phone and
+    identity numbers."""
+    return _identifiers(_redact_pairs(text), keep_whole_values=False)
+
+
+def scrub_rendered(line: str) -> str:
+    """A rendered log line scrubbed like ``scrub_text``, except numbers that are a field's whole value (an offset
+    of ten digits is not a phone number)."""
+    return _identifiers(_redact_pairs(line), keep_whole_values=True)
 
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
         return scrub_text(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
     if isinstance(value, Mapping):
-        return {k: REDACTED if str(k).lower() in SENSITIVE_KEYS else _scrub(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+        return {scrub_text(str(k)): REDACTED if is_sensitive_key(k) else _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
         return [_scrub(v) for v in value]
-    return value
+    if isinstance(value, BaseException):
+        # What a renderer would show of it, scrubbed now: its message may quote a value.
+        return scrub_text(f"{type(value).__name__}: {value}")
+    return scrub_text(repr(value))  # what the renderers would show of it, scrubbed
+
+
+# Left for the processors after this one: ``format_exc_info`` (before it, in our chain) renders exc_info.
+_PASSED_THROUGH = frozenset({"exc_info", "stack_info"})
 
 
 def redact(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """structlog processor: drop sensitive keys and scrub identifiers from every string value."""
+    """structlog processor: drop sensitive keys and scrub identifiers from every value and key."""
     for key in list(event_dict):
-        if key.lower() in SENSITIVE_KEYS:
-            event_dict[key] = REDACTED
-        else:
-            event_dict[key] = _scrub(event_dict[key])
+        if key in _PASSED_THROUGH:
+            continue
+        value = event_dict.pop(key)
+        event_dict[scrub_text(key)] = REDACTED if is_sensitive_key(key) else _scrub(value)
     return event_dict
+
+
+class RedactingRenderer:
+    """The last step of the chain: renders with ``renderer``, then scrubs the line (``scrub_rendered``)."""
+
+    def __init__(self, renderer: Callable[[Any, str, MutableMapping[str, Any]], str]) -> None:
+        self._renderer = renderer
+
+    def __call__(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> str:
+        return scrub_rendered(self._renderer(logger, method, event_dict))
 
 
 def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
@@ -78,7 +175,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             redact,
-            renderer,
+            RedactingRenderer(renderer),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
         logger_factory=structlog.PrintLoggerFactory(file=out),
