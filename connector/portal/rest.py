@@ -29,7 +29,8 @@ from connector.portal.errors import (
     SessionExpired,
     classify_reply,
 )
-from connector.portal.session import PortalSession
+from connector.portal.session import Outcome, PortalSession
+from connector.untrusted import BodyTooLarge, read_body
 
 log = structlog.get_logger(__name__)
 
@@ -70,8 +71,6 @@ PULL_PARAMS = {
     "received": "daNhan", "local_no": "maHoSoDonVi",
 }
 LOGIN = "login"
-
-_READ_CHUNK = 64 * 1024
 
 
 class PortalClient:
@@ -121,8 +120,25 @@ class PortalClient:
         return self._session.token
 
     async def login(self) -> None:
-        """Log in now (readiness checks); later calls use the new session."""
+        """Log in now, whatever session is held; later calls use the new one."""
         await self._session.login()
+
+    async def ensure_session(self) -> None:
+        """Log in unless a session is held (the start-up warm-up): shares the one login of concurrent callers."""
+        await self._session.current_token()
+
+    @property
+    def last_outcome(self) -> Outcome | None:
+        """How the last login or call ended (None before any has): what readiness reports, without a call."""
+        return self._session.last_outcome
+
+    async def outcome_known(self) -> None:
+        """Returns once a login or call has ended (``PortalSession.outcome_known``)."""
+        await self._session.outcome_known()
+
+    def readiness(self) -> str | None:
+        """"ok", the last error's "Class (reason)", or None while nothing is known (``PortalSession.readiness``)."""
+        return self._session.readiness()
 
     async def call(self, endpoint: Endpoint, service: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """Call ``service`` with the session envelope; return the reply when it means success."""
@@ -231,7 +247,10 @@ class PortalClient:
             async with self._client().post(
                 url, data=body, headers=self._headers, timeout=self._timeout, allow_redirects=False
             ) as response:
-                raw = await _read_bounded(response.content, max_bytes)
+                try:
+                    raw = await read_body(response.content, max_bytes)
+                except BodyTooLarge:
+                    raise PortalUnavailable(f"reply larger than {max_bytes} bytes", reason="reply_too_large") from None
                 return response.status, response.headers, raw
         except TimeoutError as exc:
             # Ambiguous: the adapter may have applied the call. Re-sending the full state is safe.
@@ -323,7 +342,9 @@ def _classify_login_reply(status: int, headers: Mapping[str, str], body: bytes) 
         reply = classify_reply(status, headers, body, expired_codes=())
     except (SessionExpired, PermanentError) as exc:
         # A refused login is not an expired session: logging in again would not help.
-        raise LoginFailed(f"login refused: {exc.message}") from exc
+        refused = LoginFailed(f"login refused: {exc.message}")
+        refused.quotes_remote_text = exc.quotes_remote_text
+        raise refused from exc
     token = reply.get("session")
     if not isinstance(token, str) or not token:
         raise PortalUnavailable("login reply carries no session", reason="malformed_reply")
@@ -338,14 +359,4 @@ def _request_headers(dstcode: str | None) -> dict[str, str]:
     return headers
 
 
-async def _read_bounded(stream: aiohttp.StreamReader, limit: int) -> bytes:
-    """Read at most a little over ``limit`` bytes; ``classify_reply`` refuses anything longer."""
-    body = bytearray()
-    async for chunk in stream.iter_chunked(_READ_CHUNK):
-        body += chunk
-        if len(body) > limit:
-            break
-    return bytes(body)
-
-
-__all__ = ["CallAuditor", "CallObserver", "CallRecord", "Endpoint", "PortalClient"]
+__all__ = ["LOGIN", "CallAuditor", "CallObserver", "CallRecord", "Endpoint", "PortalClient"]

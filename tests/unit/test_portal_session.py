@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from connector.portal.errors import LoginFailed, SessionExpired
-from connector.portal.session import PortalSession
+from connector.portal.session import REFUSED_LOGIN_HOLD_SECONDS, PortalSession
 
 
 class CountingLogin:
@@ -98,3 +98,105 @@ async def test_a_failed_login_propagates() -> None:
 
     with pytest.raises(LoginFailed):
         await PortalSession(refused).send(never_called)
+
+
+# --- what the session knows of the adapter, for readiness (never asking it) ---------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_the_last_outcome_is_unknown_until_a_login_or_call_ends() -> None:
+    session = PortalSession(CountingLogin())
+    assert session.last_outcome is None
+    assert session.readiness() is None
+
+    async def echo(token: str) -> str:
+        return token
+
+    await session.send(echo)
+    assert session.last_outcome is not None and session.last_outcome.ok
+    assert session.readiness() == "ok"
+
+
+async def test_readiness_names_the_last_error_until_something_succeeds_again() -> None:
+    from connector.portal.errors import PortalRejected, PortalUnavailable
+
+    session = PortalSession(CountingLogin())
+    failing = True
+
+    async def flaky(token: str) -> str:
+        if failing:
+            raise PortalUnavailable("connection refused", reason="network")
+        return token
+
+    with pytest.raises(PortalUnavailable):
+        await session.send(flaky)
+    assert session.readiness() == "PortalUnavailable (network)"
+    assert session.last_outcome is not None and session.last_outcome.step == "call"
+
+    async def refused_record(token: str) -> str:
+        raise PortalRejected("data[0].GhiChu: too long", error_code="-1")
+
+    # The adapter answered, refusing one record: it is up.
+    with pytest.raises(PortalRejected):
+        await session.send(refused_record)
+    assert session.readiness() == "ok"
+    with pytest.raises(PortalUnavailable):
+        await session.send(flaky)
+    failing = False
+    await session.send(flaky)
+    assert session.readiness() == "ok"
+
+
+async def test_a_refused_login_is_the_readiness_and_is_not_tried_again_for_a_while() -> None:
+    clock = Clock()
+    attempts = 0
+
+    async def refused() -> str:
+        nonlocal attempts
+        attempts += 1
+        raise LoginFailed("login refused")
+
+    async def never_called(token: str) -> str:
+        raise AssertionError("sent without a session")
+
+    session = PortalSession(refused, clock=clock)
+    for _ in range(20):  # a retry loop, a probe every second...
+        with pytest.raises(LoginFailed):
+            await session.send(never_called)
+        clock.now += 1
+    assert attempts == 1  # ...meets the remembered refusal: one login, no account lockout
+    assert session.readiness() == "LoginFailed (login_failed)"
+    assert session.last_outcome is not None and session.last_outcome.step == "login"
+    clock.now += REFUSED_LOGIN_HOLD_SECONDS
+    with pytest.raises(LoginFailed):
+        await session.send(never_called)
+    assert attempts == 2  # the hold is over: the password (file) may have been fixed
+
+
+async def test_an_explicit_login_is_held_back_after_a_refusal_too() -> None:
+    clock = Clock()
+    calls = 0
+
+    async def refused_once() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise LoginFailed("login refused")
+        return "token"
+
+    session = PortalSession(refused_once, clock=clock)
+    with pytest.raises(LoginFailed):
+        await session.login()
+    with pytest.raises(LoginFailed):
+        await session.login()
+    assert calls == 1
+    clock.now += REFUSED_LOGIN_HOLD_SECONDS
+    assert await session.login() == "token"
+    assert session.readiness() == "ok"
