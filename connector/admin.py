@@ -7,7 +7,6 @@ configured token it answers 401 to every call. Errors are JSON: ``{"error": "...
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -23,8 +22,9 @@ from connector.console import as_utc, failure_summary, parse_moment, plain
 from connector.mapping import MappingsInvalid
 from connector.observability import Metrics
 from connector.pipeline.replay import Replayer, count_states
-from connector.serving import serve
+from connector.serving import app_runner, serve
 from connector.store import FAILURE_STATES, MAX_INT32, FailureFilter, StateStore, StoreUnavailable, whole_number
+from connector.untrusted import bearer_matches
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
 """Component → "ok" or why it is not ready."""
@@ -145,12 +145,10 @@ def create_admin_app(metrics: Metrics, *, token: str | None = None, operations: 
     async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                     ) -> web.StreamResponse:
         if request.path.startswith("/api/"):
-            given = request.headers.get("Authorization", "")
-            scheme, _, credential = given.partition(" ")
             if token is None:
                 return _error(401, "the admin API is disabled: no admin token is configured",
                               **{"WWW-Authenticate": "Bearer"})
-            if scheme.lower() != "bearer" or not hmac.compare_digest(credential.strip().encode(), token.encode()):
+            if not bearer_matches(request.headers, token):
                 return _error(401, "a valid bearer token is required", **{"WWW-Authenticate": "Bearer"})
         try:
             return await handler(request)
@@ -260,5 +258,5 @@ def create_admin_app(metrics: Metrics, *, token: str | None = None, operations: 
 async def start_admin(metrics: Metrics, host: str, port: int, *, token: str | None = None,
                       operations: Operations | None = None) -> tuple[web.AppRunner, str]:
     """Serve the admin app; port 0 picks a free one. Returns the runner and the base URL."""
-    runner = web.AppRunner(create_admin_app(metrics, token=token, operations=operations), access_log=None)
+    runner = app_runner(create_admin_app(metrics, token=token, operations=operations))
     return runner, f"http://{host}:{await serve(runner, host, port)}"

@@ -66,6 +66,9 @@ def _with_store(url: str, work: Callable[[StateStore], Coroutine[Any, Any, T]], 
 @click.version_option(package_name="portal-sync")
 def main() -> None:
     """Keeps the ministry's one-stop dossier system and the national public service portal in step."""
+    # Warnings and worse, on stderr, for every command until it sets its own: a command's stdout is its
+    # output (JSON for scripts), never a log line (the state store logs its migrations).
+    configure_logging("warning", "auto")
 
 
 @main.command()
@@ -523,19 +526,41 @@ def submissions() -> None:
 
 
 @submissions.command("list")
-@click.option("--state", type=click.Choice(["accepted", "acknowledged", "rejected"]), default=None,
-              help="Only revisions in this state (rejected: what could not be published, and why).")
+@click.option("--state", type=click.Choice(["accepted", "acknowledged", "rejected", "conflict"]), default=None,
+              help="Only revisions in this state (rejected: what could not be published, and why; conflict: "
+                   "two bodies met for one revision, waiting for the portal or for an operator).")
+@click.option("--conflicts", is_flag=True,
+              help="The conflicts instead: another body met for an accepted revision, its digest, and how the "
+                   "portal's record settled it (settled_portal), or why it could not (unsettled); open: not yet.")
 @click.option("--dossier", default=None, help="Only this national dossier number.")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
 @_CONFIG
 @_JSON
-def submissions_list(state: str | None, dossier: str | None, limit: int, config_path: Path | None,
+def submissions_list(state: str | None, conflicts: bool, dossier: str | None, limit: int, config_path: Path | None,
                      as_json: bool) -> None:
-    """Submission revisions, newest first, with counts by state."""
+    """Submission revisions, newest first, with counts by state (or, with --conflicts, the conflicts)."""
     from dataclasses import asdict
 
     from connector.console import rows_table, to_json
     from connector.store.inbound import InboundStore
+
+    if conflicts:
+        if state is not None:
+            raise click.UsageError("--conflicts lists conflicts, not revisions: leave --state out")
+
+        async def conflicts_of(store: StateStore) -> list[Any]:
+            return await InboundStore(store).submission_conflicts(dossier_no=dossier, limit=limit)
+
+        found = _with_store(_settings(config_path).state.url, conflicts_of)
+        if as_json:
+            click.echo(to_json({"conflicts": [asdict(c) for c in found]}))
+            return
+        Console().print(rows_table(
+            f"Conflicting bodies ({sum(1 for c in found if c.outcome is None)} open)",
+            ("dossier", "revision", "via", "first", "conflicting", "portal", "outcome", "detected", "note"),
+            ((c.dossier_no, c.revision, c.received_via, (c.first_sha256 or "")[:12], c.conflicting_sha256[:12],
+              (c.portal_sha256 or "")[:12], c.outcome or "open", c.detected_at, c.note) for c in found)))
+        return
 
     async def work(store: StateStore) -> tuple[list[Any], dict[str, int]]:
         inbound = InboundStore(store)

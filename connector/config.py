@@ -6,6 +6,8 @@ Loaded once at start-up and passed down; nothing else reads the environment.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -292,20 +294,44 @@ class PaymentSettings(Section):
             raise ValueError("enabled payments need partner_code and secret (or secret_file)")
         return self
 
+    @field_validator("secret")
+    @classmethod
+    def _not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            # An empty secret makes every checksum anyone can compute verify.
+            raise ValueError("must not be empty or blank")
+        return value
+
     def secret_value(self) -> str:
-        """The shared secret, read from ``secret_file`` when that is how it was given."""
-        return secret_value(self.secret, self.secret_file, name="payments.secret_file")
+        """The shared secret, read from ``secret_file`` when that is how it was given; never empty (a checksum
+        over an empty secret proves nothing): an empty file is a ConfigError."""
+        value = secret_value(self.secret, self.secret_file, name="payments.secret_file")
+        if not value.strip():
+            raise ConfigError("payments.secret_file: must not be empty or blank")
+        return value
 
 
 class PublicSettings(Section):
     """The public listener, apart from the admin one: where the national side calls us (a new dossier
-    pushed by DVCQG, the Payment Platform's result notification). Not served unless ``listen`` is set."""
+    pushed by DVCQG, the Payment Platform's result notification). Not served unless ``listen`` is set.
+
+    A listener reachable from outside needs a credential: a bearer token for the dossier push (``inbound_token``
+    or ``inbound_token_file``), or mutual TLS (``tls_cert_file``, ``tls_key_file`` and ``tls_client_ca_file``:
+    HTTPS, and every caller must present a certificate signed by that CA), or both. Without one the service
+    refuses to start, unless ``allow_unauthenticated`` is set (the simulator and tests only; warned at start).
+    The Payment Platform's notification is proved by its checksum, not by the token."""
 
     listen: str | None = None
     submissions_path: str = "/dvcqg/hoso"
     payments_path: str = "/payment-platform/notify"
-    # When set, the inbound dossier push must carry ``Authorization: Bearer <token>``.
+    # The inbound dossier push must carry ``Authorization: Bearer <token>``.
     inbound_token: SecretStr | None = None
+    inbound_token_file: Path | None = None
+    # HTTPS; with a client CA, mutual TLS.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    allow_unauthenticated: bool = False
 
     @field_validator("listen")
     @classmethod
@@ -327,6 +353,37 @@ class PublicSettings(Section):
         if self.submissions_path == self.payments_path:
             raise ValueError("submissions_path and payments_path must differ")
         return self
+
+    @model_validator(mode="after")
+    def _credential(self) -> PublicSettings:
+        if self.inbound_token is not None and self.inbound_token_file is not None:
+            raise ValueError("set either inbound_token or inbound_token_file, not both")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file")
+        token = self.inbound_token is not None and bool(self.inbound_token.get_secret_value().strip())
+        credential = token or self.inbound_token_file is not None or self.mutual_tls
+        if self.listen is not None and not credential and not self.allow_unauthenticated:
+            raise ValueError(
+                "listen: a public listener needs a credential: inbound_token or inbound_token_file (a bearer "
+                "token), or mutual TLS (tls_cert_file, tls_key_file and tls_client_ca_file); "
+                "allow_unauthenticated: true is for the simulator and tests only")
+        return self
+
+    @property
+    def mutual_tls(self) -> bool:
+        return self.tls_client_ca_file is not None and self.tls_cert_file is not None
+
+    def inbound_token_value(self) -> str | None:
+        """The push's bearer token, read from ``inbound_token_file`` when that is how it was given; None when
+        there is none (an empty file is a ConfigError when the token is the listener's only credential)."""
+        value = secret_value(self.inbound_token, self.inbound_token_file,
+                             name="public.inbound_token_file").strip() or None
+        if value is None and self.inbound_token_file is not None and not (self.mutual_tls
+                                                                          or self.allow_unauthenticated):
+            raise ConfigError("public.inbound_token_file: must hold the token (it is empty)")
+        return value
 
 
 class LogSettings(Section):
@@ -364,20 +421,135 @@ class Settings(BaseSettings):
         return env_settings, init_settings
 
 
+# The settings file is small, plain YAML; anything else is refused before it costs memory or time.
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_CONFIG_DEPTH = 32
+MAX_CONFIG_VALUES = 100_000  # after aliases are expanded: a billion laughs stops here
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
+# A quoted part of a YAML error that may be a value of the file (an alias or tag name); single characters
+# ('\t') and token names ('<block end>') are kept.
+_QUOTED_VALUE = re.compile(r"'(?!<[\w ]+>')[^'\n]{2,}'")
+
+
+class _SettingsLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader``, stricter, for the settings file only: a key twice in one mapping, a key that is
+    not text, a tag that plain YAML does not define (``!!python/...``, ``!anything``), nesting deeper than
+    ``MAX_CONFIG_DEPTH`` and aliases that expand past ``MAX_CONFIG_VALUES`` values are errors (a
+    ``yaml.YAMLError`` with the place, the rule in ``problem``)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_CONFIG_DEPTH:
+                peek: Callable[[], yaml.Event] = self.peek_event  # untyped in the stubs
+                mark: yaml.error.Mark | None = peek().start_mark  # type: ignore[assignment]
+                raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_CONFIG_DEPTH} levels", mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> yaml.Node | None:
+        node = super().compose_document()
+        if node is not None and _expanded_size(node) > MAX_CONFIG_VALUES:
+            raise yaml.composer.ComposerError(
+                None, None, f"its aliases expand it to more than {MAX_CONFIG_VALUES} values", node.start_mark)
+        return node
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[str] = set()
+        for key_node, _value in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # a merge key (<<) may repeat what it merges: the mapping's own keys win
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str):
+                raise yaml.constructor.ConstructorError(None, None, "every key must be text", key_node.start_mark)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, "a key appears twice in one mapping",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _integer(loader: _SettingsLoader, node: yaml.Node) -> Any:
+    try:
+        return yaml.constructor.SafeConstructor.construct_yaml_int(loader, node)  # type: ignore[arg-type]
+    except ValueError:  # more digits than Python converts (4,300)
+        raise yaml.constructor.ConstructorError(None, None, "a number with too many digits",
+                                                node.start_mark) from None
+
+
+def _refuse_tag(_loader: _SettingsLoader, node: yaml.Node) -> Any:
+    raise yaml.constructor.ConstructorError(None, None, "a tag plain YAML does not define (!..., !!python/...) is "
+                                            "not allowed", node.start_mark)
+
+
+_SettingsLoader.add_constructor(None, _refuse_tag)
+_SettingsLoader.add_constructor("tag:yaml.org,2002:int", _integer)
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many values ``root`` holds once every alias is expanded, counting each node once (linear time); stops
+    counting a little past ``MAX_CONFIG_VALUES``."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        if children_done or not children:
+            sizes[id(node)] = min(1 + sum(sizes.get(id(child), 0) for child in children), MAX_CONFIG_VALUES + 1)
+            continue
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
+    return sizes[id(root)]
+
+
+def _read_config(path: Path) -> Any:
+    """The YAML document of ``path``; ConfigError naming the place and the rule, never quoting the file (a
+    broken line may hold a password)."""
+    try:
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: cannot read (over the limit of {MAX_CONFIG_BYTES} bytes for a settings file)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: cannot read (not UTF-8 at byte {exc.start})") from None
+    try:
+        return yaml.load(text, Loader=_SettingsLoader)  # noqa: S506 - a SafeLoader, stricter
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        problem = f"a control character (U+{exc.character:04X}) is not allowed" if isinstance(exc.character, int) \
+            else "a character that is not allowed"
+        raise ConfigError(f"{path}: 1 problem(s)\n  line {line}, column {column}: not valid YAML: {problem}") from None
+    except yaml.YAMLError as exc:
+        # Not str(exc): it quotes the offending line, which may be a password.
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "(file)"
+        problem = _QUOTED_VALUE.sub("(a value of the file)", getattr(exc, "problem", None) or "syntax error")
+        raise ConfigError(f"{path}: 1 problem(s)\n  {where}: not valid YAML: {problem}") from None
+    except RecursionError:  # cannot happen within MAX_CONFIG_DEPTH; kept so nothing escapes as a traceback
+        raise ConfigError(f"{path}: 1 problem(s)\n  (file): not valid YAML: nested too deeply") from None
+
+
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     """Read ``path`` (YAML), apply environment overrides, validate; raise ConfigError naming the field."""
     data: dict[str, Any] = {}
     if path is not None:
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
-        except yaml.YAMLError as exc:
-            # Not str(exc): it quotes the offending line, which may be a password.
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or "syntax error"
-            raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+        loaded = _read_config(path)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -387,15 +559,22 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     try:
         return Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, source=str(path) if path else "settings")) from exc
+        # Not chained: pydantic's error quotes the values, and a traceback of the ConfigError would show them.
+        raise ConfigError(describe_validation_error(exc, source=str(path) if path else "settings")) from None
 
 
 def describe_validation_error(exc: ValidationError, *, source: str) -> str:
+    """One line per problem: where (the field's path) and the rule, never the value. A key of the input that is
+    not a field name is not shown either (a broken line can turn a password into a key)."""
     lines = [f"{source}: {exc.error_count()} problem(s)"]
     for err in exc.errors(include_url=False, include_input=False):
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        where = ".".join(_shown(part) for part in err["loc"]) or "(top level)"
         lines.append(f"  {where}: {err['msg']}")
     return "\n".join(lines)
+
+
+def _shown(part: int | str) -> str:
+    return str(part) if isinstance(part, int) or _FIELD_NAME.fullmatch(part) else "(a key that is not a field name)"
 
 
 __all__ = [

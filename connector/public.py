@@ -12,8 +12,8 @@ is always well-formed JSON, whatever arrives: an unexpected error is answered as
 
 from __future__ import annotations
 
-import hmac
 import json
+import ssl
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -22,7 +22,8 @@ from aiohttp import web
 
 from connector.errors import RetryableError
 from connector.observability import Metrics
-from connector.serving import serve
+from connector.serving import app_runner, serve
+from connector.untrusted import BodyTooLarge, UnreadableJson, UnsafeText, bearer_matches, parse_json, read_body
 
 log = structlog.get_logger(__name__)
 
@@ -66,7 +67,7 @@ def create_public_app(*, metrics: Metrics, submissions_path: str, payments_path:
 
         if intake is None:
             return reply(-1, "this service does not accept submissions", 404)
-        if inbound_token is not None and not _bearer_matches(request, inbound_token):
+        if inbound_token is not None and not bearer_matches(request.headers, inbound_token):
             return reply(-1, "Authorization: a valid bearer token is required", 401)
         body = await _read_json(request, max_submission_bytes)
         if isinstance(body, UnreadableBody):
@@ -103,28 +104,26 @@ def create_public_app(*, metrics: Metrics, submissions_path: str, payments_path:
     return app
 
 
-async def start_public(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
-    """Serve the public app; port 0 picks a free one. Returns the runner and the base URL."""
-    runner = web.AppRunner(app, access_log=None)
-    return runner, f"http://{host}:{await serve(runner, host, port)}"
+async def start_public(app: web.Application, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None
+                       ) -> tuple[web.AppRunner, str]:
+    """Serve the public app (over TLS with ``ssl_context``); port 0 picks a free one. Returns the runner and the
+    base URL."""
+    runner = app_runner(app)
+    bound = await serve(runner, host, port, ssl_context=ssl_context)
+    return runner, f"{'https' if ssl_context is not None else 'http'}://{host}:{bound}"
 
 
 async def _read_json(request: web.Request, limit: int) -> Any:
     if request.content_length is not None and request.content_length > limit:
         return UnreadableBody("too_large", f"the body is over {limit} bytes")
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        return UnreadableBody("too_large", f"the body is over {limit} bytes")
     try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return UnreadableBody("malformed_json", "the body is not UTF-8 JSON")
-
-
-def _bearer_matches(request: web.Request, token: str) -> bool:
-    given = request.headers.get("Authorization", "")
-    scheme, _, value = given.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
+        return parse_json(await read_body(request.content, limit))
+    except BodyTooLarge:
+        return UnreadableBody("too_large", f"the body is over {limit} bytes")
+    except UnreadableJson as exc:
+        return UnreadableBody(exc.reason, f"the body is not strict UTF-8 JSON: {exc}")
+    except UnsafeText as exc:
+        return UnreadableBody("invalid_text", f"{exc.field}: {exc.rule}")
 
 
 def _dumps(value: Any) -> str:

@@ -31,10 +31,10 @@ from connector.pipeline.payments import PaymentDesk, PaymentRequestConsumer, bui
 from connector.pipeline.pull import SubmissionIntake, SubmissionPoller, max_pushed_body_bytes
 from connector.pipeline.push import DossierSync, EventReader, PortalGateway, PushPipeline
 from connector.pipeline.replay import Replayer, open_replayer
-from connector.portal.errors import PortalUnavailable
 from connector.portal.platform import PaymentPlatformClient
-from connector.portal.rest import PortalClient
+from connector.portal.rest import LOGIN, PortalClient
 from connector.public import create_public_app, start_public
+from connector.serving import server_tls
 from connector.store import StateStore
 from connector.store.inbound import InboundStore
 
@@ -56,10 +56,15 @@ class Service:
         self._admin: web.AppRunner | None = None
         self._public: web.AppRunner | None = None
         self._unwatch_collector: Callable[[], None] | None = None
+        self._warm_up: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Service:
         s = self.settings
         admin_token = s.admin.token_value()  # before connecting anything: a ConfigError leaves nothing open
+        inbound_token = s.public.inbound_token_value() if s.public.listen is not None else None
+        public_tls = (server_tls(s.public.tls_cert_file, s.public.tls_key_file, s.public.tls_client_ca_file,
+                                 section="public")
+                      if s.public.listen is not None and s.public.tls_cert_file and s.public.tls_key_file else None)
         self.store = await StateStore.open(s.state.url)
         self.audit = AuditTrail(self.store, self.metrics, retention_days=s.state.audit_retention_days)
         self.portal = PortalClient(s.portal, observer=self.metrics.observe_portal_call, auditor=self.audit.record)
@@ -83,14 +88,19 @@ class Service:
             self.payment_consumer = build_request_consumer(s)
             await self.payment_consumer.start()
         if s.public.listen is not None:
-            inbound_token = s.public.inbound_token.get_secret_value() if s.public.inbound_token else None
             app = create_public_app(
                 metrics=self.metrics, submissions_path=s.public.submissions_path,
                 payments_path=s.public.payments_path, intake=self.intake, payments=self.desk,
                 max_submission_bytes=max_pushed_body_bytes(self.intake.limits), inbound_token=inbound_token)
             host, _, port = s.public.listen.rpartition(":")
-            self._public, self.public_url = await start_public(app, host.strip("[]"), int(port))
+            self._public, self.public_url = await start_public(app, host.strip("[]"), int(port),
+                                                               ssl_context=public_tls)
+            if inbound_token is None and not s.public.mutual_tls:
+                # Only with allow_unauthenticated (the settings refuse it otherwise): the simulator and tests.
+                log.warning("public.unauthenticated", public=self.public_url,
+                            rule="anyone who reaches this listener can push a dossier (allow_unauthenticated)")
         self._unwatch_collector = self.metrics.watch_collector()
+        self._warm_up = asyncio.create_task(self._log_in_once())
         log.info("service started", topic=s.kafka.topics.dossier_events, group=s.kafka.group_id,
                  admin=self.admin_url, public=self.public_url or None,
                  portal=str(URL(s.portal.adapter_url).with_user(None)))
@@ -102,6 +112,10 @@ class Service:
         if self._unwatch_collector is not None:
             self._unwatch_collector()
             self._unwatch_collector = None
+        if self._warm_up is not None:
+            self._warm_up.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._warm_up
         if self._public is not None:  # first: take nothing more in while the rest closes
             await self._public.cleanup()
         # Leave the groups first so the partitions move on quickly, then release the rest.
@@ -162,10 +176,10 @@ class Service:
     async def _run_way_back(self, stop: asyncio.Event) -> None:
         """The outbox relay and the polls, on the one instance holding the lease."""
         s = self.settings
-        loops: list[Loop] = [self.relay.run]
+        poller = SubmissionPoller(s, self.intake, self.inbound, self.relay, self.portal, self.gateway, self.metrics)
+        # Polling or not: pushed revisions are acknowledged once published, and conflicts confirmed.
+        loops: list[Loop] = [self.relay.run, poller.follow_up]
         if s.submissions.poll:
-            poller = SubmissionPoller(s, self.intake, self.inbound, self.relay, self.portal, self.gateway,
-                                      self.metrics)
             loops.append(poller.run)
         if self.desk is not None:
             loops.append(self.desk.run)
@@ -181,8 +195,25 @@ class Service:
         return open_replayer(self.settings, load_mappings(self.settings.mappings.dir), changed_by=changed_by,
                              store=self.store, gateway=self.gateway, metrics=self.metrics)
 
+    async def _log_in_once(self) -> None:
+        """The start-up login, so that readiness knows the adapter before the first event: through the gateway
+        (its rate limit and breaker; an adapter that is down is waited out, a refused login is not tried again
+        before the session's hold). Readiness itself never calls the adapter."""
+        try:
+            await self.gateway.request(LOGIN, self.portal.ensure_session)
+        except SyncError as error:  # the pipeline's own calls meet it again; readiness names it meanwhile
+            log.warning("portal login at start failed", error_class=type(error).__name__, reason=error.reason)
+
+    async def portal_state_known(self) -> None:
+        """Returns once readiness knows the adapter's state: the start-up login (or any call) has ended, however
+        it ended (an adapter that is down is still being waited out)."""
+        await self.portal.outcome_known()
+
     async def readiness(self) -> dict[str, str]:
-        """Broker, state store and adapter session, each "ok" or why not (checked side by side)."""
+        """Broker, state store and adapter, each "ok" or why not. The broker and the store are asked (side by
+        side); the adapter is not: its check is the last known state of the shared session ("ok" once a login
+        or call went through and nothing has failed since, the last error's class and reason otherwise, "no
+        session yet" before anything is known), so probes never log in."""
 
         async def check(name: str, probe: Callable[[], Awaitable[object]]) -> tuple[str, str]:
             try:
@@ -196,15 +227,15 @@ class Service:
                 return name, type(error).__name__
             return name, "ok"
 
-        async def portal() -> None:
-            if self.gateway.unavailable:
-                raise PortalUnavailable("circuit open or an outage being waited out", reason="adapter_failing")
-            if self.portal.session_token is None:
-                await self.portal.login()
-
-        results = await asyncio.gather(check("broker", self.consumer.topics), check("state_store", self.store.ping),
-                                       check("portal", portal))
-        return dict(results)
+        results = dict(await asyncio.gather(check("broker", self.consumer.topics),
+                                            check("state_store", self.store.ping)))
+        portal = self.portal.readiness()
+        if portal is None:
+            portal = "no session yet"
+        elif portal == "ok" and self.gateway.unavailable:
+            portal = "PortalUnavailable (adapter_failing)"  # the breaker holds calls back, or an outage is waited out
+        results["portal"] = portal
+        return results
 
 
 async def _trim_heap_until(stop: asyncio.Event) -> None:

@@ -80,6 +80,7 @@ _TEXT_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _BASE64_TEXT = re.compile(r"[A-Za-z0-9+/]*={0,2}")  # the length (a multiple of 4) is checked apart
 _SAFE_KEY = re.compile(r"[A-Za-z0-9_]{1,64}")
+_DRIVE = re.compile(r"[A-Za-z]:[/\\]")
 _TRUE = {"true": True, "false": False}
 
 
@@ -545,6 +546,17 @@ def _files(value: Any, *, inline: bool, limits: Limits) -> tuple[DeclaredFile, .
     return tuple(files)
 
 
+def _file_name(name: str, field: str) -> str:
+    """A file's name is display text (it is never used as a path here, and "123/QĐ-UBND.pdf" is a usual name),
+    but one that reads as a path climbing out of a folder or starting at a root is refused: a consumer that
+    did save under it would write outside its folder."""
+    segments = re.split(r"[/\\]", name)
+    if ".." in (segment.strip() for segment in segments) or name.startswith(("/", "\\")) or _DRIVE.match(name):
+        _fail(field, "must not be a path that climbs (a .. segment) or starts at a root (/, \\, a drive)",
+              "bad_format")
+    return name
+
+
 def _declared(item: Mapping[str, Any], prefix: str, *, inline: bool, limits: Limits) -> dict[str, Any]:
     """One file's metadata; ``size`` and ``sha256`` None when an inline file leaves them out."""
     file_id = item.get("TepDinhKemId")
@@ -552,7 +564,8 @@ def _declared(item: Mapping[str, Any], prefix: str, *, inline: bool, limits: Lim
         _fail(f"{prefix}.TepDinhKemId", "is required", "missing_field")
     declared: dict[str, Any] = {
         "id": _identifier(file_id, f"{prefix}.TepDinhKemId", max_len=MAX_FILE_ID),
-        "name": _required_text(item, "TenTepDinhKem", prefix, max_len=MAX_NAME),
+        "name": _file_name(_required_text(item, "TenTepDinhKem", prefix, max_len=MAX_NAME),
+                           f"{prefix}.TenTepDinhKem"),
         "component_code": _optional_text(item, "MaThanhPhanHoSo", prefix, max_len=MAX_COMPONENT),
         "size": None,
         "sha256": None,
@@ -797,6 +810,20 @@ def validate_document(document: Any) -> None:
             _fail(f"submission.documents.{index}.content_base64", "must be the base64 of size bytes", "schema")
 
 
+def content_digest(sub: NationalSubmission) -> str:
+    """SHA-256 (hex) of what the citizen submitted, whatever carried it: the values read from the record and
+    each file's id, name, component, size and SHA-256. A push (files inline) and a ``TraCuuHoSo`` record
+    (files by path) of the same submission agree; members the record carries but this service does not read
+    do not count. Two bodies of one number and revision with different digests are a conflict."""
+    h = sub.holder
+    content = [sub.no, sub.revision, sub.agency_code, sub.procedure_code, sub.submitted_at.isoformat(), sub.status,
+               [h.name, h.type_code, [list(i) for i in h.identities], h.phone, h.email, h.portal_account_id,
+                h.address], sub.result_delivery_code, sub.summary,
+               [[f.id, f.name, f.component_code, f.size, f.sha256] for f in sub.files]]
+    text = json.dumps(content, ensure_ascii=False, separators=(",", ":"))  # parsed values: encodable text
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def message_id(no: str, revision: int) -> str:
     """The outbox id of a revision's record: ``submission:<no>:<revision>``."""
     if not isinstance(no, str) or not DOSSIER_NO.fullmatch(no):
@@ -830,6 +857,7 @@ __all__ = [
     "Listed",
     "NationalSubmission",
     "check_file",
+    "content_digest",
     "decode_file_reply",
     "encode_document",
     "message_id",

@@ -92,13 +92,15 @@ class OutboxRelay:
 
     async def publish_owed(self) -> int:
         """Send every owed message, oldest first, and mark each published once the broker holds it; return
-        how many. When this returns, everything written to the outbox before the call is on its topic."""
+        how many. When this returns, everything written to the outbox before the call is on its topic, but a
+        message withheld while its submission revision is in conflict."""
         if not self._recovered:
             await self.recover()
         total = 0
         async with self._lock:
             while True:
-                owed = await self._inbound.unpublished(limit=BATCH)
+                # Claimed before sending: a conflict can withhold a message only until the relay takes it.
+                owed = await self._inbound.claim_owed(limit=BATCH, now=self._clock())
                 if not owed:
                     return total
                 # Queued in order; the producer keeps the order within a partition (one dossier's revisions).

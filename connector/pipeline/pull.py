@@ -13,12 +13,24 @@ Accepting a revision writes its record to the outbox in the same transaction tha
 (``InboundStore.accept_submission``), so re-polls, overlapping windows, re-posts and restarts publish
 nothing twice. A revision that fails validation is recorded as rejected, with the field and the rule, and
 is not acknowledged to the portal.
+
+The same body again (same ``content_digest``) is a harmless duplicate. A *different* body for a number and
+revision already accepted is a conflict, never "first one wins": both are kept, the revision's message is
+withheld if the relay has not taken it yet, the pusher is told ``-1``, and the lease holder asks the portal
+(``TraCuuHoSo``, in ``SubmissionPoller.follow_up`` at once, or at the next round) and publishes what the portal
+holds, whichever body that is. A revision already on the topic stays as it is when the portal confirms it;
+when the portal holds another body the conflict is left ``unsettled`` for an operator
+(``portal-sync submissions list --conflicts``): a published revision cannot be taken back.
+
+Every published revision, polled or pushed, is acknowledged (``CapNhatDaNhanHoSo``) once the broker holds it;
+one in conflict only once the portal settled it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -35,7 +47,7 @@ from connector.pipeline.outbox import OutboxRelay, outbox_message
 from connector.pipeline.push import PortalGateway
 from connector.pipeline.waiting import wait_any
 from connector.portal.rest import ACKNOWLEDGE_SUBMISSION, FETCH_FILE, LIST_SUBMISSIONS, LOOKUP, PortalClient
-from connector.store.inbound import InboundStore, SubmissionKey
+from connector.store.inbound import InboundStore, OpenConflict, OutboxMessage, SubmissionKey
 from connector.submissions import (
     DeclaredFile,
     InvalidSubmission,
@@ -43,6 +55,7 @@ from connector.submissions import (
     Listed,
     NationalSubmission,
     check_file,
+    content_digest,
     decode_file_reply,
     encode_document,
     message_id,
@@ -58,6 +71,9 @@ Via = Literal["poll", "push"]
 EVENT_TYPE = "submission.received"
 MAX_PAGES = 10_000  # a bound on one window's listing, whatever the adapter answers
 FILE_REPLY_MARGIN = 64 * 1024
+DUPLICATE = "duplicate: this revision was received before"
+CONFLICT = "conflicts with an earlier push of this revision; it is being confirmed with the portal"
+REFUSED = "differs from the portal's record of this revision, confirmed before; refused"
 
 
 def limits_of(settings: Settings) -> Limits:
@@ -86,6 +102,9 @@ class SubmissionIntake:
         self._metrics = metrics
         self._clock = clock
         self.limits = limits_of(settings)
+        # Set when there is something for the lease holder's follow-up to do (a revision to acknowledge once
+        # published, a conflict to confirm); the follow-up also looks every poll interval.
+        self.follow_up_due = asyncio.Event()
 
     async def accept_pushed(self, body: Any) -> tuple[int, str]:
         """The inbound push: 0 accepted, 1 met before, -1 refused (the message names the field and the rule)."""
@@ -103,8 +122,7 @@ class SubmissionIntake:
         key = SubmissionKey(submission.no, submission.revision)
         known = (await self._inbound.submission_states([key])).get(key)
         if known is not None and known.state != "rejected":
-            self._metrics.submissions.labels("push", "duplicate", "").inc()
-            return 1, "duplicate: this revision was received before"
+            return await self.met_before(submission, "push")
         files = [(declared, declared.content or b"") for declared in submission.files]
         try:
             accepted = await self.accept(submission, files, "push")
@@ -112,14 +130,57 @@ class SubmissionIntake:
             await self.reject(key, "push", submission.agency_code, error)
             return -1, str(error)
         if not accepted:
-            self._metrics.submissions.labels("push", "duplicate", "").inc()
-            return 1, "duplicate: this revision was received before"
+            return await self.met_before(submission, "push")
         return 0, "created"
+
+    async def met_before(self, submission: NationalSubmission, via: Via) -> tuple[int, str]:
+        """A body for a revision accepted before: the same content is a duplicate (1); another is a conflict
+        (-1), kept and withheld for the portal to settle, or refused when the portal confirmed the revision's
+        content before."""
+        key = SubmissionKey(submission.no, submission.revision)
+        met = await self._inbound.record_conflict(
+            key, content_sha256=content_digest(submission), received_via=via,
+            national_json=json.dumps(submission.raw, ensure_ascii=False), now=self._clock())
+        if met == "duplicate":
+            self._metrics.submissions.labels(via, "duplicate", "").inc()
+            return 1, DUPLICATE
+        if met == "absent":  # accepted a moment ago and gone since: nothing to compare with
+            return -1, "this revision could not be compared with the one received before; please send it again"
+        self._metrics.submissions.labels(via, "conflict", "").inc()
+        if met in ("conflict", "refused"):
+            self._metrics.inbound_conflicts.labels("detected").inc()
+            # Digests and rules only: the bodies hold a citizen's identity.
+            log.warning("submission.conflict", via=via, dossier=key.dossier_no, revision=key.revision,
+                        rule="same number and revision, different content")
+        if met == "refused":
+            self._metrics.inbound_conflicts.labels("settled_portal").inc()
+        if met in ("refused", "refused_known"):
+            return -1, REFUSED
+        self.follow_up_due.set()
+        return -1, CONFLICT
 
     async def accept(self, submission: NationalSubmission, files: Sequence[tuple[DeclaredFile, bytes]],
                      via: Via) -> bool:
         """Store large files, build the record, and accept the revision with it; False when it was accepted
         before. Raises InvalidSubmission (a record over the broker's limit, a file that does not hash)."""
+        message, stored_apart = await self.record_for(submission, files, via)
+        key = SubmissionKey(submission.no, submission.revision)
+        accepted = await self._inbound.accept_submission(
+            key, received_via=via, agency_code=submission.agency_code, submitted_at=submission.submitted_at,
+            message=message, now=message.created_at, content_sha256=content_digest(submission),
+            confirmed=via == "poll")
+        if accepted:
+            self._relay.wake()
+            self.follow_up_due.set()
+            self._metrics.submissions.labels(via, "accepted", "").inc()
+            log.info("submission.accepted", via=via, dossier=submission.no, revision=submission.revision,
+                     files=len(files), stored_apart=stored_apart)
+        return accepted
+
+    async def record_for(self, submission: NationalSubmission, files: Sequence[tuple[DeclaredFile, bytes]],
+                         via: Via) -> tuple[OutboxMessage, int]:
+        """The message that publishes the revision, large files stored apart first; and how many were.
+        Raises InvalidSubmission."""
         plan = plan_inline(files, self.limits, submission=submission)
         placed: list[tuple[DeclaredFile, bytes, str | None]] = []
         for (declared, content), inline in zip(files, plan, strict=True):
@@ -133,19 +194,10 @@ class SubmissionIntake:
         document = submission_document(submission, placed, received_via=via, received_at=now,
                                        mappings=self._mappings)
         value = encode_document(document, self.limits)
-        key = SubmissionKey(submission.no, submission.revision)
         message = outbox_message(message_id(submission.no, submission.revision),
                                  self._settings.kafka.topics.submissions, submission.no, value,
                                  event_type=EVENT_TYPE, now=now)
-        accepted = await self._inbound.accept_submission(
-            key, received_via=via, agency_code=submission.agency_code, submitted_at=submission.submitted_at,
-            message=message, now=now)
-        if accepted:
-            self._relay.wake()
-            self._metrics.submissions.labels(via, "accepted", "").inc()
-            log.info("submission.accepted", via=via, dossier=submission.no, revision=submission.revision,
-                     files=len(files), stored_apart=sum(1 for _, _, p in placed if p is not None))
-        return accepted
+        return message, sum(1 for _, _, p in placed if p is not None)
 
     async def reject(self, key: SubmissionKey, via: Via, agency_code: str | None, error: SyncError) -> None:
         self._metrics.submissions.labels(via, "rejected", error.reason).inc()
@@ -225,6 +277,7 @@ class SubmissionPoller:
                 await self._fetch_and_accept(item, report)
 
         await asyncio.gather(*(one(item) for item in fresh))
+        await self.settle_conflicts()
         # The broker must hold a revision before the portal is told it arrived.
         await self._relay.publish_owed()
         report.acknowledged = await self.acknowledge_published()
@@ -239,8 +292,91 @@ class SubmissionPoller:
                  cursor=report.cursor_moved_to.isoformat() if report.cursor_moved_to else None)
         return report
 
+    async def follow_up(self, stop: asyncio.Event) -> None:
+        """On the lease holder, polling or not, until ``stop``: confirm conflicts with the portal, publish, and
+        acknowledge every published revision; at once when the intake asks (``follow_up_due``), otherwise
+        every ``poll_interval_seconds``. A failed round is tried again at the next."""
+        interval = self._settings.submissions.poll_interval_seconds
+        due = self._intake.follow_up_due
+        while not stop.is_set():
+            due.clear()
+            try:
+                await self.settle_conflicts()
+                await self._relay.publish_owed()
+                await self.acknowledge_published()
+            except Exception as error:  # noqa: BLE001 - the broker, the store or the portal away: next round
+                log.warning("submissions.follow_up_failed", error=type(error).__name__,
+                            reason=getattr(error, "reason", None))
+            await wait_any(stop, due, seconds=interval)
+
+    async def settle_conflicts(self) -> int:
+        """Ask the portal (``TraCuuHoSo``) about every revision in conflict and publish what it holds; return how
+        many it settled. A portal that does not answer, or does not show the revision yet, leaves the conflict
+        open for the next round; an answer that cannot settle it leaves it ``unsettled`` for an operator."""
+        settled = 0
+        for conflict in await self._inbound.open_conflicts(limit=100):
+            key = conflict.key
+            try:
+                settled += await self._settle(conflict)
+            except SyncError as error:
+                log.warning("submission.conflict_unconfirmed", dossier=key.dossier_no, revision=key.revision,
+                            reason=error.reason)
+            except Exception as error:  # noqa: BLE001 - one revision's confirmation never stops the others
+                log.error("submission.conflict_failed", dossier=key.dossier_no, revision=key.revision,
+                          error=type(error).__name__)
+        return settled
+
+    async def _settle(self, conflict: OpenConflict) -> bool:
+        key = conflict.key
+        record = await self._gateway.request(LOOKUP, lambda: self._portal.submission(key.dossier_no))
+        if record is None:
+            log.info("submission.conflict_waiting", dossier=key.dossier_no, revision=key.revision,
+                     rule="TraCuuHoSo has no record of this dossier yet")
+            return False
+        try:
+            portal = parse_submission(record, inline=False, limits=self._intake.limits)
+            if portal.no != key.dossier_no:
+                return await self._unsettled(key, None, "TraCuuHoSo answered with another dossier's record")
+            if portal.revision < key.revision:
+                log.info("submission.conflict_waiting", dossier=key.dossier_no, revision=key.revision,
+                         rule="TraCuuHoSo does not show this revision yet")
+                return False
+            if portal.revision > key.revision:
+                return await self._unsettled(key, None, f"TraCuuHoSo shows revision {portal.revision} now: this "
+                                             "revision can no longer be confirmed")
+            digest = content_digest(portal)
+            replacement: OutboxMessage | None = None
+            if digest == conflict.content_sha256:
+                note = "the portal's record is the body accepted first"
+            elif conflict.withheld:
+                files = [(declared, await self._fetch_file(declared, index))
+                         for index, declared in enumerate(portal.files)]
+                replacement, _ = await self._intake.record_for(portal, files, "poll")
+                note = "the portal's record is published in place of the body accepted first (withheld)"
+            else:
+                return await self._unsettled(
+                    key, digest, "the body accepted first is published already (or being sent) and the portal's "
+                    "record differs from it: correct the one-stop system's copy by hand")
+        except InvalidSubmission as error:
+            return await self._unsettled(key, None, f"the portal's record is not usable: {error.field}: "
+                                         f"{error.message}")
+        if not await self._inbound.settle_conflict(key, portal_sha256=digest, note=note, now=self._clock(),
+                                                   replacement=replacement):
+            return False  # changed meanwhile: the next round looks again
+        self._metrics.inbound_conflicts.labels("settled_portal").inc()
+        log.info("submission.conflict_settled", dossier=key.dossier_no, revision=key.revision, rule=note)
+        self._relay.wake()
+        self._intake.follow_up_due.set()
+        return True
+
+    async def _unsettled(self, key: SubmissionKey, portal_sha256: str | None, note: str) -> bool:
+        await self._inbound.leave_conflict_unsettled(key, portal_sha256=portal_sha256, note=note, now=self._clock())
+        self._metrics.inbound_conflicts.labels("unsettled").inc()
+        log.warning("submission.conflict_unsettled", dossier=key.dossier_no, revision=key.revision, rule=note)
+        return False
+
     async def acknowledge_published(self) -> int:
-        """Tell the portal about every polled revision the broker holds; return how many were told."""
+        """Tell the portal about every revision the broker holds, polled or pushed; return how many were told."""
         done = 0
         while True:
             waiting = await self._inbound.unacknowledged(limit=500)
@@ -259,8 +395,10 @@ class SubmissionPoller:
                     continue
                 told.append(SubmissionKey(row.dossier_no, row.revision))
             await self._inbound.mark_acknowledged(told, self._clock())
-            for _ in told:
-                self._metrics.submissions.labels("poll", "acknowledged", "").inc()
+            done_now = set(told)
+            for row in waiting:
+                if SubmissionKey(row.dossier_no, row.revision) in done_now:
+                    self._metrics.submissions.labels(row.received_via, "acknowledged", "").inc()
             done += len(told)
             if len(told) < len(waiting):
                 return done  # some refused: leave them for the next poll rather than loop on them now
@@ -314,6 +452,8 @@ class SubmissionPoller:
             if await self._intake.accept(submission, files, "poll"):
                 report.accepted += 1
             else:
+                # Pushed meanwhile: the same content, or a conflict this poll's settlement takes up.
+                await self._intake.met_before(submission, "poll")
                 report.met_before += 1
         except InvalidSubmission as error:
             report.rejected += 1

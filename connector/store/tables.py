@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -132,6 +133,10 @@ outbox = Table(
     Column("published_at", DateTime(timezone=True), nullable=True),
     Column("partition", Integer, nullable=True),
     Column("offset", BigInteger, nullable=True),
+    # Revision 0004: withheld while its submission revision is in conflict (the relay skips it); claimed once
+    # the relay took it to send (from then on it may be on the topic, and can no longer be withheld).
+    Column("held", Boolean, nullable=False, server_default=false()),
+    Column("claimed_at", DateTime(timezone=True), nullable=True),
     Index("ix_outbox_published_at", "published_at"),
 )
 
@@ -142,7 +147,7 @@ submissions = Table(
     metadata,
     Column("dossier_no", String(100), primary_key=True),
     Column("revision", BigInteger, primary_key=True),
-    Column("state", String(20), nullable=False, index=True),  # accepted / acknowledged / rejected
+    Column("state", String(20), nullable=False, index=True),  # accepted / acknowledged / rejected / conflict
     Column("received_via", String(10), nullable=False),  # poll / push
     Column("agency_code", String(64), nullable=True),
     Column("submitted_at", DateTime(timezone=True), nullable=True),
@@ -154,6 +159,35 @@ submissions = Table(
     Column("field", String(255), nullable=True),
     Column("message", Text, nullable=True),
     Column("attempts", Integer, nullable=False),
+    # Revision 0004: the digest of what the citizen submitted (``submissions.content_digest``: a push and a
+    # poll of the same content agree; None in rows written before), and when the portal's own record stood
+    # behind it (a poll, or a settled conflict).
+    Column("content_sha256", String(64), nullable=True),
+    Column("confirmed_at", DateTime(timezone=True), nullable=True),
+)
+
+# --- conflicts (revision 0004) ----------------------------------------------------------------------------
+
+# Another body met for a revision already accepted (same number and revision, another content digest). While
+# one is open the revision is in state "conflict": its message, if still owed, is withheld, and it is not
+# acknowledged; the lease holder asks the portal (TraCuuHoSo) and publishes what the portal holds.
+submission_conflicts = Table(
+    "submission_conflicts",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("dossier_no", String(100), nullable=False),
+    Column("revision", BigInteger, nullable=False),
+    Column("content_sha256", String(64), nullable=False),  # the conflicting body's
+    Column("first_sha256", String(64), nullable=True),  # the revision's when the conflict was met
+    Column("received_via", String(10), nullable=False),  # push / poll
+    Column("national_json", Text, nullable=True),  # the conflicting record as received, file contents left out
+    Column("detected_at", DateTime(timezone=True), nullable=False),
+    Column("outcome", String(20), nullable=True),  # None while open; settled_portal / unsettled
+    Column("portal_sha256", String(64), nullable=True),  # the portal's record's, once asked
+    Column("note", Text, nullable=True),  # how it was settled, or why it could not be (the rule, no values)
+    Column("settled_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("dossier_no", "revision", "content_sha256", name="uq_submission_conflicts_body"),
+    Index("ix_submission_conflicts_outcome", "outcome"),
 )
 
 # Where each poll stands (per agency): the first day the next window starts from, before the overlap.

@@ -139,6 +139,35 @@ async def test_readiness_names_the_part_that_does_not_answer_and_only_its_class(
     closed_port = "http://127.0.0.1:9"  # discard: nothing listens there
     async with Service(daemon_settings(kafka_bootstrap, closed_port, stream, tmp_path)) as service, \
             aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http:
-        status, body = await call(http, "GET", f"{service.admin_url}/readyz", headers={})
+        status, body = await readiness_once_known(http, service)
         assert status == 503 and body["status"] == "not ready"
         assert body["checks"] == {"broker": "ok", "state_store": "ok", "portal": "PortalUnavailable (network)"}
+
+
+async def readiness_once_known(http: aiohttp.ClientSession, service: Service, *, timeout: float = 30.0
+                               ) -> tuple[int, Any]:
+    """/readyz once the adapter's state is known (readiness reads the last known state and does not wait)."""
+    await asyncio.wait_for(service.portal_state_known(), timeout)
+    return await call(http, "GET", f"{service.admin_url}/readyz", headers={})
+
+
+@pytest.mark.parametrize(("password", "portal", "logins"), [
+    (None, "ok", {"ok": 1}),
+    ("not-the-password", "LoginFailed (login_failed)", {"rejected": 1}),
+])
+async def test_readiness_reports_the_last_known_state_and_never_logs_in_itself(
+        topics, kafka_bootstrap, portal_url, tmp_path, password: str | None, portal: str,
+        logins: dict[str, int]) -> None:
+    stream = Topics(await topics.create("dossier.events"), await topics.create("dossier.events.dlq"),
+                    unique_group())
+    config = daemon_config(kafka_bootstrap, portal_url, stream, tmp_path)
+    if password is not None:
+        config["portal"]["password"] = password
+    async with Service(load_settings(None, **config)) as service, \
+            aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http:
+        await readiness_once_known(http, service)
+        for _ in range(20):  # a probe every second, for a while
+            status, body = await call(http, "GET", f"{service.admin_url}/readyz", headers={})
+            assert (status == 200, body["checks"]["portal"]) == (portal == "ok", portal)
+        # One login, the start-up one, whatever the probes; a refused one is not tried again at once.
+        assert (await portal_stats(portal_url))["logins"] == logins

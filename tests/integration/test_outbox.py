@@ -64,7 +64,8 @@ async def test_a_rejected_revision_can_be_accepted_later_and_a_rejection_never_u
     assert (await inbound.submission_states([key]))[key].state == "accepted"
 
 
-async def test_only_published_polled_revisions_wait_for_the_portal_to_be_told(inbound: InboundStore) -> None:
+async def test_every_published_revision_polled_or_pushed_waits_for_the_portal_to_be_told(
+        inbound: InboundStore) -> None:
     polled, pushed = SubmissionKey("A.B-1", 1), SubmissionKey("A.B-2", 1)
     await inbound.accept_submission(polled, received_via="poll", agency_code=None, submitted_at=None,
                                     message=_message("A.B-1", 1), now=NOW)
@@ -74,10 +75,12 @@ async def test_only_published_polled_revisions_wait_for_the_portal_to_be_told(in
     from connector.store.inbound import Published
     await inbound.mark_published([Published("submission:A.B-1:1", 0, 7), Published("submission:A.B-2:1", 0, 8)],
                                  NOW)
-    assert [(r.dossier_no, r.published) for r in await inbound.unacknowledged()] == [("A.B-1", True)]
-    await inbound.mark_acknowledged([polled], NOW)
+    assert [(r.dossier_no, r.published) for r in await inbound.unacknowledged()] == [("A.B-1", True),
+                                                                                     ("A.B-2", True)]
+    await inbound.mark_acknowledged([polled, pushed], NOW)
     assert await inbound.unacknowledged() == []
-    assert (await inbound.submission_states([polled]))[polled].state == "acknowledged"
+    states = await inbound.submission_states([polled, pushed])
+    assert [states[key].state for key in (polled, pushed)] == ["acknowledged", "acknowledged"]
 
 
 async def test_a_payment_is_decided_once_whichever_path_comes_first(inbound: InboundStore) -> None:

@@ -1,6 +1,7 @@
-"""The daemon as assembled: its public listener takes a dossier pushed by the national side and the Payment
-Platform's result notification for a payment the one-stop system requested on Kafka, and both reach their
-topics once."""
+"""The daemon as assembled: its public listener takes a dossier pushed by the national side (with its bearer
+token) and the Payment Platform's result notification for a payment the one-stop system requested on Kafka,
+both reach their topics once, and the pushed revision is acknowledged to the portal (the daemon does not
+poll here)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ pytestmark = pytest.mark.broker
 
 AGENCY = "000.00.01.G12"
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=20)
+TOKEN = "inbound-token-for-tests"
 
 
 async def _records(settings: Any, topic: str) -> list[Any]:
@@ -45,7 +47,7 @@ async def test_the_daemon_publishes_a_pushed_dossier_and_a_notified_payment_once
                                      payment_requests=names["payment.requests"])
     config["payments"] = {"enabled": True, "platform_url": portal_url, "partner_code": SIM.pp_partner_code,
                           "secret": SIM.pp_secret, "query_initial_seconds": 60, "scan_interval_seconds": 0.2}
-    config["public"] = {"listen": "127.0.0.1:0"}
+    config["public"] = {"listen": "127.0.0.1:0", "inbound_token": TOKEN}
     config["submissions"] = {"attachments_dir": str(tmp_path / "attachments")}
     settings = load_settings(None, **config)
     reference, dossier = "BXD-PAY-0001", f"{AGENCY}-261124-0501"
@@ -80,16 +82,27 @@ async def test_the_daemon_publishes_a_pushed_dossier_and_a_notified_payment_once
                           "DonViXuLy": AGENCY, "NgayNopHoSo": datetime.now(PORTAL_TZ).strftime("%Y%m%d%H%M%S"),
                           "TrangThaiHoSo": "1", "ChuHoSo": "Trần Thị Bình",
                           "TaiLieuNop": [{"TepDinhKemId": "1", "TenTepDinhKem": "Đơn đề nghị.pdf",
+                                          "MaThanhPhanHoSo": "TPHS-01",
                                           "Base64": base64.b64encode(b"%PDF-1.7 don").decode()}]}
+                async with http.post(f"{portal_url}/_sim/submissions", json={"submissions": [pushed]}) as response:
+                    assert response.status == 201  # the portal holds what it pushes: it can be acknowledged
+                async with http.post(service.public_url + settings.public.submissions_path, json=pushed) as response:
+                    assert (response.status, (await response.json())["error_code"]) == (401, -1)  # no token
                 for expected in (0, 1):
-                    async with http.post(service.public_url + settings.public.submissions_path,
-                                         json=pushed) as response:
+                    async with http.post(service.public_url + settings.public.submissions_path, json=pushed,
+                                         headers={"Authorization": f"Bearer {TOKEN}"}) as response:
                         assert (await response.json())["error_code"] == expected
 
                 async def published() -> bool:
                     return await inbound.outbox_backlog() == 0 and (await inbound.payment(reference)).state != "pending"
 
                 await wait_until(published, timeout=30, what="both messages published")
+
+                async def acknowledged() -> bool:
+                    async with http.get(f"{portal_url}/_sim/submissions/{dossier}") as response:
+                        return bool((await response.json())["acknowledged"] == {"1": 1})
+
+                await wait_until(acknowledged, timeout=30, what="the pushed revision acknowledged to the portal")
             finally:
                 stop.set()
                 await asyncio.wait_for(running, 60)
