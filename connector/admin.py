@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
 
 from connector.console import as_utc, failure_summary, parse_moment, plain
 from connector.mapping import MappingsInvalid
@@ -24,7 +24,7 @@ from connector.observability import Metrics
 from connector.pipeline.replay import Replayer, count_states
 from connector.serving import app_runner, serve
 from connector.store import FAILURE_STATES, MAX_INT32, FailureFilter, StateStore, StoreUnavailable, whole_number
-from connector.untrusted import bearer_matches
+from connector.untrusted import UnreadableJson, UnsafeText, bearer_matches, parse_json, text_problem
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
 """Component → "ok" or why it is not ready."""
@@ -43,6 +43,7 @@ MAX_BODY_BYTES = 1 << 20
 
 
 class _Body(BaseModel):
+    # Strict: an operator's {"all": "true"} or {"dry_run": 0} is a mistake to name, not a replay to run.
     model_config = ConfigDict(extra="forbid")
 
 
@@ -52,13 +53,13 @@ class DiscardBody(_Body):
 
 
 class ReplayOneBody(_Body):
-    dry_run: bool = False
+    dry_run: StrictBool = False
     by: str = Field("admin api", min_length=1, max_length=100)
 
 
 class ReplayBody(ReplayOneBody):
-    ids: list[Annotated[int, Field(ge=1, le=MAX_INT32)]] = Field(default_factory=list, max_length=10_000)
-    all: bool = False
+    ids: list[Annotated[StrictInt, Field(ge=1, le=MAX_INT32)]] = Field(default_factory=list, max_length=10_000)
+    all: StrictBool = False
     dossier: str | None = None
     service: str | None = None
     error_class: str | None = None
@@ -66,6 +67,11 @@ class ReplayBody(ReplayOneBody):
     since: datetime | None = None
     until: datetime | None = None
     state: str | None = None
+
+    @field_validator("since", "until")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        return as_utc(value) if value is not None else None
 
     @field_validator("state")
     @classmethod
@@ -99,9 +105,15 @@ def _bad_request(message: str) -> web.HTTPBadRequest:
 
 
 async def _body(request: web.Request, model: type[BaseModel]) -> Any:
-    raw = await request.read()
+    raw = await request.read() or b"{}"
     try:
-        return model.model_validate_json(raw or b"{}")
+        parse_json(raw)  # the rules of every body taken in: no duplicate key, no NUL, no lone surrogate
+    except UnreadableJson as exc:
+        raise _bad_request(f"(body): {exc}") from None
+    except UnsafeText as exc:
+        raise _bad_request(f"{exc.field}: {exc.rule}") from None
+    try:
+        return model.model_validate_json(raw)
     except ValidationError as exc:
         raise _bad_request(_validation_message(exc)) from None
 
@@ -130,6 +142,9 @@ def _failure_filter(query: Mapping[str, str]) -> tuple[FailureFilter, int, int]:
         except ValueError:
             raise _bad_request(f"{name}: must be an ISO 8601 date or date-time") from None
 
+    for name, value in query.items():
+        if (problem := text_problem(value)) is not None:
+            raise _bad_request(f"{name}: {problem}")
     state = query.get("state")
     if state is not None and state not in (*FAILURE_STATES, "all"):
         raise _bad_request(f"state: must be one of {', '.join((*FAILURE_STATES, 'all'))}")
@@ -238,8 +253,7 @@ def create_admin_app(metrics: Metrics, *, token: str | None = None, operations: 
             return _error(400, "select failures: ids, all: true, and/or filters")
         where = FailureFilter(ids=tuple(body.ids) or None, dossier_no=body.dossier, service=body.service,
                               error_class=body.error_class, reason=body.reason,
-                              since=as_utc(body.since) if body.since else None,
-                              until=as_utc(body.until) if body.until else None,
+                              since=body.since, until=body.until,
                               states=FailureFilter.states_for(body.state, named=bool(body.ids)))
         return _json(await run_replay(where, dry_run=body.dry_run, by=body.by))
 

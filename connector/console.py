@@ -26,8 +26,12 @@ utc = stored_utc  # stored times, shown and written as JSON in UTC
 
 
 def as_utc(moment: datetime) -> datetime:
-    """A time an operator gave, in UTC; without an offset it is this machine's local time."""
-    return moment.astimezone(UTC)  # astimezone reads a naive time as local time
+    """A time an operator gave, in UTC; without an offset it is this machine's local time. ValueError when it
+    falls outside the years 1-9999 once in UTC (9999-12-31T23:59-23:59)."""
+    try:
+        return moment.astimezone(UTC)  # astimezone reads a naive time as local time
+    except OverflowError:
+        raise ValueError("must be a time within the years 1-9999 once in UTC") from None
 
 
 def parse_moment(text: str) -> datetime:

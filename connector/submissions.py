@@ -32,6 +32,7 @@ from connector.contracts import Contract, first_error
 from connector.errors import InvalidInput
 from connector.events import vocabulary
 from connector.mapping import PORTAL_TZ, Mappings
+from connector.portal.errors import SUCCESS_CODES, normalise_code
 
 SUBMISSION_SCHEMA = SCHEMAS_DIR / "events" / "submission-received.v1.schema.json"
 EVENT_TYPE = "submission.received"
@@ -80,7 +81,7 @@ _TEXT_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _BASE64_TEXT = re.compile(r"[A-Za-z0-9+/]*={0,2}")  # the length (a multiple of 4) is checked apart
 _SAFE_KEY = re.compile(r"[A-Za-z0-9_]{1,64}")
-_DRIVE = re.compile(r"[A-Za-z]:[/\\]")
+_DRIVE = re.compile(r"[A-Za-z]:")  # C:\x, and C:x (relative to that drive's folder: elsewhere too)
 _TRUE = {"true": True, "false": False}
 
 
@@ -600,7 +601,7 @@ def decode_file_reply(reply: Any, limits: Limits = DEFAULT_LIMITS) -> bytes:
     if not isinstance(reply, dict):
         _fail("(reply)", "must be an object", "wrong_type")
     code = reply.get("error_code")
-    if code is not None and (isinstance(code, bool) or code not in (0, "0", "00")):
+    if code is not None and normalise_code(code) not in SUCCESS_CODES:  # the adapter's one reading of a code
         _fail("error_code", "the adapter answered with an error instead of the file", "portal_error")
     files = reply.get("TepTinDinhKem")
     if _absent(files) or files == []:
@@ -614,6 +615,9 @@ def decode_file_reply(reply: Any, limits: Limits = DEFAULT_LIMITS) -> bytes:
     if not _absent(name):
         _text(name, "TepTinDinhKem[0].TenTep", max_len=MAX_NAME)
     text = _base64(first.get("Base64"), "TepTinDinhKem[0].Base64", max_bytes=limits.max_file_bytes)
+    if _b64_decoded_length(text) > limits.max_file_bytes:  # the text's bound rounds up to a multiple of 3
+        _fail("TepTinDinhKem[0].Base64", f"the file is over the limit of {limits.max_file_bytes} bytes",
+              "file_too_large")
     return _decode_base64(text, "TepTinDinhKem[0].Base64")
 
 

@@ -168,7 +168,11 @@ def header_text(headers: Mapping[str, str], name: str) -> str | None:
 
 def bearer_matches(headers: Mapping[str, str], token: str) -> bool:
     """``Authorization: Bearer <token>``, compared in constant time; False for any header that is not that,
-    bytes that are not text included."""
+    bytes that are not text included, and a request carrying the header twice (a singleton field, RFC 9110:
+    which of the two would a proxy in front have checked?)."""
+    getall = getattr(headers, "getall", None)
+    if getall is not None and len(getall("Authorization", [])) > 1:
+        return False
     given = header_text(headers, "Authorization")
     if given is None:
         return False

@@ -966,6 +966,15 @@ def printable(min_size: int, max_size: int) -> st.SearchStrategy[str]:
     return st.text(PRINTABLE, min_size=min_size, max_size=max_size).filter(lambda s: s.strip() != "")
 
 
+def usable_file_name(name: str) -> bool:
+    """Not a path that climbs or starts at a root or a drive (the parser's rule, asked)."""
+    try:
+        submissions._file_name(name, "TenTepDinhKem")
+    except InvalidSubmission:
+        return False
+    return True
+
+
 def optional(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.none() | st.just("") | strategy
 
@@ -982,7 +991,8 @@ def valid_records(draw: st.DrawFn, inline: bool) -> tuple[dict[str, Any], list[b
     for index, content in enumerate(contents):
         item: dict[str, Any] = {
             "TepDinhKemId": draw(st.sampled_from([str(index), f"tep-{index}", index])),
-            "TenTepDinhKem": draw(st.sampled_from(["Đơn đề nghị.pdf", "Bản vẽ mặt bằng.dwg"]) | printable(1, 300)),
+            "TenTepDinhKem": draw(st.sampled_from(["Đơn đề nghị.pdf", "Bản vẽ mặt bằng.dwg"])
+                                  | printable(1, 300).filter(usable_file_name)),
             "MaThanhPhanHoSo": draw(optional(st.from_regex(r"TP[0-9]{2}", fullmatch=True))),
             "IsDeleted": draw(st.sampled_from(["False", False, "", None])),
         }
