@@ -6,8 +6,11 @@
   own format (``MaLoi`` "00" / "99", with our checksum).
 
 Apart from the admin listener on purpose: this one faces another organisation, and carries nothing an
-operator uses. Every body is read bounded and handed on as parsed JSON (or an ``UnreadableBody``); a reply
-is always well-formed JSON, whatever arrives: an unexpected error is answered as an error, never a 500.
+operator uses. Every body is read bounded and handed on as parsed JSON (or an ``UnreadableBody``); every
+request that reaches the app is answered with well-formed JSON: an unexpected error is answered as an error,
+never a 500. A request aiohttp's HTTP parser cannot read (a bare CR in a header, two framings) never reaches
+it: aiohttp answers a plain-text 400 itself, quoting the offending line back to the sender only, and the
+server log names the error's class (``connector.serving``).
 """
 
 from __future__ import annotations
