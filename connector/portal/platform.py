@@ -65,8 +65,8 @@ class PaymentPlatformClient:
                           "MaDoiTac": self._settings.partner_code, "MaThamChieu": reference,
                           "ThoiGianGD": pp_time(now)}, QUERY_FIELDS, secret)
         reply = await self._post(request)
-        # An answer about the transaction carries its state and is signed like a notification; a refusal
-        # ("99": unknown reference, our checksum refused) carries none and is signed like a reply.
+        # An answer about the transaction carries its state and is signed over the notification's fields and
+        # that state; a refusal ("99": unknown reference, our checksum refused) carries none, signed like a reply.
         answered = "TrangThaiGD" in reply
         try:
             verify(reply, QUERY_REPLY_FIELDS if answered else REPLY_FIELDS, secret)

@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from connector.config import PaymentSettings
-from connector.payment_events import parse_query_reply, settlement_of
+from connector.payment_events import InvalidPaymentMessage, parse_query_reply, settlement_of
 from connector.portal.payments import NOTIFICATION_FIELDS, QUERY_REPLY_FIELDS, signed
 from connector.portal.platform import PaymentPlatformClient, PlatformRefused
 
@@ -117,3 +119,71 @@ HOSTILE_QUERY_REPLIES: dict[str, bytes] = {
 async def test_a_hostile_query_reply_is_a_refusal_never_a_crash(serve, name: str) -> None:
     with pytest.raises(PlatformRefused):
         await query_with(serve, HOSTILE_QUERY_REPLIES[name], chunk=7)
+
+
+# --- the verified reply's fields: parse_query_reply ----------------------------------------------------------
+
+# name -> (changes to a valid paid reply, the field named). Each is signed: the checksum holds, the content not.
+HOSTILE_FIELDS: dict[str, tuple[dict[str, Any], str]] = {
+    "status 2 (not a state)": ({"TrangThaiGD": "2"}, "TrangThaiGD"),
+    "status with a space": ({"TrangThaiGD": "1 "}, "TrangThaiGD"),
+    "status empty": ({"TrangThaiGD": ""}, "TrangThaiGD"),
+    "status true": ({"TrangThaiGD": True}, "TrangThaiGD"),
+    "status a float": ({"TrangThaiGD": 1.0}, "TrangThaiGD"),
+    "status a list": ({"TrangThaiGD": ["1"]}, "TrangThaiGD"),
+    "status in fullwidth digits": ({"TrangThaiGD": "１"}, "TrangThaiGD"),
+    "paid without an amount": ({"SoTien": ""}, "SoTien"),
+    "paid without a time": ({"ThoiGianGD": ""}, "ThoiGianGD"),
+    "amount negative": ({"SoTien": "-150000"}, "SoTien"),
+    "amount a negative number": ({"SoTien": -1}, "SoTien"),
+    "amount with a decimal point": ({"SoTien": "150000.5"}, "SoTien"),
+    "amount 1e400 as text": ({"SoTien": "1e400"}, "SoTien"),
+    "amount a float": ({"SoTien": 150000.0}, "SoTien"),
+    "amount of 40 digits": ({"SoTien": 10 ** 40}, "SoTien"),
+    "time at hour 25": ({"ThoiGianGD": "20261202251500"}, "ThoiGianGD"),
+    "time a leap second": ({"ThoiGianGD": "20261231235960"}, "ThoiGianGD"),
+    "time on 31 November": ({"ThoiGianGD": "20261131101500"}, "ThoiGianGD"),
+    "time in RFC 3339 with an odd offset": ({"ThoiGianGD": "2026-12-02T10:15:00+25:00"}, "ThoiGianGD"),
+    "time a number": ({"ThoiGianGD": 20261202101500.5}, "ThoiGianGD"),
+    "a NUL in the details": ({"ThongTinGiaoDich": "a\x00b"}, "ThongTinGiaoDich"),
+    "an ESC in the bank code": ({"MaNganHang": "N\x1bH"}, "MaNganHang"),
+    "a CR LF in the transaction id": ({"MaGiaoDich": "GD1\r\nX-Injected: 1"}, "MaGiaoDich"),
+    "a C1 control in the details": ({"ThongTinGiaoDich": "a\x85b"}, "ThongTinGiaoDich"),
+    "details of 10,000 characters": ({"ThongTinGiaoDich": "x" * 10_000}, "ThongTinGiaoDich"),
+    "currency an object": ({"MaTienTe": {"v": "VND"}}, "MaTienTe"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_FIELDS))
+def test_a_signed_query_reply_with_a_hostile_field_is_malformed_naming_the_field(name: str) -> None:
+    changes, field = HOSTILE_FIELDS[name]
+    with pytest.raises(InvalidPaymentMessage) as caught:
+        parse_query_reply({**query_reply(), **changes})
+    assert (caught.value.reason, caught.value.field) == ("malformed_reply", field)
+
+
+REPLY_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+    | st.sampled_from(["1", "3", "4", "00", "99", "20261202101500", "150000", "\ud800", "\x00", "|", REF]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8)
+REPLY_FIELDS_ANY = st.dictionaries(
+    st.sampled_from([*NOTIFICATION_FIELDS, "TrangThaiGD", "MaXacThuc"]) | st.text(max_size=8), REPLY_VALUES,
+    max_size=14)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(REPLY_FIELDS_ANY, st.builds(lambda changes: {**query_reply(), **changes}, REPLY_FIELDS_ANY)))
+def test_any_reply_object_parses_into_a_result_or_is_malformed_never_anything_else(reply: dict[str, Any]) -> None:
+    refusal: InvalidPaymentMessage | None = None
+    try:
+        result = parse_query_reply(reply)
+    except InvalidPaymentMessage as error:
+        refusal = error
+    if refusal is not None:
+        assert refusal.reason == "malformed_reply" and isinstance(refusal.field, str)
+        return
+    assert result.status in ("1", "3", "4")
+    settlement = settlement_of(result, "query")
+    if settlement is not None and settlement.outcome == "confirmed":
+        assert result.error_code == "00" and result.amount is not None
