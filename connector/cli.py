@@ -68,7 +68,7 @@ def main() -> None:
     """Keeps the ministry's one-stop dossier system and the national public service portal in step."""
     # Warnings and worse, on stderr, for every command until it sets its own: a command's stdout is its
     # output (JSON for scripts), never a log line (the state store logs its migrations).
-    configure_logging("warning", "auto")
+    configure_logging("warning", "auto", cache=False)
 
 
 @main.command()
@@ -277,7 +277,7 @@ def replay(failure_ids: tuple[int, ...], everything: bool, from_dlq: bool, dry_r
         raise click.UsageError("name failures by id, select them with --all and/or filters, or use --from-dlq")
     where = _filter_from(failure_ids, **filters)
     settings = _settings(config_path)
-    configure_logging("warning", "auto")
+    configure_logging("warning", "auto", cache=False)
     try:
         mappings = load_mappings(settings.mappings.dir)
     except MappingsInvalid as exc:
@@ -411,7 +411,7 @@ def backfill(everything: bool, dry_run: bool, give_up_after: float, config_path:
         raise click.UsageError("select dossiers with --since/--until/--synced-since/--agency/--procedure, or --all")
     where = _ledger_filter(**filters)
     settings = _settings(config_path)
-    configure_logging("warning", "auto")
+    configure_logging("warning", "auto", cache=False)
     console = Console(stderr=as_json)
     counts: Counter[str] = Counter()
 
@@ -484,7 +484,7 @@ def reconcile(sample: int | None, everything: bool, fields: tuple[str, ...], fix
         raise click.UsageError("--sample and --all exclude each other")
     where = _ledger_filter(**filters)
     settings = _settings(config_path)
-    configure_logging("warning", "auto")
+    configure_logging("warning", "auto", cache=False)
     console = Console(stderr=as_json)
     counts: Counter[str] = Counter()
     compared = fields or DEFAULT_COMPARED_FIELDS
@@ -690,7 +690,7 @@ def simulate_portal(
         )
     except ChaosInvalid as exc:
         raise click.UsageError(str(exc)) from exc
-    configure_logging("info", "auto")
+    configure_logging("info", "auto", cache=False)
     config = SimulatorConfig(username=username, password=password, session_ttl_seconds=session_ttl,
                              keep_history=keep_history, chaos=chaos)
 

@@ -160,9 +160,12 @@ class RedactingRenderer:
         return scrub_rendered(self._renderer(logger, method, event_dict))
 
 
-def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
+def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None, *,
+                      cache: bool = True) -> None:
     """Set up structlog once for the process. ``fmt`` is auto, json or console; logs go to stderr
-    unless ``stream`` is given."""
+    unless ``stream`` is given. ``cache``: each logger keeps this set-up from its first use on (the daemon:
+    no per-call assembly); a short command that may run inside another program (a test) passes False, so a
+    later set-up, structlog's ``capture_logs`` included, still reaches every logger."""
     out = stream if stream is not None else sys.stderr
     use_console = fmt == "console" or (fmt == "auto" and out.isatty())
     renderer: Any = structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer(
@@ -179,7 +182,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
         logger_factory=structlog.PrintLoggerFactory(file=out),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache,
     )
 
 

@@ -11,8 +11,17 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import structlog
 
 from connector.devbroker import LocalBroker, create_topics
+
+
+@pytest.fixture(autouse=True)
+def _structlog_as_it_was() -> Iterator[None]:
+    """A command run in-process sets structlog up (its level, its stream): put the defaults back after each
+    test, so ``capture_logs`` in the next one sees every level."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")

@@ -62,7 +62,7 @@ def rendered(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     """The daemon's logging set-up writing JSON lines to a buffer; the modules under test get fresh loggers (one
     cached under an earlier configuration would write elsewhere)."""
     out = io.StringIO()
-    configure_logging("debug", "json", stream=out)
+    configure_logging("debug", "json", stream=out, cache=False)
     for module in (failures, rest):
         monkeypatch.setattr(module, "log", structlog.get_logger(module.__name__))
     try:

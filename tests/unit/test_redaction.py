@@ -52,7 +52,7 @@ def test_the_configured_chain_redacts_before_rendering() -> None:
 
 def test_the_service_logging_setup_redacts_what_it_writes() -> None:
     out = io.StringIO()
-    configure_logging("debug", "json", stream=out)
+    configure_logging("debug", "json", stream=out, cache=False)
     try:
         structlog.get_logger("audit").warning(
             "portal refused", password="hunter2", session="tok-abc", applicant={"name": "Nguyễn Văn An"},
@@ -128,7 +128,7 @@ def test_names_are_redacted_by_key_under_any_nesting() -> None:
 def rendered_log() -> Iterator[io.StringIO]:
     """The service's own logging set-up, writing JSON lines to a buffer."""
     out = io.StringIO()
-    configure_logging("debug", "json", stream=out)
+    configure_logging("debug", "json", stream=out, cache=False)
     try:
         yield out
     finally:
@@ -185,7 +185,7 @@ def test_the_final_step_scrubs_what_the_event_dict_step_cannot_see(rendered_log:
 
 def test_the_console_renderer_is_scrubbed_too() -> None:
     out = io.StringIO()
-    configure_logging("debug", "console", stream=out)
+    configure_logging("debug", "console", stream=out, cache=False)
     try:
         structlog.get_logger("test").warning("console", error=ValueError(f"tel{CITIZEN['phone']}"),
                                              record={"ChuHoSo": CITIZEN["name"]})
