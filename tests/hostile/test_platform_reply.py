@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from connector.config import PaymentSettings
 from connector.payment_events import InvalidPaymentMessage, parse_query_reply, settlement_of
-from connector.portal.payments import NOTIFICATION_FIELDS, QUERY_REPLY_FIELDS, signed
+from connector.portal.payments import NOTIFICATION_FIELDS, QUERY_REPLY_FIELDS, ChecksumRefused, signed, verify
 from connector.portal.platform import PaymentPlatformClient, PlatformRefused
 
 
@@ -98,6 +98,13 @@ def test_paid_with_an_error_code_is_not_trusted_the_payment_stays_pending() -> N
     assert settlement_of(parse_query_reply(query_reply(MaLoi="99")), "query") is None
     failed = settlement_of(parse_query_reply(query_reply(MaLoi="51", TrangThaiGD="4")), "query")
     assert failed is not None and failed.outcome == "failed"
+
+
+def test_a_status_changed_after_signing_fails_the_checksum() -> None:
+    """The checksum covers TrangThaiGD: a "pending" turned "paid" on the way is refused, whatever the transport."""
+    with pytest.raises(ChecksumRefused):
+        verify({**query_reply(TrangThaiGD="3"), "TrangThaiGD": "1"}, QUERY_REPLY_FIELDS, SECRET)
+    verify(query_reply(TrangThaiGD="3"), QUERY_REPLY_FIELDS, SECRET)  # the control: as signed, it holds
 
 
 HOSTILE_QUERY_REPLIES: dict[str, bytes] = {
