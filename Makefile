@@ -21,8 +21,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check connector tests
 	$(BIN)/mypy connector
 
+# Six workers on two cores: most tests wait on a broker, a daemon or a simulator, not on the CPU. Each worker
+# starts its own broker (a session fixture); every PostgreSQL test has a database of its own.
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 6
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench

@@ -38,6 +38,9 @@ class AuditTrail:
         self._max_waiting = max_waiting
         self._writing = 0  # rows taken from the buffer, on their way to the store
         self._task: asyncio.Task[None] | None = None
+        # One flush at a time: a flush that finds the buffer empty while another is writing its batch waits
+        # for that batch, so "flushed" means in the store.
+        self._flushing = asyncio.Lock()
 
     def record(self, call: CallRecord) -> None:
         """Called by the adapter client after every call; never blocks."""
@@ -70,6 +73,10 @@ class AuditTrail:
             log.warning("audit rows dropped: the state store did not take the last ones in time", rows=lost)
 
     async def flush(self) -> None:
+        async with self._flushing:
+            await self._flush_waiting()
+
+    async def _flush_waiting(self) -> None:
         while self._waiting:
             batch = [self._waiting.popleft() for _ in range(min(len(self._waiting), 1000))]
             self._writing = len(batch)  # stays set if we are cancelled on the way: close() counts them
