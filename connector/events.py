@@ -229,45 +229,48 @@ def _parse_json(value: bytes) -> Any:
         return json.loads(value.decode("utf-8"))
 
 
-# In JSON text, a lone surrogate or a control character can only arrive escaped: ``\\uD800``..``\\uDFFF`` or
-# ``\\u0000``..``\\u001F`` (raw control bytes inside a string are not JSON). Events that hold no such escape
-# (nearly all) skip the walk over every string; a match may be a false alarm (an escaped backslash), which the
-# walk then clears.
-_SUSPECT_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F]|00[01])")
+# In JSON text, a lone surrogate or a control character can only arrive escaped: ``\\uD800``..``\\uDFFF``,
+# ``\\u0000``..``\\u001F``, or the short forms of backspace and form feed, ``\\b`` and ``\\f`` (raw control bytes
+# inside a string are not JSON; ``\\t \\n \\r`` are allowed). Events that hold no such escape (nearly all) skip
+# the walk over every string; a match may be a false alarm (an escaped backslash), which the walk then clears.
+_SUSPECT_ESCAPE = re.compile(rb"\\(?:u(?:[dD][89a-fA-F]|00[01])|[bf])")
 
 
-def decode_event(key: bytes | None, value: bytes | None, *, max_bytes: int) -> DossierEvent:
-    """Turn one Kafka record into a validated event, or raise InvalidEvent naming the field and the rule."""
+def read_document(value: bytes | None, *, max_bytes: int, refusal: type[InvalidInput]) -> Any:
+    """The JSON document of one Kafka record's value, read as every record of the contract is read: no
+    tombstone, at most ``max_bytes``, strict UTF-8 JSON, usable text (no lone surrogate, no C0 control but
+    tab, CR, LF), schema version 1. Raises ``refusal`` (the decoder's own InvalidInput) naming the field and
+    the rule."""
     if value is None:
-        raise InvalidEvent("the record has no value (tombstone)", reason="empty_value", field="(value)")
+        raise refusal("the record has no value (tombstone)", reason="empty_value", field="(value)")
     if len(value) > max_bytes:
-        raise InvalidEvent(
-            f"the record is {len(value)} bytes, over the limit of {max_bytes}",
-            reason="too_large",
-            field="(value)",
-        )
+        raise refusal(f"the record is {len(value)} bytes, over the limit of {max_bytes}", reason="too_large",
+                      field="(value)")
     try:
         document: Any = _parse_json(value)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidEvent(f"not valid UTF-8 JSON ({exc.__class__.__name__} at position "
-                           f"{getattr(exc, 'pos', getattr(exc, 'start', '?'))})",
-                           reason="malformed_json", field="(value)") from None
+        raise refusal(f"not valid UTF-8 JSON ({exc.__class__.__name__} at position "
+                      f"{getattr(exc, 'pos', getattr(exc, 'start', '?'))})",
+                      reason="malformed_json", field="(value)") from None
     except RecursionError:
-        raise InvalidEvent("JSON nested too deeply to read", reason="malformed_json", field="(value)") from None
+        raise refusal("JSON nested too deeply to read", reason="malformed_json", field="(value)") from None
     except ValueError:  # what else json.loads refuses: an integer of more than 4,300 digits
-        raise InvalidEvent("not valid UTF-8 JSON (a number out of range)", reason="malformed_json",
-                           field="(value)") from None
+        raise refusal("not valid UTF-8 JSON (a number out of range)", reason="malformed_json",
+                      field="(value)") from None
     if _SUSPECT_ESCAPE.search(value) is not None:
         try:
             check_text(document)
         except UnsafeText as exc:
-            raise InvalidEvent(exc.rule, reason="invalid_text", field=exc.field) from None
+            raise refusal(exc.rule, reason="invalid_text", field=exc.field) from None
     if isinstance(document, dict) and document.get("schema_version") not in (None, 1):
-        raise InvalidEvent(
-            "unsupported schema_version; this build reads version 1",
-            reason="unsupported_schema_version",
-            field="schema_version",
-        )
+        raise refusal("unsupported schema_version; this build reads version 1",
+                      reason="unsupported_schema_version", field="schema_version")
+    return document
+
+
+def decode_event(key: bytes | None, value: bytes | None, *, max_bytes: int) -> DossierEvent:
+    """Turn one Kafka record into a validated event, or raise InvalidEvent naming the field and the rule."""
+    document = read_document(value, max_bytes=max_bytes, refusal=InvalidEvent)
     errors = schema_errors(document)
     if errors:
         field, broken = first_error(errors, whole="(event)")

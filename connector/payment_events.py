@@ -9,7 +9,6 @@ what should not reach a log line).
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 import uuid
@@ -23,9 +22,9 @@ import jsonschema
 from connector.config import SCHEMAS_DIR
 from connector.contracts import Contract, first_error
 from connector.errors import InvalidInput
+from connector.events import read_document
 from connector.mapping import PORTAL_TZ
 from connector.portal.payments import NOTIFICATION_FIELDS, parse_pp_time
-from connector.untrusted import UnsafeText, check_text
 
 PAYMENT_REQUESTED_SCHEMA = SCHEMAS_DIR / "events" / "payment-requested.v1.schema.json"
 PAYMENT_OUTCOME_SCHEMA = SCHEMAS_DIR / "events" / "payment-outcome.v1.schema.json"
@@ -115,23 +114,7 @@ def decode_payment_request(key: bytes | None, value: bytes | None, *,
                            max_bytes: int = MAX_REQUEST_BYTES) -> PaymentRequest:
     """One Kafka record of ``payment.requests`` as a validated request, or ``InvalidPaymentRequest`` naming
     the field and the rule."""
-    if value is None:
-        raise InvalidPaymentRequest("the record has no value (tombstone)", reason="empty_value", field="(value)")
-    if len(value) > max_bytes:
-        raise InvalidPaymentRequest(f"the record is {len(value)} bytes, over the limit of {max_bytes}",
-                                    reason="too_large", field="(value)")
-    try:
-        document: Any = json.loads(value.decode("utf-8"))  # UTF-8 only: json.loads(bytes) also reads UTF-16/32
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise InvalidPaymentRequest(f"not valid UTF-8 JSON ({type(exc).__name__})", reason="malformed_json",
-                                    field="(value)") from None
-    try:
-        check_text(document)  # no lone surrogate, no C0 control but tab, CR and LF, in any string or key
-    except UnsafeText as exc:
-        raise InvalidPaymentRequest(exc.rule, reason="invalid_text", field=exc.field) from None
-    if isinstance(document, dict) and document.get("schema_version") not in (None, 1):
-        raise InvalidPaymentRequest("unsupported schema_version; this build reads version 1",
-                                    reason="unsupported_schema_version", field="schema_version")
+    document = read_document(value, max_bytes=max_bytes, refusal=InvalidPaymentRequest)
     errors = request_errors(document)
     if errors:
         field, broken = first_error(errors, whole="(event)")
