@@ -106,8 +106,8 @@ def _bad_request(message: str) -> web.HTTPBadRequest:
 
 async def _body(request: web.Request, model: type[BaseModel]) -> Any:
     raw = await request.read() or b"{}"
-    try:
-        parse_json(raw)  # the rules of every body taken in: no duplicate key, no NUL, no lone surrogate
+    try:  # the rules of every body taken in; pydantic then reads it again (its JSON-mode messages name JSON types)
+        parse_json(raw)
     except UnreadableJson as exc:
         raise _bad_request(f"(body): {exc}") from None
     except UnsafeText as exc:

@@ -29,7 +29,7 @@ from connector.portal.errors import (
     SessionExpired,
     classify_reply,
 )
-from connector.portal.session import Outcome, PortalSession
+from connector.portal.session import PortalSession
 from connector.untrusted import BodyTooLarge, read_body
 
 log = structlog.get_logger(__name__)
@@ -126,11 +126,6 @@ class PortalClient:
     async def ensure_session(self) -> None:
         """Log in unless a session is held (the start-up warm-up): shares the one login of concurrent callers."""
         await self._session.current_token()
-
-    @property
-    def last_outcome(self) -> Outcome | None:
-        """How the last login or call ended (None before any has): what readiness reports, without a call."""
-        return self._session.last_outcome
 
     async def outcome_known(self) -> None:
         """Returns once a login or call has ended (``PortalSession.outcome_known``)."""
