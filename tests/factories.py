@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -97,3 +98,32 @@ def portal_record(number: str = PORTAL_NUMBER, **changes: Any) -> dict[str, Any]
     }
     record.update(changes)
     return record
+
+
+def raw(document: Any, *, ascii_only: bool = True) -> bytes:
+    """``document`` as a record value; a lone surrogate in it is written as its escape (or, with
+    ``ascii_only=False``, as the bytes UTF-8 forbids)."""
+    return json.dumps(document, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+
+
+def raw_with(document: dict[str, Any], path: str, value: Any) -> bytes:
+    """``raw(document)`` with the value at ``path`` (``dossier.procedure_code``) replaced; ``document`` is
+    changed in place (pass a fresh one)."""
+    *parents, last = path.split(".")
+    node = document
+    for name in parents:
+        node = node[name]
+    node[last] = value
+    return raw(document)
+
+
+@dataclass
+class ConsumedRecord:
+    """What a consumer hands over, for code that takes records without a broker."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...] = ()

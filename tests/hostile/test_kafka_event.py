@@ -27,7 +27,7 @@ from connector.observability import Metrics
 from connector.pipeline.push import EventReader, Rejected
 from connector.store import StateStore
 from tests.databases import drop_postgres_database, postgres_database_or_skip, state_database
-from tests.factories import event_dict
+from tests.factories import event_dict, raw, raw_with
 from tests.integration.pipeline_harness import (
     Topics,
     daemon_config,
@@ -50,18 +50,8 @@ def valid() -> dict[str, Any]:
     return event_dict(no=NO)
 
 
-def raw(document: Any, *, ascii_only: bool = True) -> bytes:
-    return json.dumps(document, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
-
-
 def changed(path: str, value: Any) -> bytes:
-    document = valid()
-    *parents, last = path.split(".")
-    node = document
-    for name in parents:
-        node = node[name]
-    node[last] = value
-    return raw(document)
+    return raw_with(valid(), path, value)
 
 
 def spliced(old: bytes, new: bytes) -> bytes:

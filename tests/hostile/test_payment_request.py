@@ -51,6 +51,7 @@ from connector.portal.platform import PaymentPlatformClient
 from connector.public import create_public_app, start_public
 from connector.store import StateStore
 from connector.store.inbound import InboundStore
+from tests.factories import ConsumedRecord, raw, raw_with
 
 # ---- 1. payment.requested -------------------------------------------------------------------------------
 
@@ -78,18 +79,8 @@ def valid() -> dict[str, Any]:
     }
 
 
-def raw(document: Any, *, ascii_only: bool = True) -> bytes:
-    return json.dumps(document, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
-
-
 def changed(path: str, value: Any) -> bytes:
-    document = valid()
-    *parents, last = path.split(".")
-    node = document
-    for name in parents:
-        node = node[name]
-    node[last] = value
-    return raw(document)
+    return raw_with(valid(), path, value)
 
 
 def without(path: str) -> bytes:
@@ -487,16 +478,6 @@ def replace_in(message: dict[str, Any], old: bytes, new: bytes) -> bytes:
 
 
 @dataclass
-class _Record:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes | None], ...] = ()
-
-
-@dataclass
 class Listener:
     url: str
     port: int
@@ -555,7 +536,7 @@ async def listener(tmp_path: Path) -> AsyncIterator[Listener]:
         document["event_id"] = str(uuid.uuid4())
         document["payment"].update(reference=reference, amount=AMOUNT, requested_at=now.isoformat(),
                                    expires_at=(now + timedelta(hours=1)).isoformat())
-        record = _Record(config.kafka.topics.payment_requests, 0, offset, KEY, raw(document))
+        record = ConsumedRecord(config.kafka.topics.payment_requests, 0, offset, KEY, raw(document))
         assert await asyncio.wait_for(desk.register(record), STEP) == "registered"
     app = create_public_app(metrics=metrics, submissions_path="/dvcqg/hoso", payments_path=PATH, intake=None,
                             payments=desk, max_submission_bytes=1 << 20)

@@ -41,6 +41,7 @@ from connector.public import create_public_app, start_public
 from connector.store import StateStore
 from connector.store.inbound import InboundStore
 from tests.conftest import TopicFactory
+from tests.factories import ConsumedRecord
 from tests.integration.pipeline_harness import SIM
 from tests.integration.served_in_thread import ServedInThread
 from tests.kafkatools import produce, wait_for_committed
@@ -482,7 +483,7 @@ class PublicEndpoint(ServedInThread):
         desk = PaymentDesk(self.settings, self.inbound, relay, self.client, self.metrics)
         for offset, reference in enumerate(("PAY-H", "PAY-C")):
             message = request_message(reference, no=f"{AGENCY}-1", amount=1_500_000, requested_at=datetime.now(UTC))
-            record = _Record(self.settings.kafka.topics.payment_requests, 0, offset, *message, ())
+            record = ConsumedRecord(self.settings.kafka.topics.payment_requests, 0, offset, *message, ())
             assert await desk.register(record) == "registered"
         # Genuine notifications: hypothesis changes PAY-H's, so it is never genuine again; PAY-C's is the
         # control, accepted as it is.
@@ -513,16 +514,6 @@ class PublicEndpoint(ServedInThread):
         await self.runner.cleanup()
         await self.client.close()
         await self.store.close()
-
-
-@dataclass
-class _Record:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes | None], ...]
 
 
 @pytest.fixture(scope="module")
