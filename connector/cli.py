@@ -76,7 +76,7 @@ def main() -> None:
 def run(config_path: Path | None) -> None:
     """Run the sync daemon until SIGTERM or SIGINT."""
     from connector.heap import settle_heap
-    from connector.mapping import MappingsInvalid
+    from connector.push.mapping import MappingsInvalid
     from connector.service import Service
 
     try:
@@ -151,7 +151,7 @@ def _failure_filters(command: Callable[..., None]) -> Callable[..., None]:
 
 
 def _moment(text: str | None, name: str) -> datetime | None:
-    from connector.console import parse_moment
+    from connector.operators.console import parse_moment
 
     try:
         return parse_moment(text) if text else None
@@ -189,7 +189,7 @@ def failures() -> None:
 @_JSON
 def failures_list(config_path: Path | None, as_json: bool, limit: int, after_id: int, **filters: Any) -> None:
     """Failed events, oldest first (open ones unless --state says otherwise)."""
-    from connector.console import failure_summary, failures_table, to_json
+    from connector.operators.console import failure_summary, failures_table, to_json
 
     where = _filter_from(**filters)
 
@@ -209,7 +209,7 @@ def failures_list(config_path: Path | None, as_json: bool, limit: int, after_id:
 @_JSON
 def failures_show(failure_id: int, config_path: Path | None, as_json: bool) -> None:
     """One failure: the event, the mapped payload, and every attempt's error."""
-    from connector.console import failure_detail, to_json
+    from connector.operators.console import failure_detail, to_json
 
     found = _with_store(_settings(config_path).state.url, lambda store: store.failure(failure_id))
     if found is None:
@@ -264,10 +264,10 @@ def replay(failure_ids: tuple[int, ...], everything: bool, from_dlq: bool, dry_r
     from aiokafka.errors import KafkaError
     from rich.progress import Progress
 
-    from connector.console import plan_table, replayed_table, to_json
     from connector.kafka import read_topic
-    from connector.mapping import MappingsInvalid, load_mappings
-    from connector.pipeline.replay import DeadLetters, Replayed, count_states, dead_letters_missing, open_replayer
+    from connector.operators.console import plan_table, replayed_table, to_json
+    from connector.operators.replay import DeadLetters, Replayed, count_states, dead_letters_missing, open_replayer
+    from connector.push.mapping import MappingsInvalid, load_mappings
     from connector.store import FailureFilter, failure_row
 
     if from_dlq and (failure_ids or everything or any(v is not None for k, v in filters.items() if k != "since")):
@@ -404,8 +404,8 @@ def backfill(everything: bool, dry_run: bool, give_up_after: float, config_path:
 
     from rich.progress import Progress
 
-    from connector.console import ledger_table, sent_table, to_json
-    from connector.pipeline.realign import Sent, open_realigner, selected
+    from connector.operators.console import ledger_table, sent_table, to_json
+    from connector.operators.realign import Sent, open_realigner, selected
 
     if not everything and not any(v is not None for v in filters.values()):
         raise click.UsageError("select dossiers with --since/--until/--synced-since/--agency/--procedure, or --all")
@@ -477,8 +477,8 @@ def reconcile(sample: int | None, everything: bool, fields: tuple[str, ...], fix
 
     from rich.progress import Progress
 
-    from connector.console import findings_table, to_json
-    from connector.pipeline.realign import DEFAULT_COMPARED_FIELDS, Finding, open_realigner, selected
+    from connector.operators.console import findings_table, to_json
+    from connector.operators.realign import DEFAULT_COMPARED_FIELDS, Finding, open_realigner, selected
 
     if everything and sample is not None:
         raise click.UsageError("--sample and --all exclude each other")
@@ -541,8 +541,8 @@ def submissions_list(state: str | None, conflicts: bool, dossier: str | None, li
     """Submission revisions, newest first, with counts by state (or, with --conflicts, the conflicts)."""
     from dataclasses import asdict
 
-    from connector.console import rows_table, to_json
-    from connector.store.inbound import InboundStore
+    from connector.operators.console import rows_table, to_json
+    from connector.store.way_back import InboundStore
 
     if conflicts:
         if state is not None:
@@ -595,8 +595,8 @@ def payments_list(state: str | None, dossier: str | None, limit: int, config_pat
     """Payments, newest request first, with counts by state."""
     from dataclasses import asdict
 
-    from connector.console import rows_table, to_json
-    from connector.store.inbound import InboundStore
+    from connector.operators.console import rows_table, to_json
+    from connector.store.way_back import InboundStore
 
     async def work(store: StateStore) -> tuple[list[Any], dict[str, int]]:
         inbound = InboundStore(store)
@@ -624,7 +624,7 @@ def mappings() -> None:
 @click.argument("directory", required=False, type=click.Path(path_type=Path), default=DEFAULT_MAPPINGS_DIR)
 def mappings_check(directory: Path) -> None:
     """Validate a mappings directory; exit non-zero with every problem listed."""
-    from connector.mapping import MappingsInvalid, load_mappings
+    from connector.push.mapping import MappingsInvalid, load_mappings
 
     try:
         loaded = load_mappings(directory)
@@ -675,8 +675,8 @@ def simulate_portal(
     The chaos flags set the misbehaviour in force from startup (and after POST /_sim/reset); PUT
     /_sim/chaos replaces it at run time, and GET /_sim/rate reports the load received.
     """
-    from connector.simulator.app import SimulatorConfig, start_simulator
-    from connector.simulator.chaos import ChaosInvalid, profile_from_flags
+    from connector.dev.simulator.app import SimulatorConfig, start_simulator
+    from connector.dev.simulator.chaos import ChaosInvalid, profile_from_flags
 
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
@@ -717,7 +717,7 @@ def simulate_portal(
 @click.option("--seed", default=2019, show_default=True)
 def demo(dossiers: int, seed: int) -> None:
     """Start a local broker and the portal simulator, sync a sample data set, print what happened."""
-    from connector.demo import run_demo
+    from connector.dev.demo import run_demo
 
     sys.exit(asyncio.run(run_demo(dossiers=dossiers, seed=seed)))
 

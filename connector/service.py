@@ -15,28 +15,27 @@ import structlog
 from aiohttp import web
 from yarl import URL
 
-from connector.admin import Operations, start_admin
-from connector.attachments import AttachmentStore
 from connector.config import Settings
 from connector.errors import SyncError
+from connector.failures import FailureRecorder
 from connector.heap import trim_heap
 from connector.kafka import DeadLetterQueue, build_consumer, build_producer
-from connector.mapping import Mappings, load_mappings
+from connector.listeners import create_public_app, server_tls, start_public
 from connector.observability import Metrics
-from connector.pipeline.audit import AuditTrail
-from connector.pipeline.failures import FailureRecorder
-from connector.pipeline.lease import Leadership, Loop
-from connector.pipeline.outbox import OutboxRelay
-from connector.pipeline.payments import PaymentDesk, PaymentRequestConsumer, build_request_consumer
-from connector.pipeline.pull import SubmissionIntake, SubmissionPoller, max_pushed_body_bytes
-from connector.pipeline.push import DossierSync, EventReader, PortalGateway, PushPipeline
-from connector.pipeline.replay import Replayer, open_replayer
-from connector.portal.platform import PaymentPlatformClient
-from connector.portal.rest import LOGIN, PortalClient
-from connector.public import create_public_app, start_public
-from connector.serving import server_tls
+from connector.operators.admin import Operations, start_admin
+from connector.operators.replay import Replayer, open_replayer
+from connector.outbox.lease import Leadership, Loop
+from connector.outbox.relay import OutboxRelay
+from connector.payments.desk import PaymentDesk, PaymentRequestConsumer, build_request_consumer
+from connector.payments.platform import PaymentPlatformClient
+from connector.portal.audit import AuditTrail
+from connector.portal.client import LOGIN, PortalClient
+from connector.pull.attachments import AttachmentStore
+from connector.pull.poller import SubmissionIntake, SubmissionPoller, max_pushed_body_bytes
+from connector.push.mapping import Mappings, load_mappings
+from connector.push.pipeline import DossierSync, EventReader, PortalGateway, PushPipeline
 from connector.store import StateStore
-from connector.store.inbound import InboundStore
+from connector.store.way_back import InboundStore
 
 log = structlog.get_logger(__name__)
 

@@ -21,6 +21,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 MAX_DEPTH = 64
@@ -184,5 +185,15 @@ def bearer_matches(headers: Mapping[str, str], token: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(offered, token.encode("utf-8"))
 
 
-__all__ = ["MAX_DEPTH", "BodyTooLarge", "UnreadableJson", "UnsafeText", "bearer_matches", "check_text",
-           "header_text", "parse_json", "read_body", "text_problem"]
+
+@dataclass(frozen=True)
+class UnreadableBody:
+    """A listener's body that is not one JSON value, handed on in its place: ``reason`` a token, ``message``
+    for the reply."""
+
+    reason: str
+    message: str
+
+
+__all__ = ["MAX_DEPTH", "BodyTooLarge", "UnreadableBody", "UnreadableJson", "UnsafeText", "bearer_matches",
+           "check_text", "header_text", "parse_json", "read_body", "text_problem"]

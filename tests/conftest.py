@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from connector.devbroker import LocalBroker, create_topics
+from connector.dev.devbroker import LocalBroker, create_topics
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from connector.samples import SampleMessage
+from connector.dev.samples import SampleMessage
 
 Message = tuple[bytes | None, bytes | None] | SampleMessage
 Headers = Sequence[tuple[str, bytes]]

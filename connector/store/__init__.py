@@ -4,7 +4,7 @@ SQLAlchemy Core, async; a SQLite file by default, PostgreSQL by URL. The sync le
 their attempts, and the audit log of portal calls; the schema is kept by Alembic migrations (``schema``).
 """
 
-from connector.store.state import (
+from connector.store.ledger import (
     FAILURE_STATES,
     MAX_INT32,
     MAX_INT64,

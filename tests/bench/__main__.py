@@ -49,9 +49,9 @@ from rich.console import Console
 from rich.table import Table
 
 from connector.config import DEFAULT_MAPPINGS_DIR
-from connector.events import decode_event
-from connector.mapping import load_mappings, map_event
-from connector.samples import SampleMessage, generate_events
+from connector.dev.samples import SampleMessage, generate_events
+from connector.push.events import decode_event
+from connector.push.mapping import load_mappings, map_event
 from tests.bench.harness import (
     MADONVI,
     PARTITIONS,

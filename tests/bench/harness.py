@@ -32,8 +32,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, ValidationError
 
 from connector.config import PROJECT_ROOT, Settings, describe_validation_error
-from connector.devbroker import LocalBroker, create_topics
-from connector.samples import DEFAULT_START, ICT, SampleMessage, generate_events
+from connector.dev.devbroker import LocalBroker, create_topics
+from connector.dev.samples import DEFAULT_START, ICT, SampleMessage, generate_events
 from connector.store import StateStore
 
 PORTAL_USER = "portal-sync"

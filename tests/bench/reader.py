@@ -21,9 +21,9 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from connector.config import DEFAULT_MAPPINGS_DIR
-from connector.events import DossierEvent, decode_event
-from connector.mapping import MappedEvent, Mappings, load_mappings, map_event
-from connector.samples import generate_events
+from connector.dev.samples import generate_events
+from connector.push.events import DossierEvent, decode_event
+from connector.push.mapping import MappedEvent, Mappings, load_mappings, map_event
 
 MAX_BYTES = 1 << 20
 

@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 from connector.config import DEFAULT_MAPPINGS_DIR, load_settings
-from connector.events import decode_event
-from connector.mapping import load_mappings, map_event
-from connector.pipeline.push import hashed_record
-from connector.pipeline.realign import open_realigner, selected
-from connector.samples import generate_events
-from connector.simulator.app import SimulatorConfig, start_simulator
+from connector.dev.samples import generate_events
+from connector.dev.simulator.app import SimulatorConfig, start_simulator
+from connector.operators.realign import open_realigner, selected
+from connector.push.events import decode_event
+from connector.push.mapping import load_mappings, map_event
+from connector.push.pipeline import hashed_record
 from connector.store import LedgerFilter, StateStore, Synced
 
 

@@ -17,7 +17,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from connector.config import PortalSettings
-from connector.portal.rest import PortalClient
+from connector.portal.client import PortalClient
 
 STEP_SECONDS = 15.0  # bounds every network await of these suites
 LOGIN_REPLY = b'{"error_code": 0, "message": "ok", "session": "fake-session"}'

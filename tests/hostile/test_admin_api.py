@@ -1,5 +1,5 @@
-"""Hostile calls on the admin listener (``connector.admin``): the bearer-token guard of ``/api/``, the query of
-``GET /api/failures``, the failure ids in paths, and the bodies of ``POST /api/replay`` and
+"""Hostile calls on the admin listener (``connector.operators.admin``): the bearer-token guard of ``/api/``, the
+query of ``GET /api/failures``, the failure ids in paths, and the bodies of ``POST /api/replay`` and
 ``POST /api/failures/{id}/discard``.
 
 The listener runs as the daemon starts it (``start_admin``) with real operations: a real state store (SQLite;
@@ -28,11 +28,11 @@ from typing import Any
 import pytest
 import structlog
 
-from connector.admin import Operations, start_admin
 from connector.config import DEFAULT_MAPPINGS_DIR, load_settings
-from connector.mapping import load_mappings
 from connector.observability import Metrics
-from connector.pipeline.replay import open_replayer
+from connector.operators.admin import Operations, start_admin
+from connector.operators.replay import open_replayer
+from connector.push.mapping import load_mappings
 from connector.store import StateStore
 from tests.databases import state_database
 from tests.integration.pipeline_harness import Topics, daemon_config

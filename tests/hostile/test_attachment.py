@@ -37,9 +37,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.errors import SyncError
-from connector.pipeline.pull import FILE_REPLY_MARGIN, SubmissionPoller
 from connector.portal.errors import PortalRejected, PortalUnavailable
-from connector.submissions import (
+from connector.pull.national import (
     DeclaredFile,
     InvalidSubmission,
     Limits,
@@ -47,6 +46,7 @@ from connector.submissions import (
     decode_file_reply,
     parse_submission,
 )
+from connector.pull.poller import FILE_REPLY_MARGIN, SubmissionPoller
 from tests.hostile.fake_adapter import STEP_SECONDS, FakeAdapter, Reply, adapter, json_reply
 from tests.unit.test_submissions import APPLICATION, ID_NUMBER, record
 

@@ -25,16 +25,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from connector.attachments import AttachmentStore
 from connector.config import DEFAULT_MAPPINGS_DIR, load_settings
-from connector.mapping import PORTAL_TZ, load_mappings
+from connector.listeners import create_public_app, start_public
 from connector.observability import Metrics
-from connector.pipeline.outbox import OutboxRelay
-from connector.pipeline.pull import SubmissionIntake, max_pushed_body_bytes
-from connector.public import create_public_app, start_public
+from connector.outbox.relay import OutboxRelay
+from connector.pull.attachments import AttachmentStore
+from connector.pull.national import InvalidSubmission, Limits, parse_submission
+from connector.pull.poller import SubmissionIntake, max_pushed_body_bytes
+from connector.push.mapping import PORTAL_TZ, load_mappings
 from connector.store import StateStore
-from connector.store.inbound import InboundStore
-from connector.submissions import InvalidSubmission, Limits, parse_submission
+from connector.store.way_back import InboundStore
 from tests.integration.raw_http import RawReply, chunked_request_parts, raw_request, request_bytes
 
 AGENCY = "000.00.01.G12"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import re
 import signal
 from typing import Any
 
@@ -20,11 +21,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.config import DEFAULT_MAPPINGS_DIR, load_settings
-from connector.events import DossierEvent, InvalidEvent, decode_event
 from connector.kafka import dead_letter_headers
-from connector.mapping import load_mappings
 from connector.observability import Metrics
-from connector.pipeline.push import EventReader, Rejected
+from connector.push.events import DossierEvent, InvalidEvent, decode_event
+from connector.push.mapping import load_mappings
+from connector.push.pipeline import EventReader, Rejected
 from connector.store import StateStore
 from tests.databases import drop_postgres_database, postgres_database_or_skip, state_database
 from tests.factories import event_dict, raw, raw_with
@@ -278,7 +279,7 @@ async def test_content_no_rule_foresaw_is_that_records_internal_error_and_the_da
         await state.close()
     assert [(f["dossier_no"], f["reason"], f["error_kind"]) for f in failures] == [(NO, "internal_error", "permanent")]
     assert failures[0]["error_class"] == "PydanticSerializationError"
-    assert "while syncing the dossier, in hashed_record (push.py:" in failures[0]["message"]
+    assert re.search(r"while syncing the dossier, in hashed_record \(\w+\.py:\d+\)", failures[0]["message"])
     assert set(await portal_dossiers(portal_url)) == {other}
 
 

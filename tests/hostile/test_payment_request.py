@@ -36,21 +36,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.config import load_settings
+from connector.listeners import create_public_app, start_public
 from connector.observability import Metrics
-from connector.payment_events import (
+from connector.outbox.relay import OutboxRelay
+from connector.payments.checksum import NOTIFICATION_FIELDS, REPLY_FIELDS, checksum, pp_time, signed, verify
+from connector.payments.desk import PaymentDesk
+from connector.payments.messages import (
     DOSSIER_NO,
     REFERENCE,
     InvalidPaymentRequest,
     PaymentRequest,
     decode_payment_request,
 )
-from connector.pipeline.outbox import OutboxRelay
-from connector.pipeline.payments import PaymentDesk
-from connector.portal.payments import NOTIFICATION_FIELDS, REPLY_FIELDS, checksum, pp_time, signed, verify
-from connector.portal.platform import PaymentPlatformClient
-from connector.public import create_public_app, start_public
+from connector.payments.platform import PaymentPlatformClient
 from connector.store import StateStore
-from connector.store.inbound import InboundStore
+from connector.store.way_back import InboundStore
 from tests.factories import ConsumedRecord, raw, raw_with
 
 # ---- 1. payment.requested -------------------------------------------------------------------------------

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from connector.config import PaymentSettings
-from connector.payment_events import InvalidPaymentMessage, parse_query_reply, settlement_of
-from connector.portal.payments import NOTIFICATION_FIELDS, QUERY_REPLY_FIELDS, ChecksumRefused, signed, verify
-from connector.portal.platform import PaymentPlatformClient, PlatformRefused
+from connector.payments.checksum import NOTIFICATION_FIELDS, QUERY_REPLY_FIELDS, ChecksumRefused, signed, verify
+from connector.payments.messages import InvalidPaymentMessage, parse_query_reply, settlement_of
+from connector.payments.platform import PaymentPlatformClient, PlatformRefused
 
 
 def chunked_server(body: Callable[[], bytes], *, chunk: int, status: int = 200) -> web.Application:

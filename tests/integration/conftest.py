@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.simulator.app import start_simulator
+from connector.dev.simulator.app import start_simulator
 from tests.integration.pipeline_harness import SIM
 
 

@@ -14,10 +14,10 @@ import aiohttp
 import yaml
 
 from connector.config import DEFAULT_MAPPINGS_DIR, Settings, load_settings
-from connector.events import DossierEvent, InvalidEvent, decode_event
-from connector.mapping import MappingError, Mappings, load_mappings, map_event
+from connector.dev.simulator.app import SimulatorConfig
+from connector.push.events import DossierEvent, InvalidEvent, decode_event
+from connector.push.mapping import MappingError, Mappings, load_mappings, map_event
 from connector.service import Service
-from connector.simulator.app import SimulatorConfig
 from tests.kafkatools import wait_for_committed
 
 SIM = SimulatorConfig()
@@ -115,7 +115,7 @@ async def run_until_committed(
 
 
 async def inject_fault(base_url: str, **fault: Any) -> None:
-    """Arm a simulator fault (see connector.simulator.state.Fault)."""
+    """Arm a simulator fault (see connector.dev.simulator.state.Fault)."""
     async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http, http.post(
         f"{base_url}/_sim/faults", json=fault
     ) as reply:

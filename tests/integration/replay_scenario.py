@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from connector.config import DEFAULT_MAPPINGS_DIR, load_settings
-from connector.samples import SampleMessage
+from connector.dev.samples import SampleMessage
 from tests.factories import encode, event_dict
 from tests.integration.pipeline_harness import Topics, daemon_config, run_until_committed, unique_group, write_config
 from tests.kafkatools import produce

@@ -18,10 +18,10 @@ from jsonschema import Draft202012Validator, ValidationError
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from connector.admin import DiscardBody, Operations, ReplayBody, ReplayOneBody, create_admin_app
 from connector.config import DEFAULT_MAPPINGS_DIR, SCHEMAS_DIR
 from connector.observability import Metrics
-from connector.pipeline.replay import Planned, Replayed
+from connector.operators.admin import DiscardBody, Operations, ReplayBody, ReplayOneBody, create_admin_app
+from connector.operators.replay import Planned, Replayed
 from connector.store import StoreUnavailable
 from connector.store.tables import failure_attempts, sync_failures
 from tests.integration import test_admin_api as admin_scenario

@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import text
 
 from connector.observability import Metrics
-from connector.pipeline import audit
-from connector.pipeline.audit import AuditTrail
-from connector.portal.rest import CallRecord
+from connector.portal import audit
+from connector.portal.audit import AuditTrail
+from connector.portal.client import CallRecord
 from connector.store import StateStore
 from tests.databases import state_database
 

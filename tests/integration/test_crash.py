@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 from aiokafka import ConsumerRecord
 
+from connector.dev.samples import SampleMessage, generate_events
 from connector.kafka import ERROR_HEADER_PREFIX
-from connector.samples import SampleMessage, generate_events
 from connector.store import StateStore
 from tests.integration.pipeline_harness import (
     Expected,

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
-from connector.devbroker import LocalBroker, create_topics
-from connector.samples import generate_events
+from connector.dev.devbroker import LocalBroker, create_topics
+from connector.dev.samples import generate_events
 from tests.conftest import TopicFactory
 from tests.kafkatools import committed_offsets, consume_all, produce, wait_for_committed
 

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from connector.config import load_settings
-from connector.samples import generate_events
+from connector.dev.samples import generate_events
 from connector.store import StateStore
 from tests.integration.pipeline_harness import (
     HTTP_TIMEOUT,

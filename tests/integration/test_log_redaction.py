@@ -1,6 +1,6 @@
 """No citizen's identity reaches a log line, through every log-producing path that can be reached cheaply: the
 failure recorder's "event failed", the adapter client's call log and its session, an exception logged with
-``exc_info``, a configuration error. The identities are ``connector.samples``' own (names, ID numbers, phones,
+``exc_info``, a configuration error. The identities are ``connector.dev.samples``' own (names, ID numbers, phones,
 e-mail addresses). ``capture_logs`` shows the event dicts before redaction (what the code puts in log
 fields: never a name, never a value the far side wrote); a StringIO shows the rendered lines (after it)."""
 
@@ -18,14 +18,14 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from connector import failures
 from connector.config import ConfigError, RetrySettings, load_settings
+from connector.dev.samples import generate_events
 from connector.errors import InvalidInput
+from connector.failures import FailureRecorder
 from connector.observability import configure_logging
-from connector.pipeline import failures
-from connector.pipeline.failures import FailureRecorder
-from connector.portal import rest
+from connector.portal import client as rest
 from connector.portal.errors import LoginFailed, PortalRejected
-from connector.samples import generate_events
 from connector.store import StateStore
 from tests.factories import portal_record
 from tests.hostile.fake_adapter import STEP_SECONDS, FakeAdapter, adapter, json_reply

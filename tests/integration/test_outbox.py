@@ -13,10 +13,10 @@ from aiokafka import AIOKafkaProducer
 from connector.config import KafkaSettings, Topics
 from connector.kafka import build_producer, read_topic
 from connector.observability import Metrics
-from connector.pipeline.lease import Leadership
-from connector.pipeline.outbox import MESSAGE_ID_HEADER, OutboxRelay, outbox_message
+from connector.outbox.lease import Leadership
+from connector.outbox.relay import MESSAGE_ID_HEADER, OutboxRelay, outbox_message
 from connector.store import StateStore
-from connector.store.inbound import InboundStore, PaymentRow, SubmissionKey
+from connector.store.way_back import InboundStore, PaymentRow, SubmissionKey
 from tests.conftest import TopicFactory
 from tests.databases import state_database
 
@@ -72,7 +72,7 @@ async def test_every_published_revision_polled_or_pushed_waits_for_the_portal_to
     await inbound.accept_submission(pushed, received_via="push", agency_code=None, submitted_at=None,
                                     message=_message("A.B-2", 1), now=NOW)
     assert await inbound.unacknowledged() == []  # not on the topic yet
-    from connector.store.inbound import Published
+    from connector.store.way_back import Published
     await inbound.mark_published([Published("submission:A.B-1:1", 0, 7), Published("submission:A.B-2:1", 0, 8)],
                                  NOW)
     assert [(r.dossier_no, r.published) for r in await inbound.unacknowledged()] == [("A.B-1", True),

@@ -24,22 +24,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connector.config import Settings, load_settings
+from connector.failures import FailureRecorder
 from connector.kafka import DeadLetterQueue, build_producer, read_topic
+from connector.listeners import create_public_app, start_public
 from connector.observability import Metrics
-from connector.payment_events import outcome_errors, outcome_event_id
-from connector.pipeline.failures import FailureRecorder
-from connector.pipeline.outbox import EVENT_TYPE_HEADER, MESSAGE_ID_HEADER, OutboxRelay
-from connector.pipeline.payments import (
+from connector.outbox.relay import EVENT_TYPE_HEADER, MESSAGE_ID_HEADER, OutboxRelay
+from connector.payments.checksum import NOTIFICATION_FIELDS, REPLY_FIELDS, checksum, pp_time, signed, verify
+from connector.payments.desk import (
     PaymentDesk,
     PaymentRequestConsumer,
     build_request_consumer,
     payment_request_group,
 )
-from connector.portal.payments import NOTIFICATION_FIELDS, REPLY_FIELDS, checksum, pp_time, signed, verify
-from connector.portal.platform import PaymentPlatformClient
-from connector.public import create_public_app, start_public
+from connector.payments.messages import outcome_errors, outcome_event_id
+from connector.payments.platform import PaymentPlatformClient
 from connector.store import StateStore
-from connector.store.inbound import InboundStore
+from connector.store.way_back import InboundStore
 from tests.conftest import TopicFactory
 from tests.factories import ConsumedRecord
 from tests.integration.pipeline_harness import SIM

@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 
 from connector.config import DEFAULT_MAPPINGS_DIR, load_settings
+from connector.dev.samples import SampleMessage, generate_events
 from connector.kafka import ERROR_HEADER_PREFIX
-from connector.mapping import load_mappings
-from connector.samples import SampleMessage, generate_events
+from connector.push.mapping import load_mappings
 from connector.service import Service
 from connector.store import StateStore
 from tests.factories import encode, event_dict

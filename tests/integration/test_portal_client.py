@@ -15,11 +15,11 @@ import structlog
 from pydantic import SecretStr
 
 from connector.config import PortalSettings
-from connector.portal import rest
+from connector.dev.simulator.app import MAX_REQUEST_BYTES, SIMULATOR_STATE, start_simulator
+from connector.dev.simulator.state import Fault, SimulatorConfig, SimulatorState
+from connector.portal import client as rest
+from connector.portal.client import PortalClient
 from connector.portal.errors import LoginFailed, PortalRejected, PortalUnavailable, SessionExpired
-from connector.portal.rest import PortalClient
-from connector.simulator.app import MAX_REQUEST_BYTES, SIMULATOR_STATE, start_simulator
-from connector.simulator.state import Fault, SimulatorConfig, SimulatorState
 from tests.factories import portal_record
 
 AGENCY = "000.00.01.H22"

@@ -21,17 +21,17 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
-from connector.admin import start_admin
-from connector.attachments import AttachmentStore
 from connector.config import DEFAULT_MAPPINGS_DIR, ConfigError, Settings, load_settings
-from connector.mapping import PORTAL_TZ, load_mappings
+from connector.listeners import create_public_app, start_public
 from connector.observability import Metrics
-from connector.pipeline.outbox import OutboxRelay
-from connector.pipeline.pull import SubmissionIntake, max_pushed_body_bytes
-from connector.public import create_public_app, start_public
+from connector.operators.admin import start_admin
+from connector.outbox.relay import OutboxRelay
+from connector.pull.attachments import AttachmentStore
+from connector.pull.poller import SubmissionIntake, max_pushed_body_bytes
+from connector.push.mapping import PORTAL_TZ, load_mappings
 from connector.service import Service
 from connector.store import StateStore
-from connector.store.inbound import InboundStore
+from connector.store.way_back import InboundStore
 from tests.conftest import TopicFactory
 from tests.integration.pipeline_harness import Topics, daemon_config, unique_group
 from tests.integration.raw_http import raw_request, request_bytes

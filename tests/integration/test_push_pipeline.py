@@ -10,9 +10,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from connector.config import DEFAULT_MAPPINGS_DIR
+from connector.dev.samples import generate_events
 from connector.kafka import ERROR_HEADER_PREFIX
-from connector.mapping import load_mappings
-from connector.samples import generate_events
+from connector.push.mapping import load_mappings
 from connector.service import Service
 from tests.factories import encode, event_dict
 from tests.integration.pipeline_harness import (

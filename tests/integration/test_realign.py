@@ -20,14 +20,14 @@ import aiohttp
 import pytest
 
 from connector.config import DEFAULT_MAPPINGS_DIR, load_settings
-from connector.events import decode_event
-from connector.mapping import load_mappings
+from connector.dev.samples import SampleMessage, generate_events
 from connector.observability import Metrics
-from connector.pipeline.push import PortalGateway, hashed_record
-from connector.pipeline.realign import Realigner, compare
-from connector.pipeline.replay import open_replayer
-from connector.portal.rest import PortalClient
-from connector.samples import SampleMessage, generate_events
+from connector.operators.realign import Realigner, compare
+from connector.operators.replay import open_replayer
+from connector.portal.client import PortalClient
+from connector.push.events import decode_event
+from connector.push.mapping import load_mappings
+from connector.push.pipeline import PortalGateway, hashed_record
 from connector.store import Failure, FailureFilter, LedgerFilter, StateStore, Synced
 from tests.databases import state_database
 from tests.integration.pipeline_harness import (

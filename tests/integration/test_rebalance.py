@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from connector.config import load_settings
-from connector.samples import generate_events
+from connector.dev.samples import generate_events
 from connector.service import Service
 from tests.integration.pipeline_harness import (
     Topics,

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from connector.config import DEFAULT_MAPPINGS_DIR
-from connector.mapping import load_mappings
-from connector.samples import SampleMessage, generate_events
+from connector.dev.samples import SampleMessage, generate_events
+from connector.push.mapping import load_mappings
 from tests.integration.pipeline_harness import (
     SIM,
     Topics,

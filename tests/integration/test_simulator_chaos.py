@@ -13,10 +13,10 @@ import pytest
 from pydantic import SecretStr
 
 from connector.config import PortalSettings
+from connector.dev.simulator.app import SIMULATOR_STATE, start_simulator
+from connector.dev.simulator.state import DOSSIER_FIELDS, SimulatorConfig, SimulatorState
+from connector.portal.client import PortalClient
 from connector.portal.errors import PortalUnavailable
-from connector.portal.rest import PortalClient
-from connector.simulator.app import SIMULATOR_STATE, start_simulator
-from connector.simulator.state import DOSSIER_FIELDS, SimulatorConfig, SimulatorState
 from tests.factories import portal_record
 
 AGENCY = "000.00.01.H22"

@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from connector.simulator.chaos import parse_profile
+from connector.dev.simulator.chaos import parse_profile
 
 DEADLINE = 30  # seconds; bounds every await on the child process or the network
 

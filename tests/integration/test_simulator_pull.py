@@ -15,8 +15,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from connector.mapping import PORTAL_TZ
-from connector.portal.payments import (
+from connector.dev.simulator.app import start_simulator
+from connector.dev.simulator.state import SimulatorConfig
+from connector.payments.checksum import (
     NOTIFICATION_FIELDS,
     QUERY_FIELDS,
     QUERY_REPLY_FIELDS,
@@ -26,8 +27,7 @@ from connector.portal.payments import (
     signed,
     verify,
 )
-from connector.simulator.app import start_simulator
-from connector.simulator.state import SimulatorConfig
+from connector.push.mapping import PORTAL_TZ
 
 AGENCY = "000.00.01.H22"
 NUMBER = f"{AGENCY}-260105-0001"

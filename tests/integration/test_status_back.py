@@ -19,13 +19,13 @@ from sqlalchemy import select
 
 from connector.config import DEFAULT_MAPPINGS_DIR, load_settings
 from connector.errors import PermanentError
-from connector.events import decode_event
 from connector.kafka import ERROR_HEADER_PREFIX
-from connector.mapping import STATUS_BACK_FIELDS, load_mappings, map_event
 from connector.observability import Metrics
-from connector.pipeline.push import PortalGateway, hashed_record
-from connector.pipeline.realign import Realigner
-from connector.portal.rest import PUSH_STATUS, CallRecord, PortalClient
+from connector.operators.realign import Realigner
+from connector.portal.client import PUSH_STATUS, CallRecord, PortalClient
+from connector.push.events import decode_event
+from connector.push.mapping import STATUS_BACK_FIELDS, load_mappings, map_event
+from connector.push.pipeline import PortalGateway, hashed_record
 from connector.service import Service
 from connector.store import LedgerFilter, StateStore, Synced
 from connector.store.tables import dossier_ledger

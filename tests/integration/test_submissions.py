@@ -19,18 +19,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connector.attachments import AttachmentStore
 from connector.config import DEFAULT_MAPPINGS_DIR, Settings, load_settings
 from connector.kafka import build_producer, read_topic
-from connector.mapping import PORTAL_TZ, load_mappings
+from connector.listeners import create_public_app, start_public
 from connector.observability import Metrics
-from connector.pipeline.outbox import MESSAGE_ID_HEADER, OutboxRelay
-from connector.pipeline.pull import SubmissionIntake, SubmissionPoller, max_pushed_body_bytes
-from connector.pipeline.push import PortalGateway
-from connector.portal.rest import PortalClient
-from connector.public import create_public_app, start_public
+from connector.outbox.relay import MESSAGE_ID_HEADER, OutboxRelay
+from connector.portal.client import PortalClient
+from connector.pull.attachments import AttachmentStore
+from connector.pull.poller import SubmissionIntake, SubmissionPoller, max_pushed_body_bytes
+from connector.push.mapping import PORTAL_TZ, load_mappings
+from connector.push.pipeline import PortalGateway
 from connector.store import StateStore
-from connector.store.inbound import InboundStore, SubmissionKey
+from connector.store.way_back import InboundStore, SubmissionKey
 from tests.conftest import TopicFactory
 from tests.integration.pipeline_harness import SIM
 from tests.integration.served_in_thread import ServedInThread

@@ -26,7 +26,7 @@ import pytest
 
 from connector.config import KafkaSettings
 from connector.kafka import read_topic
-from connector.pipeline.outbox import MESSAGE_ID_HEADER
+from connector.outbox.relay import MESSAGE_ID_HEADER
 from tests.integration.pipeline_harness import SIM, Topics, daemon_config, unique_group, wait_until, write_config
 
 pytestmark = pytest.mark.broker
@@ -71,7 +71,7 @@ def _tail(log: Path) -> str:
 async def _amend(portal_url: str, numbers: list[str]) -> None:
     """Revision 2 of each: another summary, one new file, registered as the citizen's amendment."""
     from connector.config import PortalSettings
-    from connector.portal.rest import PortalClient
+    from connector.portal.client import PortalClient
 
     settings = PortalSettings(adapter_url=portal_url, username=SIM.username, password=SIM.password,
                               madonvi=AGENCY)

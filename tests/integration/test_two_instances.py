@@ -22,8 +22,8 @@ from aiokafka import ConsumerRecord
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
+from connector.dev.samples import SampleMessage, generate_events
 from connector.kafka import ERROR_HEADER_PREFIX
-from connector.samples import SampleMessage, generate_events
 from connector.store import FailureFilter, StateStore
 from connector.store.tables import dossier_ledger
 from tests.databases import state_database

@@ -17,9 +17,9 @@ import pytest
 
 from connector.config import load_settings
 from connector.kafka import read_topic
-from connector.mapping import PORTAL_TZ
+from connector.push.mapping import PORTAL_TZ
 from connector.service import Service
-from connector.store.inbound import InboundStore
+from connector.store.way_back import InboundStore
 from tests.integration.pipeline_harness import SIM, Topics, daemon_config, unique_group, wait_until
 from tests.kafkatools import produce
 

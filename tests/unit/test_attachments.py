@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from connector import attachments
-from connector.attachments import AttachmentStore
-from connector.submissions import InvalidSubmission
+from connector.pull import attachments
+from connector.pull.attachments import AttachmentStore
+from connector.pull.national import InvalidSubmission
 
 DRAWING = b"%PDF-1.4\n" + "Bản vẽ thiết kế kỹ thuật — Bộ Xây dựng".encode() * 500
 

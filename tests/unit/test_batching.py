@@ -1,6 +1,6 @@
 import asyncio
 
-from connector.pipeline.batching import MicroBatcher
+from connector.batching import MicroBatcher
 
 
 class Recorder:

@@ -1,5 +1,5 @@
 from connector.config import CircuitBreakerSettings
-from connector.pipeline.breaker import CircuitBreaker
+from connector.portal.breaker import CircuitBreaker
 
 SETTINGS = CircuitBreakerSettings(failure_ratio=0.5, window=10, min_calls=4, open_seconds=5)
 

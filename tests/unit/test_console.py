@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from connector.console import parse_moment, plain, to_json, utc
+from connector.operators.console import parse_moment, plain, to_json, utc
 
 
 def test_stored_bytes_are_text_when_they_are_utf8_and_base64_otherwise() -> None:
@@ -48,8 +48,8 @@ def test_a_typed_time_that_is_not_one_is_refused() -> None:
 def test_values_from_outside_are_printed_as_they_are_not_read_as_markup() -> None:
     from rich.console import Console
 
-    from connector.console import failures_table, findings_table
-    from connector.pipeline.realign import Finding
+    from connector.operators.console import failures_table, findings_table
+    from connector.operators.realign import Finding
 
     console = Console(width=400, record=True)
     console.print(failures_table([{"id": 1, "state": "open", "dossier_no": "[/x]", "reason": "[bold]r"}], total=1))

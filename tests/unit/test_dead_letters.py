@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from connector.errors import PermanentError
+from connector.failures import failure_from_dead_letter
 from connector.kafka import ERROR_HEADER_PREFIX, dead_letter_headers
-from connector.pipeline.failures import failure_from_dead_letter
 
 
 @dataclass

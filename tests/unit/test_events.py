@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.events import InvalidEvent, _parse_json, decode_event, event_from_document
-from connector.samples import generate_events
+from connector.dev.samples import generate_events
+from connector.push.events import InvalidEvent, _parse_json, decode_event, event_from_document
 from tests.factories import encode, event_dict, step_dict
 
 MAX = 1_048_576

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connector.config import DEFAULT_MAPPINGS_DIR
-from connector.events import DossierEvent, event_from_document
-from connector.mapping import (
+from connector.push.events import DossierEvent, event_from_document
+from connector.push.mapping import (
     ELLIPSIS,
     PORTAL_TZ,
     MappingError,

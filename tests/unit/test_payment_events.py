@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.payment_events import (
+from connector.payments.checksum import NOTIFICATION_FIELDS, checksum
+from connector.payments.messages import (
     EXPIRED,
     OUTCOME_NAMESPACE,
     InvalidPaymentMessage,
@@ -30,7 +31,6 @@ from connector.payment_events import (
     request_errors,
     settlement_of,
 )
-from connector.portal.payments import NOTIFICATION_FIELDS, checksum
 
 NO = "000.00.01.H22-261124-0001"
 REQUEST: dict[str, Any] = {

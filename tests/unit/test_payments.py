@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.portal.payments import (
+from connector.payments.checksum import (
     NOTIFICATION_FIELDS,
     QUERY_FIELDS,
     REPLY_FIELDS,

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from aiokafka import TopicPartition
 
 from connector.config import load_settings
-from connector.mapping import load_mappings
+from connector.dev.samples import generate_events
 from connector.observability import Metrics
-from connector.pipeline.push import Admitted, EventReader, Rejected
-from connector.samples import generate_events
+from connector.push.mapping import load_mappings
+from connector.push.pipeline import Admitted, EventReader, Rejected
 
 SETTINGS = load_settings(None)
 TP = TopicPartition("dossier.events", 0)

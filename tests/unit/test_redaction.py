@@ -13,8 +13,8 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from connector.dev.samples import generate_events
 from connector.observability import REDACTED, configure_logging, redact, scrub_text
-from connector.samples import generate_events
 
 
 def test_sensitive_keys_are_redacted_wherever_they_are() -> None:
@@ -70,7 +70,7 @@ def test_the_service_logging_setup_redacts_what_it_writes() -> None:
 # --- identities glued to other text, names by key, exceptions, and the rendered line ------------------------
 
 def sample_applicants() -> list[dict[str, Any]]:
-    """The identities ``connector.samples`` generates: names, ID numbers, phones, e-mail addresses."""
+    """The identities ``connector.dev.samples`` generates: names, ID numbers, phones, e-mail addresses."""
     found = {}
     for message in generate_events(dossiers=12, include_bad=False):
         applicant = json.loads(message.value)["dossier"]["applicant"]

@@ -5,7 +5,7 @@ import pytest
 
 from connector.config import RetrySettings
 from connector.errors import InvalidInput, PermanentError, RetryableError
-from connector.pipeline.retry import call_with_retries
+from connector.retry import call_with_retries
 
 POLICY = RetrySettings(initial_backoff_seconds=0.5, max_backoff_seconds=8, max_retry_after_seconds=60)
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from connector.config import DEFAULT_MAPPINGS_DIR, SCHEMAS_DIR
-from connector.samples import PROCEDURES, SampleMessage, bad_events, generate_events
+from connector.dev.samples import PROCEDURES, SampleMessage, bad_events, generate_events
 
 BAD_LABELS = {"malformed-json", "schema-invalid", "unmapped-status"}
 

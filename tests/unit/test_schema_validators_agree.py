@@ -13,8 +13,8 @@ import jsonschema_rs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.events import _fast_validator, _schema, _validator, schema_errors
-from connector.samples import generate_events
+from connector.dev.samples import generate_events
+from connector.push.events import _fast_validator, _schema, _validator, schema_errors
 
 SAMPLES = [json.loads(m.value) for m in generate_events(dossiers=30, seed=3) if m.label != "malformed-json"]
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from connector.simulator.chaos import Chaos, ChaosInvalid, ChaosProfile, parse_profile, profile_from_flags
-from connector.simulator.state import SimulatorConfig, SimulatorState
+from connector.dev.simulator.chaos import Chaos, ChaosInvalid, ChaosProfile, parse_profile, profile_from_flags
+from connector.dev.simulator.state import SimulatorConfig, SimulatorState
 from tests.factories import portal_record
 
 CREDENTIALS = {"username": "portal-sync", "password": "secret"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from connector.simulator.meter import RateMeter
+from connector.dev.simulator.meter import RateMeter
 
 
 class FakeClock:

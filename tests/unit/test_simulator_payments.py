@@ -1,6 +1,6 @@
 """The simulated Payment Platform: QUERY checks and replies, pending answers, result notifications (no HTTP).
 
-Every checksum is checked with the connector's own ``connector.portal.payments``, as the client will."""
+Every checksum is checked with the connector's own ``connector.payments.checksum``, as the client will."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from connector.mapping import PORTAL_TZ
-from connector.portal.payments import (
+from connector.dev.simulator.payment_platform import CallbackSpec, PaymentPlatform, PaymentSpec
+from connector.dev.simulator.state import SimulatorConfig, SimulatorState
+from connector.payments.checksum import (
     NOTIFICATION_FIELDS,
     QUERY_FIELDS,
     QUERY_REPLY_FIELDS,
@@ -19,8 +20,7 @@ from connector.portal.payments import (
     signed,
     verify,
 )
-from connector.simulator.payment_platform import CallbackSpec, PaymentPlatform, PaymentSpec
-from connector.simulator.state import SimulatorConfig, SimulatorState
+from connector.push.mapping import PORTAL_TZ
 
 PARTNER = "PORTALSYNC"
 SECRET = "pp-secret"

@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 
-from connector.simulator.state import SimulatorConfig, SimulatorState
+from connector.dev.simulator.state import SimulatorConfig, SimulatorState
 from tests.factories import portal_record
 
 AGENCY = "000.00.01.H22"

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from connector.simulator.chaos import parse_profile
-from connector.simulator.state import (
+from connector.dev.simulator.chaos import parse_profile
+from connector.dev.simulator.state import (
     DEFAULT_DOSSIER_FIELDS,
     DOSSIER_FIELDS,
     STATS_FIELDS,
@@ -218,7 +218,7 @@ def test_reset_forgets_everything() -> None:
 
 
 def test_clearing_faults_disarms_them_and_keeps_the_dossiers() -> None:
-    from connector.simulator.state import Fault, SimulatorConfig, SimulatorState
+    from connector.dev.simulator.state import Fault, SimulatorConfig, SimulatorState
 
     state = SimulatorState(SimulatorConfig())
     state.apply_push([record()], "False")

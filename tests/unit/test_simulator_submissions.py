@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from connector.simulator.payment_platform import PaymentSpec
-from connector.simulator.state import SimulatorConfig, SimulatorState
-from connector.simulator.submissions import AMEND_GAP_SECONDS, GenerationSpec, SubmissionRefused
+from connector.dev.simulator.payment_platform import PaymentSpec
+from connector.dev.simulator.state import SimulatorConfig, SimulatorState
+from connector.dev.simulator.submissions import AMEND_GAP_SECONDS, GenerationSpec, SubmissionRefused
 from tests.factories import portal_record
 
 AGENCY = "000.00.01.H22"

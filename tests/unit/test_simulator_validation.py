@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from connector.simulator.validation import push_problem, record_problems, step_problems, steps_problem
+from connector.dev.simulator.validation import push_problem, record_problems, step_problems, steps_problem
 from tests.factories import portal_record
 
 

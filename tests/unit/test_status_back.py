@@ -6,8 +6,8 @@ import json
 import pytest
 
 from connector.config import DEFAULT_MAPPINGS_DIR
-from connector.events import DossierEvent, InvalidEvent, decode_event, event_from_document
-from connector.mapping import (
+from connector.push.events import DossierEvent, InvalidEvent, decode_event, event_from_document
+from connector.push.mapping import (
     ELLIPSIS,
     STATUS_BACK_FIELDS,
     MappingError,

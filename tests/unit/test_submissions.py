@@ -16,11 +16,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from connector import submissions
 from connector.config import DEFAULT_MAPPINGS_DIR
 from connector.errors import InvalidInput
-from connector.mapping import load_mappings
-from connector.submissions import (
+from connector.pull import national as submissions
+from connector.pull.national import (
     SUBMISSION_NAMESPACE,
     DeclaredFile,
     InvalidSubmission,
@@ -37,6 +36,7 @@ from connector.submissions import (
     submission_document,
     validate_document,
 )
+from connector.push.mapping import load_mappings
 
 MAPPINGS = load_mappings(DEFAULT_MAPPINGS_DIR)
 AGENCY = "000.00.01.G12"  # Cục Quản lý hoạt động xây dựng, Bộ Xây dựng

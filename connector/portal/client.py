@@ -1,0 +1,357 @@
+"""The DVCQG adapter client (JSON over HTTP POST).
+
+One HTTP call per method call, plus at most one re-login on an expired session. Retry policy,
+backoff, rate limits and circuit breaking belong to the pipeline; this client only reports what
+happened, as a value of ``connector.portal.errors`` and through the optional observer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from types import TracebackType
+from typing import Any, Literal
+
+import aiohttp
+import structlog
+
+from connector.config import ConfigError, PortalSettings
+from connector.errors import PermanentError, SyncError
+from connector.portal.errors import (
+    MAX_REPLY_BYTES,
+    AlreadyExists,
+    LoginFailed,
+    PortalUnavailable,
+    SessionExpired,
+    classify_reply,
+)
+from connector.portal.session import PortalSession
+from connector.untrusted import BodyTooLarge, read_body
+
+log = structlog.get_logger(__name__)
+
+CallObserver = Callable[[str, str, float], None]
+"""(service, result, seconds); result is "ok" or the error's reason."""
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One adapter call, for the audit trail: no personal data, the request only as a digest."""
+
+    at: datetime
+    service: str
+    dossiers: tuple[str, ...]  # the MaHoSo of every record or step sent
+    records: int
+    request_sha256: str  # empty for the login, whose body holds the password
+    result: str
+    seconds: float
+
+
+CallAuditor = Callable[[CallRecord], None]
+
+Endpoint = Literal["integration", "share"]
+Classifier = Callable[[int, Mapping[str, str], bytes], dict[str, Any]]
+
+PUSH_DOSSIERS = "DongBoHoSoMC"
+PUSH_PROGRESS = "CapNhatTienDoHoSoMC"
+PUSH_STATUS = "DongBoTrangThaiHoSo"
+LOOKUP = "TraCuuHoSo"
+LIST_SUBMISSIONS = "DanhSachHoSo"
+FETCH_FILE = "LayTaiLieuHoSo"
+ACKNOWLEDGE_SUBMISSION = "CapNhatDaNhanHoSo"
+
+# The pull services' parameter names (PORTAL.md §6: assumed, not published): one place to adjust them.
+PULL_PARAMS = {
+    "agency": "donViXuLy", "first_day": "ngayNhan1", "last_day": "ngayNhan2", "page": "trang",
+    "page_size": "soLuong", "file_path": "duongdanteptin", "dossier_no": "maHoSo", "revision": "phienBan",
+    "received": "daNhan", "local_no": "maHoSoDonVi",
+}
+LOGIN = "login"
+
+
+class PortalClient:
+    """Calls the adapter; safe to share between concurrent tasks (one session, one connection pool).
+
+    A caller-supplied ``http`` session must not raise for status itself: HTTP errors are classified here.
+    """
+
+    def __init__(
+        self,
+        settings: PortalSettings,
+        *,
+        observer: CallObserver | None = None,
+        auditor: CallAuditor | None = None,
+        http: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self._settings = settings
+        self._observer = observer
+        self._auditor = auditor
+        self._http = http
+        self._closed = False
+        self._owns_http = http is None
+        self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
+        self._headers = _request_headers(settings.dstcode)
+        self._session = PortalSession(self._request_token)
+
+    async def __aenter__(self) -> PortalClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._owns_http and self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    @property
+    def session_token(self) -> str | None:
+        """The session held now, if any (never logged)."""
+        return self._session.token
+
+    async def login(self) -> None:
+        """Log in now, whatever session is held; later calls use the new one."""
+        await self._session.login()
+
+    async def ensure_session(self) -> None:
+        """Log in unless a session is held (the start-up warm-up): shares the one login of concurrent callers."""
+        await self._session.current_token()
+
+    async def outcome_known(self) -> None:
+        """Returns once a login or call has ended (``PortalSession.outcome_known``)."""
+        await self._session.outcome_known()
+
+    def readiness(self) -> str | None:
+        """"ok", the last error's "Class (reason)", or None while nothing is known (``PortalSession.readiness``)."""
+        return self._session.readiness()
+
+    async def call(self, endpoint: Endpoint, service: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Call ``service`` with the session envelope; return the reply when it means success."""
+        url = self._settings.adapter_url + self._endpoint_path(endpoint)
+
+        async def send(token: str) -> dict[str, Any]:
+            envelope = {"session": token, "madonvi": self._settings.madonvi, "service": service}
+            return await self._post(url, {**envelope, **params}, service=service)
+
+        return await self._session.send(send)
+
+    async def push_dossiers(self, records: Sequence[Mapping[str, Any]], *, updating: bool) -> bool:
+        """Create or update whole records; return True when they went in as an update.
+
+        A create that the portal answers with "already exists" is re-sent once as an update: the
+        full state identified by MaHoSo is the same either way.
+        """
+        if not records:
+            return updating
+        data = _as_dicts(records)
+        try:
+            await self._push_dossiers(data, updating=updating)
+        except AlreadyExists:
+            if updating:
+                raise
+            log.info("portal.create_switched_to_update", service=PUSH_DOSSIERS, records=len(data))
+            await self._push_dossiers(data, updating=True)
+            return True
+        return updating
+
+    async def push_progress(self, steps: Sequence[Mapping[str, Any]]) -> None:
+        if steps:
+            await self.call("integration", PUSH_PROGRESS, {"data": _as_dicts(steps)})
+
+    async def push_status(self, data: Mapping[str, Any]) -> None:
+        """The status of one dossier that started on the national portal, sent back: ``type`` is the string
+        "2", and ``data`` one object (not a list), so one dossier per call."""
+        body = data if isinstance(data, dict) else dict(data)
+        await self.call("integration", PUSH_STATUS, {"type": "2", "data": body})
+
+    async def lookup(self, dossier_no: str) -> dict[str, Any] | None:
+        """The portal's record of ``dossier_no``, or None when the portal does not have it."""
+        reply = await self.call("integration", LOOKUP, {"mahoso": dossier_no})
+        result = reply.get("result")
+        if not result:
+            return None
+        first = result[0] if isinstance(result, list) else result
+        if not isinstance(first, dict):
+            raise PortalUnavailable("TraCuuHoSo result is not a record", reason="malformed_reply")
+        if first.get("MaHoSo") not in (None, dossier_no):
+            raise PortalUnavailable("TraCuuHoSo answered with another dossier's record", reason="malformed_reply")
+        return first
+
+    async def _push_dossiers(self, data: list[dict[str, Any]], *, updating: bool) -> None:
+        # The adapter wants the strings "True"/"False", not JSON booleans.
+        await self.call("integration", PUSH_DOSSIERS, {"data": data, "isUpdating": str(updating)})
+
+    async def _request_token(self) -> str:
+        try:
+            password = self._settings.password_value()
+        except ConfigError as exc:
+            raise LoginFailed(f"cannot read the password: {exc}") from exc
+        url = self._settings.adapter_url + self._settings.auth_endpoint
+        credentials = {"username": self._settings.username, "password": password}
+        reply = await self._post(url, credentials, service=LOGIN, classify=_classify_login_reply)
+        return str(reply["session"])
+
+    async def _post(
+        self,
+        url: str,
+        payload: Mapping[str, Any],
+        *,
+        service: str,
+        classify: Classifier | None = None,
+        max_bytes: int = MAX_REPLY_BYTES,
+    ) -> dict[str, Any]:
+        # ASCII-escaped JSON reads the same whatever charset the adapter assumes for the body.
+        body = json.dumps(payload).encode("ascii")
+        data = payload.get("data")
+        count = len(data) if isinstance(data, list) else None
+        named = payload.get("mahoso", payload.get(PULL_PARAMS["dossier_no"]))
+        if data is None and isinstance(named, str):
+            data = {"MaHoSo": named}  # a lookup or an acknowledgement names its dossier too, for the audit trail
+        started = time.perf_counter()
+        result = "cancelled"  # stays so only if the caller cancels us mid-call
+        try:
+            status, headers, raw = await self._exchange(url, body, max_bytes)
+            if classify is None:
+                reply = classify_reply(status, headers, raw, expired_codes=self._settings.session_expired_codes,
+                                       max_bytes=max_bytes)
+            else:
+                reply = classify(status, headers, raw)
+            result = "ok"
+            return reply
+        except SyncError as exc:
+            result = exc.reason
+            raise
+        finally:
+            seconds = time.perf_counter() - started
+            self._report(service, result, seconds, count)
+            if self._auditor is not None:
+                self._auditor(_call_record(service, data, body, result, seconds))
+
+    async def _exchange(self, url: str, body: bytes, max_bytes: int) -> tuple[int, Mapping[str, str], bytes]:
+        try:
+            async with self._client().post(
+                url, data=body, headers=self._headers, timeout=self._timeout, allow_redirects=False
+            ) as response:
+                try:
+                    raw = await read_body(response.content, max_bytes)
+                except BodyTooLarge:
+                    raise PortalUnavailable(f"reply larger than {max_bytes} bytes", reason="reply_too_large") from None
+                return response.status, response.headers, raw
+        except TimeoutError as exc:
+            # Ambiguous: the adapter may have applied the call. Re-sending the full state is safe.
+            raise PortalUnavailable(
+                f"no answer within {self._settings.timeout_seconds:g}s", reason="timeout"
+            ) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise PortalUnavailable(f"{type(exc).__name__}: {exc}"[:500], reason="network") from exc
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Created on first use, inside the running loop, as aiohttp requires.
+        if self._closed:
+            raise RuntimeError("the portal client is closed")
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        return self._http
+
+    def _endpoint_path(self, endpoint: Endpoint) -> str:
+        if endpoint == "integration":
+            return self._settings.integration_endpoint
+        return self._settings.share_endpoint
+
+    def _report(self, service: str, result: str, seconds: float, count: int | None) -> None:
+        fields: dict[str, Any] = {"service": service, "result": result, "seconds": round(seconds, 4)}
+        if count is not None:
+            fields["records"] = count
+        if result == "ok":
+            log.debug("portal.call", **fields)
+        else:
+            log.warning("portal.call", **fields)
+        if self._observer is not None:
+            self._observer(service, result, seconds)
+
+    # --- the way back: submissions made on the national portal ---------------------------------------
+
+    async def list_submissions(self, agency: str, first_day: date, last_day: date, *, page: int,
+                               page_size: int) -> Any:
+        """One page of ``DanhSachHoSo``: the submissions for ``agency`` received in the (inclusive) window,
+        as the adapter sent them (``connector.pull.national.parse_listing`` validates)."""
+        p = PULL_PARAMS
+        reply = await self.call("integration", LIST_SUBMISSIONS, {
+            p["agency"]: agency, p["first_day"]: first_day.isoformat(), p["last_day"]: last_day.isoformat(),
+            p["page"]: page, p["page_size"]: page_size})
+        return reply.get("result")
+
+    async def submission(self, dossier_no: str) -> Any:
+        """``TraCuuHoSo``'s record of a submission, unvalidated (None when the portal has none)."""
+        reply = await self.call("integration", LOOKUP, {"mahoso": dossier_no})
+        result = reply.get("result")
+        if not result:
+            return None
+        return result[0] if isinstance(result, list) else result
+
+    async def fetch_file(self, path: str, *, max_bytes: int) -> dict[str, Any]:
+        """``LayTaiLieuHoSo``'s reply for one file, unvalidated; a reply over ``max_bytes`` is refused."""
+        url = self._settings.adapter_url + self._settings.integration_endpoint
+
+        async def send(token: str) -> dict[str, Any]:
+            body = {"session": token, "madonvi": self._settings.madonvi, "service": FETCH_FILE,
+                    PULL_PARAMS["file_path"]: path}
+            return await self._post(url, body, service=FETCH_FILE, max_bytes=max_bytes)
+
+        return await self._session.send(send)
+
+    async def acknowledge_submission(self, dossier_no: str, revision: int, local_no: str | None) -> None:
+        """``CapNhatDaNhanHoSo``: the portal may stop offering this revision. Harmless when repeated."""
+        p = PULL_PARAMS
+        params: dict[str, Any] = {p["dossier_no"]: dossier_no, p["revision"]: str(revision), p["received"]: True}
+        if local_no:
+            params[p["local_no"]] = local_no
+        await self.call("integration", ACKNOWLEDGE_SUBMISSION, params)
+
+
+def _call_record(service: str, data: Any, body: bytes, result: str, seconds: float) -> CallRecord:
+    items = data if isinstance(data, list) else [data] if isinstance(data, dict) else []
+    dossiers = tuple(dict.fromkeys(str(item["MaHoSo"])[:100] for item in items
+                                   if isinstance(item, dict) and item.get("MaHoSo")))
+    digest = "" if service == LOGIN else hashlib.sha256(body).hexdigest()
+    return CallRecord(datetime.now(UTC), service, dossiers, len(items), digest, result, seconds)
+
+
+def _as_dicts(items: Sequence[Mapping[str, Any]]) -> list[Any]:
+    # No copies of what is already a dict: thousands of records a second pass through here.
+    return [item if isinstance(item, dict) else dict(item) for item in items]
+
+
+def _classify_login_reply(status: int, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+    try:
+        reply = classify_reply(status, headers, body, expired_codes=())
+    except (SessionExpired, PermanentError) as exc:
+        # A refused login is not an expired session: logging in again would not help.
+        refused = LoginFailed(f"login refused: {exc.message}")
+        refused.quotes_remote_text = exc.quotes_remote_text
+        raise refused from exc
+    token = reply.get("session")
+    if not isinstance(token, str) or not token:
+        raise PortalUnavailable("login reply carries no session", reason="malformed_reply")
+    return reply
+
+
+def _request_headers(dstcode: str | None) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    # Only when configured: the test adapter misbehaves when it receives the header.
+    if dstcode:
+        headers["dstcode"] = dstcode
+    return headers
+
+
+__all__ = ["LOGIN", "CallAuditor", "CallObserver", "CallRecord", "Endpoint", "PortalClient"]
