@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,9 +29,10 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SCHEMAS_DIR = PROJECT_ROOT / "schemas"
-DEFAULT_MAPPINGS_DIR = PROJECT_ROOT / "mappings"
+# Package data (installed with the wheel, read where the package lives): the contracts, and the example mappings
+# that are the default for `demo`, the simulator and a config that names no mappings directory.
+SCHEMAS_DIR = Path(str(resources.files("connector") / "schemas"))
+DEFAULT_MAPPINGS_DIR = Path(str(resources.files("connector") / "mappings"))
 ENV_PREFIX = "PORTAL_SYNC__"
 
 

@@ -31,10 +31,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, ValidationError
 
-from connector.config import PROJECT_ROOT, Settings, describe_validation_error
+from connector.config import Settings, describe_validation_error
 from connector.dev.devbroker import LocalBroker, create_topics
 from connector.dev.samples import DEFAULT_START, ICT, SampleMessage, generate_events
 from connector.store import StateStore
+from tests import REPO_ROOT
 
 PORTAL_USER = "portal-sync"
 PORTAL_PASSWORD = "secret"  # the simulator's own test credential
@@ -275,7 +276,7 @@ class Child:
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(  # returns at once; the child runs on its own
                 list(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=child_env(), cwd=PROJECT_ROOT, start_new_session=True,
+                env=child_env(), cwd=REPO_ROOT, start_new_session=True,
             )
 
     @property

@@ -32,6 +32,7 @@ from connector.push.mapping import PORTAL_TZ, load_mappings
 from connector.service import Service
 from connector.store import StateStore
 from connector.store.way_back import InboundStore
+from tests import REPO_ROOT
 from tests.conftest import TopicFactory
 from tests.integration.pipeline_harness import Topics, daemon_config, unique_group
 from tests.integration.raw_http import raw_request, request_bytes
@@ -77,9 +78,8 @@ def test_a_public_listener_without_a_credential_is_refused_naming_the_fields_and
 
 
 def test_the_example_config_gives_the_public_listener_a_token_from_a_file() -> None:
-    from connector.config import PROJECT_ROOT
 
-    settings = load_settings(PROJECT_ROOT / "deploy" / "config.example.yaml")
+    settings = load_settings(REPO_ROOT / "deploy" / "config.example.yaml")
     assert settings.public.listen is not None and settings.public.inbound_token_file is not None
     assert not settings.public.allow_unauthenticated
 

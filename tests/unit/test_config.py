@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from connector.config import ConfigError, load_settings
+from tests import REPO_ROOT
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -66,9 +67,8 @@ def test_a_yaml_error_does_not_echo_the_offending_line(tmp_path: Path) -> None:
 
 
 def test_the_example_config_is_valid() -> None:
-    from connector.config import PROJECT_ROOT
 
-    settings = load_settings(PROJECT_ROOT / "deploy" / "config.example.yaml")
+    settings = load_settings(REPO_ROOT / "deploy" / "config.example.yaml")
     assert settings.portal.dstcode is None
     assert settings.portal.password_file is not None
 
