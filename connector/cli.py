@@ -151,7 +151,7 @@ def _failure_filters(command: Callable[..., None]) -> Callable[..., None]:
 
 
 def _moment(text: str | None, name: str) -> datetime | None:
-    from connector.operators.console import parse_moment
+    from connector.operators.values import parse_moment
 
     try:
         return parse_moment(text) if text else None
@@ -189,7 +189,8 @@ def failures() -> None:
 @_JSON
 def failures_list(config_path: Path | None, as_json: bool, limit: int, after_id: int, **filters: Any) -> None:
     """Failed events, oldest first (open ones unless --state says otherwise)."""
-    from connector.operators.console import failure_summary, failures_table, to_json
+    from connector.operators.console import failures_table, to_json
+    from connector.operators.values import failure_page
 
     where = _filter_from(**filters)
 
@@ -198,7 +199,7 @@ def failures_list(config_path: Path | None, as_json: bool, limit: int, after_id:
 
     rows, total = _with_store(_settings(config_path).state.url, work)
     if as_json:
-        click.echo(to_json({"total": total, "failures": [failure_summary(r) for r in rows]}))
+        click.echo(to_json(failure_page(rows, total=total, limit=limit)))
     else:
         Console().print(failures_table(rows, total=total))
 
@@ -259,16 +260,11 @@ def replay(failure_ids: tuple[int, ...], everything: bool, from_dlq: bool, dry_r
     older than what the portal already has is not sent: it is marked resolved. Sent: replayed. Failed
     again: still open, with the new error among its attempts.
     """
-    from datetime import UTC
-
-    from aiokafka.errors import KafkaError
     from rich.progress import Progress
 
-    from connector.kafka import read_topic
-    from connector.operators.console import plan_table, replayed_table, to_json
-    from connector.operators.replay import DeadLetters, Replayed, count_states, dead_letters_missing, open_replayer
+    from connector.operators.console import replay_table, to_json
+    from connector.operators.replay import DlqUnreadable, ReplayItem, ReplayReport, open_replayer
     from connector.push.mapping import MappingsInvalid, load_mappings
-    from connector.store import FailureFilter, failure_row
 
     if from_dlq and (failure_ids or everything or any(v is not None for k, v in filters.items() if k != "since")):
         raise click.UsageError("--from-dlq takes no failure ids, --all or filters other than --since")
@@ -283,72 +279,49 @@ def replay(failure_ids: tuple[int, ...], everything: bool, from_dlq: bool, dry_r
     except MappingsInvalid as exc:
         raise click.ClickException(str(exc)) from exc
     console = Console(stderr=as_json)
-    dlq: DeadLetters | None = None
 
-    async def from_the_dlq(replayer: Any) -> list[Any]:
-        """The DLQ records the table lacks: planned (dry run), or added and replayed 500 at a time."""
-        nonlocal dlq
-        topic = settings.kafka.topics.dead_letter
-        try:
-            dlq = await dead_letters_missing(replayer.store, read_topic(
-                settings.kafka, topic, since_ms=int(since.timestamp() * 1000) if since else None))
-        except (KafkaError, TimeoutError, UnicodeDecodeError) as exc:
-            raise click.ClickException(f"the DLQ topic {topic} could not be read ({type(exc).__name__}: {exc})"
-                                       ) from exc
-        results: list[Any] = []
-        with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("planning" if dry_run else "replaying", total=len(dlq.missing))
-            for start in range(0, len(dlq.missing), 500):
-                chunk = dlq.missing[start:start + 500]
-                if dry_run:
-                    now = datetime.now(UTC)
-                    results += await replayer.plan([{**failure_row(failure, now), "id": None} for failure in chunk])
-                else:
-                    await replayer.store.record_failures(chunk)
-                    ids = await replayer.store.known_failures([(f.topic, f.partition, f.offset) for f in chunk])
-                    rows = await replayer.store.list_failures(FailureFilter(ids=list(ids.values()), states=()),
-                                                              limit=None)
-                    results += await replayer.replay(rows)
-                progress.advance(task, len(chunk))
-        return results
-
-    async def work() -> Any:
+    async def work() -> ReplayReport:
         async with open_replayer(settings, mappings, changed_by=f"replay by {_operator()}") as replayer:
             if from_dlq:
-                return await from_the_dlq(replayer)
+                with Progress(console=console, transient=True) as progress:
+                    task = progress.add_task("reading the DLQ", total=None)
+
+                    def found(missing: int) -> None:
+                        progress.update(task, description="planning" if dry_run else "replaying", total=missing)
+
+                    try:
+                        return await replayer.from_dlq(settings.kafka, since=since, dry_run=dry_run, on_found=found,
+                                                       on_done=lambda _item: progress.advance(task))
+                    except DlqUnreadable as exc:
+                        raise click.ClickException(str(exc)) from exc
             rows = await replayer.store.list_failures(where, limit=None)
             if failure_ids:
                 missing = sorted(set(failure_ids) - {row["id"] for row in rows})
                 if missing:
                     raise click.ClickException(f"no such failure(s) in the selected state: {missing}")
             if dry_run:
-                return await replayer.plan(rows)
+                return await replayer.run(rows, dry_run=True)
             with Progress(console=console, transient=True) as progress:
                 task = progress.add_task("replaying", total=len(rows))
 
-                def advance(_outcome: Replayed) -> None:
+                def advance(_item: ReplayItem) -> None:
                     progress.advance(task)
 
-                return await replayer.replay(rows, advance)
+                return await replayer.run(rows, dry_run=False, on_done=advance)
 
-    result = _store_call(work)
-    taken = None if dlq is None else {"read": dlq.read, "known": dlq.known, "missing": len(dlq.missing)}
-    if taken is not None and not as_json:
-        console.print(f"DLQ: {taken['read']} record(s) read, {taken['known']} in the failure table, "
-                      f"{taken['missing']} not" + (" (would be added)" if dry_run else " (added)"))
-    if dry_run:
-        if as_json:
-            click.echo(to_json({"dry_run": True, "dlq": taken, "failures": [vars(item) for item in result]}))
-        else:
-            console.print(plan_table(result, dry_run=True))
-        return
-    counts = count_states(result)
+    report = _store_call(work)
+    counts = report.counts
     if as_json:
-        click.echo(to_json({"counts": counts, "dlq": taken, "failures": [vars(item) for item in result]}))
+        click.echo(to_json(report.as_json()))
     else:
-        console.print(replayed_table(result))
-        console.print(", ".join(f"{state} {counts.get(state, 0)}" for state in ("replayed", "resolved", "open")))
-    if counts.get("open"):
+        if report.dlq is not None:
+            console.print(f"DLQ: {report.dlq.read} record(s) read, {report.dlq.known} in the failure table, "
+                          f"{report.dlq.missing} not" + (" (would be added)" if dry_run else " (added)"))
+        console.print(replay_table(report))
+        states = ("send", "superseded", "unreadable") if dry_run else ("replayed", "resolved", "open")
+        console.print(("would: " if dry_run else "") + ", ".join(f"{state} {counts.get(state, 0)}"
+                                                                 for state in states))
+    if not dry_run and counts.get("open"):
         sys.exit(3)  # scripts can tell "some still fail" from success
 
 

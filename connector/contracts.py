@@ -1,4 +1,4 @@
-"""The JSON Schemas of ``schemas/`` as the code checks them: every contract one way.
+"""The JSON Schemas of ``connector/schemas/`` as the code checks them: every contract one way.
 
 A document is checked by the Rust validator first (a few microseconds for a valid one); only a document it
 refuses, or cannot take in, goes to the reference validator, which words every error and decides. By default

@@ -14,7 +14,6 @@ from typing import TypeVar
 
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_never
-from tenacity.wait import wait_random_exponential
 
 from connector.config import RetrySettings
 from connector.errors import RetryableError, SyncError
@@ -23,13 +22,22 @@ T = TypeVar("T")
 log = structlog.get_logger(__name__)
 
 
+def exponential_backoff(failures: int, *, initial: float, cap: float, rng: random.Random | None = None) -> float:
+    """Seconds to wait after ``failures`` failures in a row (from 0): ``initial`` doubled each time, capped at
+    ``cap``; with ``rng``, full jitter under that ceiling (callers that failed together do not come back
+    together). The one backoff rule of the project."""
+    ceiling = min(cap, initial * 2.0 ** min(failures, 60))
+    return rng.uniform(0, ceiling) if rng is not None else ceiling
+
+
 class _WaitRetryAfterOrJitter:
     """Honour the server's Retry-After when it gave one; otherwise full-jitter exponential, capped."""
 
     def __init__(self, policy: RetrySettings) -> None:
         self._retry_after_cap = policy.max_retry_after_seconds
-        self._jitter = wait_random_exponential(multiplier=policy.initial_backoff_seconds,
-                                               max=policy.max_backoff_seconds)
+        self._initial = policy.initial_backoff_seconds
+        self._cap = policy.max_backoff_seconds
+        self._random = random.Random()  # noqa: S311 - jitter, not secrecy
 
     def __call__(self, state: RetryCallState) -> float:
         outcome = state.outcome
@@ -39,7 +47,7 @@ class _WaitRetryAfterOrJitter:
             # At least what was asked, plus a little jitter: callers told the same Retry-After must not
             # come back in lockstep (and land in the same throttled window again).
             return asked + random.uniform(0, min(1.0, 0.1 * asked))  # noqa: S311
-        return float(self._jitter(state))
+        return exponential_backoff(state.attempt_number - 1, initial=self._initial, cap=self._cap, rng=self._random)
 
 
 async def call_with_retries(

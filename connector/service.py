@@ -13,6 +13,7 @@ from types import TracebackType
 
 import structlog
 from aiohttp import web
+from aiokafka import AIOKafkaConsumer
 from yarl import URL
 
 from connector.config import Settings
@@ -24,16 +25,17 @@ from connector.listeners import create_public_app, server_tls, start_public
 from connector.observability import Metrics
 from connector.operators.admin import Operations, start_admin
 from connector.operators.replay import Replayer, open_replayer
-from connector.outbox.lease import Leadership, Loop
+from connector.outbox.lease import Lease, Loop
 from connector.outbox.relay import OutboxRelay
-from connector.payments.desk import PaymentDesk, PaymentRequestConsumer, build_request_consumer
 from connector.payments.platform import PaymentPlatformClient
-from connector.portal.audit import AuditTrail
-from connector.portal.client import LOGIN, PortalClient
+from connector.payments.tracker import PaymentRequestConsumer, PaymentTracker, build_request_consumer
+from connector.portal.client import LOGIN
+from connector.portal.gateway import open_gateway
 from connector.pull.attachments import AttachmentStore
 from connector.pull.poller import SubmissionIntake, SubmissionPoller, max_pushed_body_bytes
 from connector.push.mapping import Mappings, load_mappings
-from connector.push.pipeline import DossierSync, EventReader, PortalGateway, PushPipeline
+from connector.push.pipeline import PushPipeline
+from connector.push.sync import DossierSync, EventReader
 from connector.store import StateStore
 from connector.store.way_back import InboundStore
 
@@ -45,11 +47,43 @@ READINESS_TIMEOUT = 5.0
 
 
 class Service:
+    """Everything is built here, nothing connects: a bad setting (a token file, TLS files) stops start-up
+    before anything is opened. ``async with`` starts the edges (state store, Kafka, listeners) and closes them."""
+
     def __init__(self, settings: Settings, *, mappings: Mappings | None = None) -> None:
-        self.settings = settings
+        s = self.settings = settings
         # Loaded (and validated) before anything connects: a bad mapping stops start-up, not an event.
-        self.mappings = mappings if mappings is not None else load_mappings(settings.mappings.dir)
+        self.mappings = mappings if mappings is not None else load_mappings(s.mappings.dir)
         self.metrics = Metrics()
+        self._admin_token = s.admin.token_value()
+        self._inbound_token = s.public.inbound_token_value() if s.public.listen is not None else None
+        self._public_tls = (server_tls(s.public.tls_cert_file, s.public.tls_key_file, s.public.tls_client_ca_file,
+                                       section="public")
+                            if s.public.listen is not None and s.public.tls_cert_file and s.public.tls_key_file
+                            else None)
+        self.store = StateStore.create(s.state.url)
+        self._adapter_closing = contextlib.AsyncExitStack()
+        adapter = open_gateway(s, self.store, self.metrics, self._adapter_closing)
+        self.audit, self.portal, self.gateway = adapter.audit, adapter.client, adapter.gateway
+        self.producer = build_producer(s.kafka)
+        self.consumer = build_consumer(s.kafka)
+        # The way back: what the national side sends, published once into Kafka through the outbox.
+        self.inbound = InboundStore(self.store)
+        self.relay = OutboxRelay(self.inbound, self.producer, s.kafka, self.metrics)
+        self.intake = SubmissionIntake(s, self.mappings, self.inbound, self.relay,
+                                       AttachmentStore(s.submissions.attachments_dir), self.metrics)
+        self.payment_tracker: PaymentTracker | None = None
+        self.payment_requests: PaymentRequestConsumer | None = None
+        self._payment_consumer: AIOKafkaConsumer | None = None
+        self._platform: PaymentPlatformClient | None = None
+        if s.payments.enabled:
+            self._platform = PaymentPlatformClient(s.payments)
+            self.payment_tracker = PaymentTracker(s, self.inbound, self.relay, self._platform, self.metrics)
+            self._payment_consumer = build_request_consumer(s)
+            self.payment_requests = PaymentRequestConsumer(s, self.payment_tracker, self._payment_consumer,
+                                                           self._failure_recorder("payments"), self.metrics)
+        # A SQLite store serves one instance; several instances share a PostgreSQL one, and elect.
+        self.lease = Lease(self.inbound, "way-back", solo=self.store.engine.dialect.name == "sqlite")
         self.admin_url = ""
         self.public_url = ""
         self._admin: web.AppRunner | None = None
@@ -57,44 +91,38 @@ class Service:
         self._unwatch_collector: Callable[[], None] | None = None
         self._warm_up: asyncio.Task[None] | None = None
 
+    def _failure_recorder(self, origin: str) -> FailureRecorder:
+        return FailureRecorder(self.store, DeadLetterQueue(self.producer, self.settings.kafka.topics.dead_letter),
+                               self.settings.portal.retry, origin=origin)
+
     async def __aenter__(self) -> Service:
+        try:
+            await self._start()
+        except BaseException:
+            await self._close()
+            raise
+        return self
+
+    async def _start(self) -> None:
         s = self.settings
-        admin_token = s.admin.token_value()  # before connecting anything: a ConfigError leaves nothing open
-        inbound_token = s.public.inbound_token_value() if s.public.listen is not None else None
-        public_tls = (server_tls(s.public.tls_cert_file, s.public.tls_key_file, s.public.tls_client_ca_file,
-                                 section="public")
-                      if s.public.listen is not None and s.public.tls_cert_file and s.public.tls_key_file else None)
-        self.store = await StateStore.open(s.state.url)
-        self.audit = AuditTrail(self.store, self.metrics, retention_days=s.state.audit_retention_days)
-        self.portal = PortalClient(s.portal, observer=self.metrics.observe_portal_call, auditor=self.audit.record)
-        self.producer = build_producer(s.kafka)
+        await self.store.migrate()
         await self.producer.start()
-        self.consumer = build_consumer(s.kafka)
         await self.consumer.start()
-        self.gateway = PortalGateway(self.portal, s.portal, self.metrics)
+        if self._payment_consumer is not None:
+            await self._payment_consumer.start()
         operations = Operations(store=self.store, replayer=self._replayer, readiness=self.readiness)
         self._admin, self.admin_url = await start_admin(self.metrics, s.admin.host, s.admin.port,
-                                                        token=admin_token, operations=operations)
-        # The way back: what the national side sends, published once into Kafka through the outbox.
-        self.inbound = InboundStore(self.store)
-        self.relay = OutboxRelay(self.inbound, self.producer, s.kafka, self.metrics)
-        self.intake = SubmissionIntake(s, self.mappings, self.inbound, self.relay,
-                                       AttachmentStore(s.submissions.attachments_dir), self.metrics)
-        self.desk: PaymentDesk | None = None
-        if s.payments.enabled:
-            self.platform = PaymentPlatformClient(s.payments)
-            self.desk = PaymentDesk(s, self.inbound, self.relay, self.platform, self.metrics)
-            self.payment_consumer = build_request_consumer(s)
-            await self.payment_consumer.start()
+                                                        token=self._admin_token, operations=operations)
         if s.public.listen is not None:
             app = create_public_app(
                 metrics=self.metrics, submissions_path=s.public.submissions_path,
-                payments_path=s.public.payments_path, intake=self.intake, payments=self.desk,
-                max_submission_bytes=max_pushed_body_bytes(self.intake.limits), inbound_token=inbound_token)
+                payments_path=s.public.payments_path, intake=self.intake,
+                payments=self.payment_tracker,
+                max_submission_bytes=max_pushed_body_bytes(self.intake.limits), inbound_token=self._inbound_token)
             host, _, port = s.public.listen.rpartition(":")
             self._public, self.public_url = await start_public(app, host.strip("[]"), int(port),
-                                                               ssl_context=public_tls)
-            if inbound_token is None and not s.public.mutual_tls:
+                                                               ssl_context=self._public_tls)
+            if self._inbound_token is None and not s.public.mutual_tls:
                 # Only with allow_unauthenticated (the settings refuse it otherwise): the simulator and tests.
                 log.warning("public.unauthenticated", public=self.public_url,
                             rule="anyone who reaches this listener can push a dossier (allow_unauthenticated)")
@@ -103,11 +131,15 @@ class Service:
         log.info("service started", topic=s.kafka.topics.dossier_events, group=s.kafka.group_id,
                  admin=self.admin_url, public=self.public_url or None,
                  portal=str(URL(s.portal.adapter_url).with_user(None)))
-        return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        await self._close()
+        log.info("service stopped")
+
+    async def _close(self) -> None:
+        """Whatever was started, closed; safe on a start that stopped half-way."""
         if self._unwatch_collector is not None:
             self._unwatch_collector()
             self._unwatch_collector = None
@@ -117,11 +149,12 @@ class Service:
                 await self._warm_up
         if self._public is not None:  # first: take nothing more in while the rest closes
             await self._public.cleanup()
+            self._public = None
         # Leave the groups first so the partitions move on quickly, then release the rest.
         closing = [self.consumer.stop]
-        if self.desk is not None:
-            closing += [self.payment_consumer.stop, self.platform.close]
-        for close in (*closing, self.producer.stop, self.portal.close, self.audit.close, self.store.close):
+        if self._payment_consumer is not None and self._platform is not None:
+            closing += [self._payment_consumer.stop, self._platform.close]
+        for close in (*closing, self.producer.stop, self._adapter_closing.aclose, self.store.close):
             try:
                 await close()
             except Exception as error:  # noqa: BLE001 - closing must go on for the others
@@ -129,18 +162,16 @@ class Service:
                             error=type(error).__name__)
         if self._admin is not None:
             await self._admin.cleanup()
-        log.info("service stopped")
+            self._admin = None
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
-        failures = FailureRecorder(self.store, DeadLetterQueue(self.producer, s.kafka.topics.dead_letter),
-                                   s.portal.retry)
-        gateway = self.gateway
+        failures = self._failure_recorder("pipeline")
         pipeline = PushPipeline(
             consumer=self.consumer,
             reader=EventReader(s, self.mappings, self.metrics),
-            sync=DossierSync(settings=s, store=self.store, gateway=gateway, failures=failures),
-            gateway=gateway,
+            sync=DossierSync(settings=s, store=self.store, gateway=self.gateway, failures=failures),
+            gateway=self.gateway,
             failures=failures,
             metrics=self.metrics,
             topic=s.kafka.topics.dossier_events,
@@ -148,13 +179,9 @@ class Service:
         )
         trimming = asyncio.create_task(_trim_heap_until(stop))
         way_back = [asyncio.create_task(self._run_way_back(stop))]
-        if self.desk is not None:
+        if self.payment_requests is not None:
             # Every instance registers payment requests (its share of the partitions); one queries them.
-            requests = PaymentRequestConsumer(
-                s, self.desk, self.payment_consumer,
-                FailureRecorder(self.store, DeadLetterQueue(self.producer, s.kafka.topics.dead_letter),
-                                s.portal.retry), self.metrics)
-            way_back.append(asyncio.create_task(requests.run(stop)))
+            way_back.append(asyncio.create_task(self.payment_requests.run(stop)))
         for task in way_back:
             # A way-back loop that ends on an error stops the daemon (exit 1, the supervisor restarts it):
             # running on without it would leave payment requests unread with nobody told.
@@ -180,12 +207,9 @@ class Service:
         loops: list[Loop] = [self.relay.run, poller.follow_up]
         if s.submissions.poll:
             loops.append(poller.run)
-        if self.desk is not None:
-            loops.append(self.desk.run)
-        # A SQLite store serves one instance; several instances share a PostgreSQL one, and elect.
-        self.leadership = Leadership(self.inbound, "way-back", solo=self.store.engine.dialect.name == "sqlite")
-        await self.leadership.run(stop, loops, grace_seconds=s.push.shutdown_grace_seconds)
-
+        if self.payment_tracker is not None:
+            loops.append(self.payment_tracker.run)
+        await self.lease.run(stop, loops, grace_seconds=s.push.shutdown_grace_seconds)
 
     def _replayer(self, changed_by: str) -> contextlib.AbstractAsyncContextManager[Replayer]:
         # The mappings as they are on disk now: a replay follows a mapping fix (live events pick it up at

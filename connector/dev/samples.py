@@ -57,7 +57,7 @@ class SampleMessage:
 
 # --------------------------------------------------------------------------------------------------
 # Reference data: agencies, their staff, procedures. Hard-coded so this module stays pure; the codes
-# must exist in mappings/procedures.yaml (a unit test checks).
+# must exist in connector/mappings/procedures.yaml (a unit test checks).
 
 
 @dataclass(frozen=True)

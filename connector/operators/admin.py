@@ -2,7 +2,9 @@
 
 ``/healthz``, ``/readyz`` and ``/metrics`` answer anyone who can reach the listener (probes and scrapers
 carry no token). Everything under ``/api/`` needs ``Authorization: Bearer <admin token>``; without a
-configured token it answers 401 to every call. Errors are JSON: ``{"error": "..."}``.
+configured token it answers 401 to every call. Errors are JSON: ``{"error": "..."}``. Replies have the shapes
+the operators' commands print with ``--json`` (``values``, ``ReplayReport``), as
+``schemas/admin-api.openapi.yaml`` describes them.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Valida
 
 from connector.listeners import app_runner, serve
 from connector.observability import Metrics
-from connector.operators.console import as_utc, failure_summary, parse_moment, plain
-from connector.operators.replay import Replayer, count_states
+from connector.operators.replay import Replayer
+from connector.operators.values import as_utc, failure_page, parse_moment, plain
 from connector.push.mapping import MappingsInvalid
 from connector.store import FAILURE_STATES, MAX_INT32, FailureFilter, StateStore, StoreUnavailable, whole_number
 from connector.untrusted import UnreadableJson, UnsafeText, bearer_matches, parse_json, text_problem
@@ -207,8 +209,7 @@ def create_admin_app(metrics: Metrics, *, token: str | None = None, operations: 
         store = ops().store
         rows = await store.list_failures(where, limit=limit, after_id=after_id)
         total = await store.count_failures(where)
-        return _json({"total": total, "failures": [failure_summary(r) for r in rows],
-                      "next_after_id": rows[-1]["id"] if len(rows) == limit else None})
+        return _json(failure_page(rows, total=total, limit=limit))
 
     async def show_failure(request: web.Request) -> web.Response:
         found = await ops().store.failure(failure_id(request))
@@ -225,7 +226,7 @@ def create_admin_app(metrics: Metrics, *, token: str | None = None, operations: 
             if found is None:
                 return _error(404, f"no failure {ident}")
             return _error(409, f"failure {ident} is {found['state']}, not open: nothing to discard")
-        return _json({"id": ident, "state": "discarded"})
+        return _json({"id": ident, "state": "discarded"})  # the failure itself: its id and its new state
 
     async def run_replay(where: FailureFilter, *, dry_run: bool, by: str) -> dict[str, Any]:
         try:
@@ -235,10 +236,7 @@ def create_admin_app(metrics: Metrics, *, token: str | None = None, operations: 
                                    content_type="application/json") from None
         async with replaying as replayer:
             rows = await replayer.store.list_failures(where, limit=None)
-            if dry_run:
-                return {"dry_run": True, "failures": [vars(item) for item in await replayer.plan(rows)]}
-            outcomes = await replayer.replay(rows)
-            return {"counts": count_states(outcomes), "failures": [vars(item) for item in outcomes]}
+            return (await replayer.run(rows, dry_run=dry_run)).as_json()
 
     async def replay_failure(request: web.Request) -> web.Response:
         ident = failure_id(request)

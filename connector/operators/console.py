@@ -1,12 +1,11 @@
-"""What the operators' commands print: rich tables for people, JSON for scripts. Pure: values in, text or
-renderables out."""
+"""What the operators' commands print: rich tables for people, JSON for scripts (the values as
+``connector.operators.values`` gives them, the admin API's shapes). Pure: values in, text or renderables out."""
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -15,54 +14,19 @@ from rich.table import Table
 from rich.text import Text
 
 from connector.operators.realign import Finding, Sent
-from connector.operators.replay import Planned, Replayed
+from connector.operators.replay import ReplayReport
+from connector.operators.values import plain
 from connector.store import LedgerRecord, stored_utc
 
 _LIST_COLUMNS = ("id", "state", "dossier_no", "event_version", "service", "error_class", "reason", "attempts",
                  "last_failed_at")
 
 
-utc = stored_utc  # stored times, shown and written as JSON in UTC
-
-
-def as_utc(moment: datetime) -> datetime:
-    """A time an operator gave, in UTC; without an offset it is this machine's local time. ValueError when it
-    falls outside the years 1-9999 once in UTC (9999-12-31T23:59-23:59)."""
-    try:
-        return moment.astimezone(UTC)  # astimezone reads a naive time as local time
-    except OverflowError:
-        raise ValueError("must be a time within the years 1-9999 once in UTC") from None
-
-
-def parse_moment(text: str) -> datetime:
-    """An ISO 8601 date or date-time typed by an operator, in UTC (see ``as_utc``)."""
-    return as_utc(datetime.fromisoformat(text))
-
-
-def failure_summary(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A failure row for a listing: without the event's bytes and the mapped payload (``show`` has them)."""
-    return {k: v for k, v in row.items() if k not in ("record_key", "record_value", "mapped_payload")}
-
-
-def plain(value: Any) -> Any:
-    """A stored value as JSON: times in ISO 8601 UTC, bytes as text when they are UTF-8 (else base64)."""
-    if isinstance(value, datetime):
-        moment = utc(value)
-        return moment.isoformat() if moment is not None else None
-    if isinstance(value, bytes | bytearray | memoryview):
-        raw = bytes(value)
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return {"base64": base64.b64encode(raw).decode("ascii")}
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    return value
+utc = stored_utc  # stored times, shown in UTC
 
 
 def to_json(value: Any) -> str:
+    """What ``--json`` prints: ``value`` as ``plain`` makes it, the way the admin API replies."""
     return json.dumps(plain(value), ensure_ascii=False, indent=2)
 
 
@@ -123,24 +87,23 @@ def failure_detail(failure: Mapping[str, Any]) -> RenderableType:
     return Group(*parts)
 
 
-def plan_table(planned: Iterable[Planned], *, dry_run: bool) -> Table:
-    table = Table(title="replay, dry run: nothing is sent" if dry_run else "replay plan", title_justify="left")
-    for column in ("failure", "dossier", "version", "would" if dry_run else "will", "detail"):
-        table.add_column(column)
-    for item in planned:
-        table.add_row(_cell(item.failure_id), _cell(item.dossier_no), _cell(item.version), _cell(item.action),
-                      _cell(item.detail))
-    return table
-
-
-def replayed_table(outcomes: Iterable[Replayed]) -> Table:
+def replay_table(report: ReplayReport) -> Table:
+    """A replay's items: what would be done (a dry run), or what was done and the failure's state now."""
+    if report.dry_run:
+        table = Table(title="replay, dry run: nothing is sent", title_justify="left")
+        for column in ("failure", "dossier", "version", "would", "detail"):
+            table.add_column(column)
+        for item in report.failures:
+            table.add_row(_cell(item.failure_id), _cell(item.dossier_no), _cell(item.version), _cell(item.action),
+                          _cell(item.detail))
+        return table
     table = Table(title="replay", title_justify="left")
-    for column in ("failure", "dossier", "version", "now", "detail"):
+    for column in ("failure", "dossier", "version", "did", "now", "detail"):
         table.add_column(column)
-    for outcome in sorted(outcomes, key=lambda o: o.failure_id):
-        style = {"replayed": "green", "resolved": "cyan", "open": "red"}[outcome.state]
-        table.add_row(_cell(outcome.failure_id), _cell(outcome.dossier_no), _cell(outcome.version),
-                      _cell(outcome.state, style), _cell(outcome.detail))
+    for item in sorted(report.failures, key=lambda i: i.failure_id or 0):
+        style = {"replayed": "green", "resolved": "cyan", "open": "red"}.get(item.state or "", "")
+        table.add_row(_cell(item.failure_id), _cell(item.dossier_no), _cell(item.version), _cell(item.action),
+                      _cell(item.state, style), _cell(item.detail))
     return table
 
 

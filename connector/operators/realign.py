@@ -27,9 +27,9 @@ from typing import Any, Literal, TypeVar
 
 from connector.config import Settings
 from connector.errors import SyncError
-from connector.portal.gateway import open_connections
+from connector.observability import Metrics
+from connector.portal.gateway import PortalGateway, RecordPush, open_gateway
 from connector.push.mapping import is_status_back
-from connector.push.pipeline import PortalGateway, RecordPush
 from connector.store import LedgerFilter, LedgerRecord, StateStore
 
 T = TypeVar("T")
@@ -323,5 +323,9 @@ async def open_realigner(settings: Settings, *, store: StateStore | None = None,
                          give_up_after: float | None = None) -> AsyncIterator[Realigner]:
     """A realigner with its own connections (or a running daemon's store and gateway)."""
     async with contextlib.AsyncExitStack() as stack:
-        own = await open_connections(settings, stack, store=store, gateway=gateway)
-        yield Realigner.for_settings(own.store, own.gateway, settings, give_up_after=give_up_after)
+        if store is None:
+            store = await StateStore.open(settings.state.url)
+            stack.push_async_callback(store.close)
+        if gateway is None:
+            gateway = open_gateway(settings, store, Metrics(), stack).gateway
+        yield Realigner.for_settings(store, gateway, settings, give_up_after=give_up_after)

@@ -32,7 +32,7 @@ def holder_name() -> str:
     return f"{socket.gethostname()[:100]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-class Leadership:
+class Lease:
     def __init__(self, inbound: InboundStore, name: str, *, ttl_seconds: float = 30.0,
                  holder: str | None = None, solo: bool = False,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
@@ -100,4 +100,4 @@ async def _finish(tasks: Sequence[asyncio.Task[None]], grace_seconds: float) -> 
         await asyncio.wait(pending)
 
 
-__all__ = ["Leadership", "holder_name"]
+__all__ = ["Lease", "holder_name"]

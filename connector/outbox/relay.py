@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaProducer
 from connector.config import KafkaSettings
 from connector.kafka import read_topic
 from connector.observability import Metrics
-from connector.retry import wait_any
+from connector.retry import exponential_backoff, wait_any
 from connector.store.way_back import InboundStore, OutboxMessage, Published
 
 log = structlog.get_logger(__name__)
@@ -37,6 +37,7 @@ BATCH = 100
 # producer after the message was written, and clocks of the store's and the broker's hosts may differ.
 RECOVERY_MARGIN = timedelta(minutes=10)
 SEND_TIMEOUT_SECONDS = 60.0
+PUBLISH_RETRY_MAX_SECONDS = 30.0  # the longest wait between publish attempts while the broker or the store is away
 
 
 def outbox_message(message_id: str, topic: str, key: str, value: bytes | dict[str, Any], *, event_type: str,
@@ -128,16 +129,18 @@ class OutboxRelay:
 
     async def run(self, stop: asyncio.Event, *, interval: float = 1.0) -> None:
         """Publish what is owed until ``stop``; errors are waited out (the messages stay owed)."""
-        backoff = interval
+        failures = 0
         while not stop.is_set():
             self._wake.clear()
+            wait = interval
             try:
                 await self.publish_owed()
-                backoff = interval
+                failures = 0
             except Exception as error:  # noqa: BLE001 - the broker or the store is away: owed messages wait
-                log.warning("outbox.publish_failed", error=type(error).__name__, retry_in=round(backoff, 1))
-                backoff = min(backoff * 2, 30.0)
-            await wait_any(stop, self._wake, seconds=backoff)
+                failures += 1
+                wait = exponential_backoff(failures, initial=interval, cap=PUBLISH_RETRY_MAX_SECONDS)
+                log.warning("outbox.publish_failed", error=type(error).__name__, retry_in=round(wait, 1))
+            await wait_any(stop, self._wake, seconds=wait)
 
 
 def _header(headers: Any, name: str) -> str | None:

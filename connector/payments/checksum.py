@@ -14,10 +14,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
-
-from connector.push.mapping import PORTAL_TZ, portal_time
 
 # The fields each checksum covers, in order.
 NOTIFICATION_FIELDS = ("LoaiBanTin", "MaLoi", "MaDoiTac", "MaThamChieu", "SoTien", "MaTienTe", "MaGiaoDich",
@@ -29,7 +26,6 @@ REPLY_FIELDS = ("MaLoi", "MaDoiTac", "MaThamChieu", "ThoiGianGD")
 QUERY_REPLY_FIELDS = (*NOTIFICATION_FIELDS, "TrangThaiGD")
 
 _SEPARATOR = "|"
-_TIME = re.compile(r"[0-9]{14}")
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
@@ -76,15 +72,3 @@ def signed(message: Mapping[str, Any], fields: Sequence[str], secret: str) -> di
     return {**message, "MaXacThuc": checksum(message, fields, secret)}
 
 
-def pp_time(moment: datetime) -> str:
-    """``yyyyMMddHHmmss``, 24-hour clock, Asia/Ho_Chi_Minh (``moment`` must carry its zone)."""
-    if moment.tzinfo is None:
-        raise ValueError("a time without its zone cannot be placed in Asia/Ho_Chi_Minh")
-    return portal_time(moment)
-
-
-def parse_pp_time(text: str) -> datetime:
-    """``yyyyMMddHHmmss`` in Asia/Ho_Chi_Minh, as an aware time; ValueError for anything else."""
-    if not isinstance(text, str) or _TIME.fullmatch(text) is None:
-        raise ValueError("must be yyyyMMddHHmmss")
-    return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=PORTAL_TZ)

@@ -1,7 +1,7 @@
 """Payments as data: the local ``payment.requested`` event, the Payment Platform's result notification and
 QUERY reply, and the outcome document published to ``portal.payments``. Pure: values in, values out.
 
-The JSON Schemas in ``schemas/events/`` are the contracts of the two Kafka documents; the platform's
+The JSON Schemas in ``connector/schemas/events/`` are the contracts of the two Kafka documents; the platform's
 messages have no published schema, so their rules are here, as data (``FIELD_LIMITS``). Every input is
 hostile: errors name the field and the rule, and never quote the value (a reference or free text may carry
 what should not reach a log line).
@@ -22,9 +22,9 @@ import jsonschema
 from connector.config import SCHEMAS_DIR
 from connector.contracts import Contract, first_error
 from connector.errors import InvalidInput
-from connector.payments.checksum import NOTIFICATION_FIELDS, parse_pp_time
+from connector.national_time import PORTAL_TZ, parse_portal_time, parse_rfc3339, rfc3339
+from connector.payments.checksum import NOTIFICATION_FIELDS
 from connector.push.events import read_document
-from connector.push.mapping import PORTAL_TZ
 
 PAYMENT_REQUESTED_SCHEMA = SCHEMAS_DIR / "events" / "payment-requested.v1.schema.json"
 PAYMENT_OUTCOME_SCHEMA = SCHEMAS_DIR / "events" / "payment-outcome.v1.schema.json"
@@ -104,8 +104,7 @@ def outcome_errors(document: Any) -> list[jsonschema.ValidationError]:
 
 def _time(text: str, field: str) -> datetime:
     try:
-        # The pattern admits lower-case "t"/"z" (RFC 3339 does); fromisoformat reads only upper case.
-        return datetime.fromisoformat(text.upper())
+        return parse_rfc3339(text)
     except ValueError:
         raise InvalidPaymentRequest("is not a real date and time", reason="schema", field=field) from None
 
@@ -205,7 +204,7 @@ def _moment(text: str, make: Callable[[str, str], InvalidInput]) -> datetime | N
     if not text:
         return None
     try:
-        return parse_pp_time(text)
+        return parse_portal_time(text)
     except ValueError:
         raise make("ThoiGianGD", "must be yyyyMMddHHmmss, a real time") from None
 
@@ -311,13 +310,6 @@ def outcome_event_id(reference: str) -> str:
     return str(uuid.uuid5(OUTCOME_NAMESPACE, outcome_message_id(reference)))
 
 
-def rfc3339(moment: datetime) -> str:
-    """An aware time as RFC 3339 in UTC ("Z")."""
-    if moment.tzinfo is None:
-        raise ValueError("a time without its zone")
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def outcome_document(*, reference: str, dossier_no: str, amount: int, currency: str, requested_at: datetime,
                      settlement: Settlement, occurred_at: datetime) -> dict[str, Any]:
     """The payment-outcome.v1 document of a payment settled as ``settlement``."""
@@ -377,6 +369,5 @@ __all__ = [
     "parse_notification",
     "parse_query_reply",
     "request_errors",
-    "rfc3339",
     "settlement_of",
 ]

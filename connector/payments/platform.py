@@ -15,15 +15,8 @@ import aiohttp
 
 from connector.config import ConfigError, PaymentSettings
 from connector.errors import PermanentError
-from connector.payments.checksum import (
-    QUERY_FIELDS,
-    QUERY_REPLY_FIELDS,
-    REPLY_FIELDS,
-    ChecksumRefused,
-    pp_time,
-    signed,
-    verify,
-)
+from connector.national_time import portal_time
+from connector.payments.checksum import QUERY_FIELDS, QUERY_REPLY_FIELDS, REPLY_FIELDS, ChecksumRefused, signed, verify
 from connector.payments.messages import clean_reference
 from connector.portal.errors import PortalUnavailable
 from connector.untrusted import BodyTooLarge, UnreadableJson, UnsafeText, parse_json, read_body
@@ -63,7 +56,7 @@ class PaymentPlatformClient:
             raise PlatformRefused(str(exc), reason="secret_unreadable") from exc
         request = signed({"LoaiBanTin": QUERY, "PhienBan": self._settings.message_version,
                           "MaDoiTac": self._settings.partner_code, "MaThamChieu": reference,
-                          "ThoiGianGD": pp_time(now)}, QUERY_FIELDS, secret)
+                          "ThoiGianGD": portal_time(now)}, QUERY_FIELDS, secret)
         reply = await self._post(request)
         # An answer about the transaction carries its state and is signed over the notification's fields and
         # that state; a refusal ("99": unknown reference, our checksum refused) carries none, signed like a reply.

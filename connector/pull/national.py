@@ -7,7 +7,7 @@ every value it uses against a declared rule and bound, and either returns typed 
 be an ID number or a phone number).
 
 The published record (``submission.received``, topic ``portal.submissions``) is described by
-``schemas/events/submission-received.v1.schema.json``; ``submission_document`` builds it and checks it
+``connector/schemas/events/submission-received.v1.schema.json``; ``submission_document`` builds it and checks it
 against that schema. Pure: no clock, no network, no files (the schema is read once, on first use).
 """
 
@@ -30,9 +30,10 @@ import jsonschema_rs
 from connector.config import SCHEMAS_DIR
 from connector.contracts import Contract, first_error
 from connector.errors import InvalidInput
+from connector.national_time import PORTAL_TZ, is_portal_time, parse_portal_time
 from connector.portal.errors import SUCCESS_CODES, normalise_code
 from connector.push.events import vocabulary
-from connector.push.mapping import PORTAL_TZ, Mappings
+from connector.push.mapping import Mappings
 
 SUBMISSION_SCHEMA = SCHEMAS_DIR / "events" / "submission-received.v1.schema.json"
 EVENT_TYPE = "submission.received"
@@ -51,7 +52,6 @@ PROCEDURE_CODE = re.compile(r"[0-9A-Za-z.\-_]{1,64}")
 IDENTITY_KIND = re.compile(r"[0-9A-Za-z_\-]{1,16}")
 SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 DIGITS = re.compile(r"[0-9]{1,16}")
-PORTAL_DATE = re.compile(r"[0-9]{14}")
 MAX_REVISION = 2**53 - 1  # exact in every JSON reader
 MAX_SIZE = 2**53 - 1
 FIRST_YEAR, LAST_YEAR = 2000, 2099  # Asia/Ho_Chi_Minh is +07:00 throughout; RFC 3339 years in the schema
@@ -263,11 +263,10 @@ def _portal_time(value: Any, field: str) -> datetime:
         _fail(field, "is required", "missing_field")
     if not isinstance(value, str):
         _fail(field, "must be a string yyyyMMddHHmmss", "wrong_type")
-    if not PORTAL_DATE.fullmatch(value):
+    if not is_portal_time(value):
         _fail(field, "must be 14 digits yyyyMMddHHmmss", "bad_format")
     try:
-        moment = datetime(int(value[0:4]), int(value[4:6]), int(value[6:8]), int(value[8:10]), int(value[10:12]),
-                          int(value[12:14]), tzinfo=PORTAL_TZ)
+        moment = parse_portal_time(value)
     except ValueError:
         _fail(field, "is not a real date and time", "bad_date")
     if not FIRST_YEAR <= moment.year <= LAST_YEAR:

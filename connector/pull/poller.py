@@ -40,9 +40,11 @@ import structlog
 
 from connector.config import Settings
 from connector.errors import SyncError
+from connector.national_time import PORTAL_TZ
 from connector.observability import Metrics
 from connector.outbox.relay import OutboxRelay, outbox_message
 from connector.portal.client import ACKNOWLEDGE_SUBMISSION, FETCH_FILE, LIST_SUBMISSIONS, LOOKUP, PortalClient
+from connector.portal.gateway import PortalGateway
 from connector.pull.attachments import AttachmentStore
 from connector.pull.national import (
     DeclaredFile,
@@ -60,8 +62,7 @@ from connector.pull.national import (
     plan_inline,
     submission_document,
 )
-from connector.push.mapping import PORTAL_TZ, Mappings
-from connector.push.pipeline import PortalGateway
+from connector.push.mapping import Mappings
 from connector.retry import wait_any
 from connector.store.way_back import InboundStore, OpenConflict, OutboxMessage, SubmissionKey
 

@@ -1,6 +1,6 @@
 """Local dossier events: decoding, validation against the published schema, typed models.
 
-The JSON Schema in ``schemas/events/`` is the contract; it decides what is valid, and it alone lists the
+The JSON Schema in ``connector/schemas/events/`` is the contract; it decides what is valid, and it alone lists the
 allowed values of every enumeration. The dataclasses below are the typed view the rest of the code
 reads, built only from events the schema accepted; they do not restate the schema's rules.
 """
@@ -20,6 +20,7 @@ from pydantic_core import from_json
 from connector.config import SCHEMAS_DIR
 from connector.contracts import Contract, first_error
 from connector.errors import InvalidInput
+from connector.national_time import parse_rfc3339
 from connector.untrusted import UnsafeText, check_text
 
 DOSSIER_EVENT_SCHEMA = SCHEMAS_DIR / "events" / "dossier-event.v1.schema.json"
@@ -41,8 +42,7 @@ class _Unusable(ValueError):
 
 def _when(document: dict[str, Any], key: str, path: str) -> datetime:
     try:
-        # The pattern admits lower-case "t"/"z" (RFC 3339 does); fromisoformat reads only upper case.
-        return datetime.fromisoformat(document[key].upper())
+        return parse_rfc3339(document[key])
     except ValueError as exc:
         raise _Unusable(f"{path}.{key}" if path else key, f"is not a real date and time ({exc})") from None
 

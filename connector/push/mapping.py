@@ -12,15 +12,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connector.errors import InvalidInput
+from connector.national_time import portal_time
 from connector.push.events import Dossier, DossierEvent, InvalidEvent, Step, vocabulary
 
-PORTAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 NATIONAL_PROCEDURE_CODE = re.compile(r"^\d\.\d{6}\.\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}$")
 
 # National dossier statuses (PORTAL.md §2): fixed by the national side, not per deployment.
@@ -190,17 +189,6 @@ class MappedEvent:
     # A dossier that started on the national portal: its state goes back with DongBoTrangThaiHoSo, not
     # DongBoHoSoMC (its steps still go with CapNhatTienDoHoSoMC: the dossier exists there).
     status_back: bool = False
-
-
-def portal_time(moment: datetime | None) -> str:
-    """``yyyyMMddHHmmss`` in Asia/Ho_Chi_Minh, or "" for no value."""
-    if moment is None:
-        return ""
-    local = moment.astimezone(PORTAL_TZ)
-    # Not strftime: %Y does not zero-pad years below 1000 on every platform. printf-style formatting of the
-    # six fields takes half the time of the equivalent f-string, and this runs several times per event.
-    return "%04d%02d%02d%02d%02d%02d" % (  # noqa: UP031
-        local.year, local.month, local.day, local.hour, local.minute, local.second)
 
 
 def national_status(status: str, sub_status: str | None, table: StatusTable) -> int:

@@ -204,23 +204,33 @@ class StateStore:
         self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
 
     @classmethod
-    async def open(cls, url: str, *, migrate: bool = True) -> StateStore:
-        """Connect, and bring the schema to the newest revision unless ``migrate`` is false."""
+    def create(cls, url: str) -> StateStore:
+        """The store for ``url``, not yet connected (connections are made on first use)."""
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, pool_pre_ping=True)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return cls(engine)
+
+    @classmethod
+    async def open(cls, url: str, *, migrate: bool = True) -> StateStore:
+        """Connect, and bring the schema to the newest revision unless ``migrate`` is false."""
+        store = cls.create(url)
         if migrate:
             try:
-                before, after = await schema.upgrade(engine)
+                await store.migrate()
             except BaseException:
-                await engine.dispose()
+                await store.close()
                 raise
-            if before != after:
-                log.info("state store migrated", from_revision=before, to_revision=after)
-        return cls(engine)
+        return store
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest revision."""
+        before, after = await schema.upgrade(self._engine)
+        if before != after:
+            log.info("state store migrated", from_revision=before, to_revision=after)
 
     @property
     def engine(self) -> AsyncEngine:

@@ -22,7 +22,7 @@ from connector.dev.simulator.app import SimulatorConfig, start_simulator
 from connector.operators.realign import open_realigner, selected
 from connector.push.events import decode_event
 from connector.push.mapping import load_mappings, map_event
-from connector.push.pipeline import hashed_record
+from connector.push.sync import hashed_record
 from connector.store import LedgerFilter, StateStore, Synced
 
 

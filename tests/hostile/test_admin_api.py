@@ -489,6 +489,7 @@ async def test_after_every_kind_of_refusal_a_dry_run_and_a_discard_still_work(ad
     assert (await admin.send("GET", "/api/failures", headers=[b"Authorization: Bearer \xff"])).status == 401
     planned = await admin.send("POST", "/api/replay", b'{"all": true, "dry_run": true}')
     assert planned.status == 200 and len(planned.json()["failures"]) == SEEDED
+    assert set(planned.json()) == {"dry_run", "failures", "counts", "dlq"} and planned.json()["dry_run"] is True
     assert (await admin.send("POST", "/api/failures/2/discard", b'{"reason": "dup"}')).json() == {
         "id": 2, "state": "discarded"}
     assert_json_refusal(await admin.send("POST", "/api/failures/2/discard", b'{"reason": "dup"}'), 409, "not open")

@@ -27,12 +27,13 @@ from structlog.testing import capture_logs
 
 from connector.config import DEFAULT_MAPPINGS_DIR, load_settings
 from connector.listeners import create_public_app, start_public
+from connector.national_time import PORTAL_TZ
 from connector.observability import Metrics
 from connector.outbox.relay import OutboxRelay
 from connector.pull.attachments import AttachmentStore
 from connector.pull.national import InvalidSubmission, Limits, parse_submission
 from connector.pull.poller import SubmissionIntake, max_pushed_body_bytes
-from connector.push.mapping import PORTAL_TZ, load_mappings
+from connector.push.mapping import load_mappings
 from connector.store import StateStore
 from connector.store.way_back import InboundStore
 from tests.integration.raw_http import RawReply, chunked_request_parts, raw_request, request_bytes

@@ -25,7 +25,7 @@ from connector.kafka import dead_letter_headers
 from connector.observability import Metrics
 from connector.push.events import DossierEvent, InvalidEvent, decode_event
 from connector.push.mapping import load_mappings
-from connector.push.pipeline import EventReader, Rejected
+from connector.push.sync import EventReader, Rejected
 from connector.store import StateStore
 from tests.databases import drop_postgres_database, postgres_database_or_skip, state_database
 from tests.factories import event_dict, raw, raw_with

@@ -4,7 +4,7 @@
    careless or malicious producer writes, the record ends as ``InvalidPaymentRequest`` naming the field (and
    the rule, never the value), or as a request every field of which keeps the contract; never another
    exception.
-2. The Payment Platform's result notification posted to the public listener (a ``PaymentDesk`` over a real
+2. The Payment Platform's result notification posted to the public listener (a ``PaymentTracker`` over a real
    SQLite state store, served on loopback): whatever body or headers arrive, the reply is well-formed JSON in
    the platform's format (never a 500, never a traceback), nothing is settled by a forged or malformed
    message, the next genuine notification is still taken, and no secret, checksum or identity reaches a log
@@ -37,10 +37,10 @@ from hypothesis import strategies as st
 
 from connector.config import load_settings
 from connector.listeners import create_public_app, start_public
+from connector.national_time import portal_time
 from connector.observability import Metrics
 from connector.outbox.relay import OutboxRelay
-from connector.payments.checksum import NOTIFICATION_FIELDS, REPLY_FIELDS, checksum, pp_time, signed, verify
-from connector.payments.desk import PaymentDesk
+from connector.payments.checksum import NOTIFICATION_FIELDS, REPLY_FIELDS, checksum, signed, verify
 from connector.payments.messages import (
     DOSSIER_NO,
     REFERENCE,
@@ -49,6 +49,7 @@ from connector.payments.messages import (
     decode_payment_request,
 )
 from connector.payments.platform import PaymentPlatformClient
+from connector.payments.tracker import PaymentTracker
 from connector.store import StateStore
 from connector.store.way_back import InboundStore
 from tests.factories import ConsumedRecord, raw, raw_with
@@ -449,7 +450,7 @@ def unsigned(reference: str = REF, **fields: Any) -> dict[str, Any]:
     message: dict[str, Any] = {
         "LoaiBanTin": "NOTIFY", "MaLoi": "00", "MaDoiTac": PARTNER, "MaThamChieu": reference, "SoTien": str(AMOUNT),
         "MaTienTe": "VND", "MaGiaoDich": "GD-778899", "MaNganHang": "VCB",
-        "ThoiGianGD": pp_time(datetime.now(UTC)), "ThongTinGiaoDich": FREE_TEXT}
+        "ThoiGianGD": portal_time(datetime.now(UTC)), "ThongTinGiaoDich": FREE_TEXT}
     return {**message, **fields}
 
 
@@ -529,7 +530,7 @@ async def listener(tmp_path: Path) -> AsyncIterator[Listener]:
     metrics = Metrics()
     relay = OutboxRelay(inbound, None, config.kafka, metrics)  # never run: the outbox is only looked at
     client = PaymentPlatformClient(config.payments)
-    desk = PaymentDesk(config, inbound, relay, client, metrics)
+    desk = PaymentTracker(config, inbound, relay, client, metrics)
     now = datetime.now(UTC)
     for offset, reference in enumerate((REF, NUMERIC_REF)):
         document = valid()

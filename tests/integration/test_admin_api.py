@@ -90,6 +90,8 @@ async def test_the_replay_scenario_through_the_admin_api(daemon, portal_url) -> 
         pushed_before, calls_before = await records_pushed(portal_url), await portal_stats(portal_url)
         status, planned = await call(http, "POST", f"{api}/api/replay", json={"all": True, "dry_run": True})
         assert status == 200 and len(planned["failures"]) == FAILING
+        assert (planned["dry_run"], planned["counts"]) == (True, {"send": FAILING - 1, "superseded": 1})
+        assert {item["failure_id"] for item in planned["failures"]} == {f["id"] for f in listed["failures"]}
         actions = {item["dossier_no"]: item["action"] for item in planned["failures"]}
         assert actions.pop(numbered(1)) == "superseded"
         assert set(actions.values()) == {"send"}
@@ -97,6 +99,10 @@ async def test_the_replay_scenario_through_the_admin_api(daemon, portal_url) -> 
 
         status, replayed = await call(http, "POST", f"{api}/api/replay", json={"all": True, "by": "an operator"})
         assert status == 200 and replayed["counts"] == {"replayed": FAILING - 1, "resolved": 1}
+        assert replayed["dry_run"] is False and set(replayed) == set(planned)
+        done = {item["dossier_no"]: (item["action"], item["state"]) for item in replayed["failures"]}
+        assert done.pop(numbered(1)) == ("superseded", "resolved")
+        assert set(done.values()) == {("send", "replayed")}
         await assert_portal_holds_newest(portal_url, messages)
         await service.audit.flush()  # the audit trail names the replayed dossier's push
         audited = await service.store.portal_calls(dossier_no=numbered(2))

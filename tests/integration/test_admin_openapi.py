@@ -1,10 +1,13 @@
 """The admin API's OpenAPI description against the code: the same routes; schemas that are valid JSON
 Schema, every reference resolving; field names as the code writes them; and real replies (of the
 listener alone, and of a running daemon through the operators' scenario) valid against the schema the
-file declares for their route, status and content type."""
+file declares for their route, status and content type. A replay answers one shape, dry run or not; the
+operators' commands print the same shapes with ``--json`` (the CLI's tests hold them to the file with
+``check_printed``)."""
 
 from __future__ import annotations
 
+import functools
 import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
@@ -21,7 +24,8 @@ from referencing.jsonschema import DRAFT202012
 from connector.config import DEFAULT_MAPPINGS_DIR, SCHEMAS_DIR
 from connector.observability import Metrics
 from connector.operators.admin import DiscardBody, Operations, ReplayBody, ReplayOneBody, create_admin_app
-from connector.operators.replay import Planned, Replayed
+from connector.operators.replay import DlqIntake, ReplayAction, ReplayItem, ReplayReport, ReplayState
+from connector.operators.values import plain
 from connector.store import StoreUnavailable
 from connector.store.tables import failure_attempts, sync_failures
 from tests.integration import test_admin_api as admin_scenario
@@ -127,9 +131,22 @@ class Contract:
         return reply.body
 
 
+@functools.cache
+def _contract() -> Contract:
+    return Contract(yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8")))
+
+
 @pytest.fixture(scope="module")
 def contract() -> Contract:
-    return Contract(yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8")))
+    return _contract()
+
+
+def check_printed(schema: str, printed: Any) -> Any:
+    """What ``portal-sync ... --json`` printed, valid against the file's ``components/schemas/<schema>``:
+    the commands print the shapes the API replies."""
+    errors = [_explain(e) for e in _contract().validator(f"/components/schemas/{schema}").iter_errors(printed)]
+    assert not errors, f"the command's --json output differs from {schema} in the file:\n" + "\n".join(errors)
+    return printed
 
 
 async def fetch(http: aiohttp.ClientSession | TestClient, method: str, url: str, *,
@@ -198,11 +215,45 @@ def test_the_field_names_are_those_the_code_writes_and_reads(contract: Contract)
     assert _names(contract, "FailureFields") == set(sync_failures.c.keys()) - not_in_listing
     assert _names(contract, "FailureDetail") == not_in_listing | {"attempts_history"}
     assert _names(contract, "Attempt") == set(failure_attempts.c.keys())
-    assert _names(contract, "Planned") == {f.name for f in fields(Planned)}
-    assert _names(contract, "Replayed") == {f.name for f in fields(Replayed)}
+    assert _names(contract, "ReplayItem") == {f.name for f in fields(ReplayItem)}
+    assert _names(contract, "DlqIntake") == {f.name for f in fields(DlqIntake)}
+    assert _names(contract, "ReplayReport") == set(ReplayReport(dry_run=False, failures=[]).as_json())
     assert _names(contract, "DiscardRequest") == set(DiscardBody.model_fields)
     assert _names(contract, "ReplayOneRequest") == set(ReplayOneBody.model_fields)
     assert _names(contract, "ReplayRequest") == set(ReplayBody.model_fields)
+
+
+def _item(failure_id: int | None, action: ReplayAction, state: ReplayState | None) -> ReplayItem:
+    payload = {"DongBoHoSoMC": {"MaHoSo": "H-1"}, "CapNhatTienDoHoSoMC": None}
+    return ReplayItem(failure_id, "H-1", 2, action, state, "a detail", None if action == "unreadable" else payload)
+
+
+def test_a_dry_run_and_a_replay_answer_one_shape_that_tells_them_apart(contract: Contract) -> None:
+    """One ReplayReport for both, as the code writes it; a state in a dry run, or a real run's item without
+    one (or without a failure), is not that shape."""
+    report = contract.validator("/components/schemas/ReplayReport")
+    dry = ReplayReport(True, [_item(1, "send", None), _item(None, "unreadable", None)], DlqIntake(3, 1, 2))
+    real = ReplayReport(False, [_item(1, "send", "replayed"), _item(2, "superseded", "resolved"),
+                                _item(3, "unreadable", "open")])
+    for written in (dry, real, ReplayReport(True, []), ReplayReport(False, [])):
+        body = plain(written.as_json())
+        assert set(body) == {"dry_run", "failures", "counts", "dlq"}
+        assert not [_explain(e) for e in report.iter_errors(body)], body
+    assert plain(dry.as_json())["counts"] == {"send": 1, "unreadable": 1}
+    assert plain(real.as_json())["counts"] == {"replayed": 1, "resolved": 1, "open": 1}
+    assert plain(dry.as_json())["dlq"] == {"read": 3, "known": 1, "missing": 2}
+    assert plain(real.as_json())["dlq"] is None
+
+    not_the_shape = {
+        "a state in a dry run": ReplayReport(True, [_item(1, "send", "replayed")]),
+        "no state after a replay": ReplayReport(False, [_item(1, "send", None)]),
+        "no failure after a replay": ReplayReport(False, [_item(None, "send", "replayed")]),
+    }
+    for name, written in not_the_shape.items():
+        assert list(report.iter_errors(plain(written.as_json()))), name
+    counted_as_the_other = {**plain(real.as_json()), "dry_run": True, "failures": []}
+    assert list(report.iter_errors(counted_as_the_other)), "a dry run's counts are per action"
+    assert list(report.iter_errors({"failures": [], "counts": {}, "dlq": None})), "dry_run is required"
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -323,8 +374,14 @@ async def test_the_running_daemon_answers_as_the_file_says(daemon, contract: Con
         # Before the mapping fix: unreadable in a dry run, and failing again in a replay (still open).
         planned = await check("POST", replay_one, f"/api/failures/{first}/replay", 200, body={"dry_run": True})
         assert [(item["action"], item["payload"]) for item in planned["failures"]] == [("unreadable", None)]
+        assert (planned["dry_run"], planned["counts"], planned["dlq"]) == (True, {"unreadable": 1}, None)
+        assert [(item["failure_id"], item["state"]) for item in planned["failures"]] == [(first, None)]
         replayed = await check("POST", replay_one, f"/api/failures/{first}/replay", 200, body={})
         assert replayed["counts"] == {"open": 1}
+        assert (replayed["dry_run"], replayed["dlq"]) == (False, None)
+        assert [(item["failure_id"], item["action"], item["state"]) for item in replayed["failures"]] == [
+            (first, "unreadable", "open")]
+        assert set(replayed) == set(planned)
         shown = await check("GET", failure, f"/api/failures/{first}", 200)
         assert (shown["state"], [a["origin"] for a in shown["attempts_history"]]) == ("open", ["pipeline", "replay"])
 
@@ -340,6 +397,7 @@ async def test_the_running_daemon_answers_as_the_file_says(daemon, contract: Con
         assert [item["failure_id"] for item in planned["failures"]] == [first]
         planned = await check("POST", "/api/replay", "/api/replay", 200, body={"all": True, "dry_run": True})
         assert len(planned["failures"]) == FAILING and planned["dry_run"] is True
+        assert planned["counts"] == {"send": FAILING - 1, "superseded": 1}
 
         # Discard one (then again: it is not open), replay the others.
         discarded = await check("POST", discard, f"/api/failures/{second}/discard", 200,
@@ -348,6 +406,8 @@ async def test_the_running_daemon_answers_as_the_file_says(daemon, contract: Con
         await check("POST", discard, f"/api/failures/{second}/discard", 409, body={"reason": "again"})
         replayed = await check("POST", "/api/replay", "/api/replay", 200, body={"all": True, "by": "an operator"})
         assert sum(replayed["counts"].values()) == len(replayed["failures"]) == FAILING - 1
+        assert replayed["dry_run"] is False and {item["action"] for item in replayed["failures"]} <= {
+            "send", "superseded"}
 
         # What the failures look like afterwards; one replayed again by id (its state allows it).
         everything = await check("GET", "/api/failures", "/api/failures", 200, params={"state": "all"})

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 from connector.config import KafkaSettings, Topics
 from connector.kafka import build_producer, read_topic
 from connector.observability import Metrics
-from connector.outbox.lease import Leadership
+from connector.outbox.lease import Lease
 from connector.outbox.relay import MESSAGE_ID_HEADER, OutboxRelay, outbox_message
 from connector.store import StateStore
 from connector.store.way_back import InboundStore, PaymentRow, SubmissionKey
@@ -172,8 +172,8 @@ async def test_the_lease_runs_the_loops_on_one_instance_only(tmp_path) -> None:
             return loop
 
         stop = asyncio.Event()
-        first = Leadership(inbound, "way-back", ttl_seconds=3)
-        second = Leadership(inbound, "way-back", ttl_seconds=3)
+        first = Lease(inbound, "way-back", ttl_seconds=3)
+        second = Lease(inbound, "way-back", ttl_seconds=3)
         tasks = [asyncio.create_task(first.run(stop, [loop_of("first")])),
                  asyncio.create_task(second.run(stop, [loop_of("second")]))]
         await asyncio.wait_for(started.wait(), 10)

@@ -27,17 +27,18 @@ from connector.config import Settings, load_settings
 from connector.failures import FailureRecorder
 from connector.kafka import DeadLetterQueue, build_producer, read_topic
 from connector.listeners import create_public_app, start_public
+from connector.national_time import portal_time
 from connector.observability import Metrics
 from connector.outbox.relay import EVENT_TYPE_HEADER, MESSAGE_ID_HEADER, OutboxRelay
-from connector.payments.checksum import NOTIFICATION_FIELDS, REPLY_FIELDS, checksum, pp_time, signed, verify
-from connector.payments.desk import (
-    PaymentDesk,
+from connector.payments.checksum import NOTIFICATION_FIELDS, REPLY_FIELDS, checksum, signed, verify
+from connector.payments.messages import outcome_errors, outcome_event_id
+from connector.payments.platform import PaymentPlatformClient
+from connector.payments.tracker import (
     PaymentRequestConsumer,
+    PaymentTracker,
     build_request_consumer,
     payment_request_group,
 )
-from connector.payments.messages import outcome_errors, outcome_event_id
-from connector.payments.platform import PaymentPlatformClient
 from connector.store import StateStore
 from connector.store.way_back import InboundStore
 from tests.conftest import TopicFactory
@@ -92,7 +93,7 @@ class Desk:
     settings: Settings
     store: StateStore
     inbound: InboundStore
-    desk: PaymentDesk
+    desk: PaymentTracker
     metrics: Metrics
     notify_url: str
     sim_url: str
@@ -171,7 +172,7 @@ async def running_desk(tmp_path: Path, kafka_bootstrap: str, topics: TopicFactor
     await asyncio.wait_for(consumer.start(), STEP)
     client = PaymentPlatformClient(settings.payments)
     relay = OutboxRelay(inbound, producer, settings.kafka, metrics)
-    desk = PaymentDesk(settings, inbound, relay, client, metrics)
+    desk = PaymentTracker(settings, inbound, relay, client, metrics)
     failures = FailureRecorder(store, DeadLetterQueue(producer, dlq), settings.portal.retry, origin="payments")
     requests = PaymentRequestConsumer(settings, desk, consumer, failures, metrics)
     app = create_public_app(metrics=metrics, submissions_path=settings.public.submissions_path,
@@ -207,7 +208,7 @@ def counted(metrics: Metrics, counter: Any, *labels: str) -> float:
 def test_the_query_backoff_doubles_with_full_jitter_up_to_its_cap() -> None:
     settings_ = load_settings(None, payments={**pp_settings("http://127.0.0.1:9"), "query_initial_seconds": 2,
                                               "query_max_seconds": 60})
-    desk = PaymentDesk(settings_, None, None, None, Metrics(), rng=random.Random(7))  # type: ignore[arg-type]
+    desk = PaymentTracker(settings_, None, None, None, Metrics(), rng=random.Random(7))  # type: ignore[arg-type]
     for queries, cap in ((0, 2), (1, 4), (2, 8), (4, 32), (5, 60), (40, 60), (10_000, 60)):
         waits = [desk.backoff(queries) for _ in range(2000)]
         assert all(1.0 <= w <= cap for w in waits), queries  # never sooner than min(initial, 1 s)
@@ -480,7 +481,7 @@ class PublicEndpoint(ServedInThread):
         self.metrics = Metrics()
         relay = OutboxRelay(self.inbound, None, self.settings.kafka, self.metrics)  # never runs: nothing to send
         self.client = PaymentPlatformClient(self.settings.payments)
-        desk = PaymentDesk(self.settings, self.inbound, relay, self.client, self.metrics)
+        desk = PaymentTracker(self.settings, self.inbound, relay, self.client, self.metrics)
         for offset, reference in enumerate(("PAY-H", "PAY-C")):
             message = request_message(reference, no=f"{AGENCY}-1", amount=1_500_000, requested_at=datetime.now(UTC))
             record = ConsumedRecord(self.settings.kafka.topics.payment_requests, 0, offset, *message, ())
@@ -490,7 +491,7 @@ class PublicEndpoint(ServedInThread):
         self.genuine, self.control = (signed(
             {"LoaiBanTin": "NOTIFY", "MaLoi": "00", "MaDoiTac": SIM.pp_partner_code, "MaThamChieu": reference,
              "SoTien": "1500000", "MaTienTe": "VND", "MaGiaoDich": "T1", "MaNganHang": "VCB",
-             "ThoiGianGD": pp_time(datetime.now(UTC)), "ThongTinGiaoDich": "Lệ phí"}, NOTIFICATION_FIELDS,
+             "ThoiGianGD": portal_time(datetime.now(UTC)), "ThongTinGiaoDich": "Lệ phí"}, NOTIFICATION_FIELDS,
             SIM.pp_secret) for reference in ("PAY-H", "PAY-C"))
         app = create_public_app(metrics=self.metrics, submissions_path=self.settings.public.submissions_path,
                                 payments_path=self.settings.public.payments_path, intake=None, payments=desk,

@@ -23,12 +23,13 @@ from structlog.testing import capture_logs
 
 from connector.config import DEFAULT_MAPPINGS_DIR, ConfigError, Settings, load_settings
 from connector.listeners import create_public_app, start_public
+from connector.national_time import PORTAL_TZ
 from connector.observability import Metrics
 from connector.operators.admin import start_admin
 from connector.outbox.relay import OutboxRelay
 from connector.pull.attachments import AttachmentStore
 from connector.pull.poller import SubmissionIntake, max_pushed_body_bytes
-from connector.push.mapping import PORTAL_TZ, load_mappings
+from connector.push.mapping import load_mappings
 from connector.service import Service
 from connector.store import StateStore
 from connector.store.way_back import InboundStore

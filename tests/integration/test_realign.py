@@ -25,9 +25,10 @@ from connector.observability import Metrics
 from connector.operators.realign import Realigner, compare
 from connector.operators.replay import open_replayer
 from connector.portal.client import PortalClient
+from connector.portal.gateway import PortalGateway
 from connector.push.events import decode_event
 from connector.push.mapping import load_mappings
-from connector.push.pipeline import PortalGateway, hashed_record
+from connector.push.sync import hashed_record
 from connector.store import Failure, FailureFilter, LedgerFilter, StateStore, Synced
 from tests.databases import state_database
 from tests.integration.pipeline_harness import (

@@ -18,6 +18,7 @@ from tests.integration.pipeline_harness import (
     records_pushed,
 )
 from tests.integration.replay_scenario import FAILING, numbered, portal_sync, run_with_an_unmapped_procedure
+from tests.integration.test_admin_openapi import check_printed
 from tests.kafkatools import produce
 
 pytestmark = pytest.mark.broker
@@ -32,7 +33,9 @@ async def test_dlq_records_missing_from_the_failure_table_are_taken_back_and_rep
     # With the table intact, the DLQ holds nothing it lacks: each record is matched to its row by the
     # original's coordinates.
     _, intact = await portal_sync(config_path, "replay", "--from-dlq", "--dry-run")
+    check_printed("ReplayReport", intact)
     assert intact["dlq"] == {"read": FAILING, "known": FAILING, "missing": 0}
+    assert (intact["dry_run"], intact["failures"], intact["counts"]) == (True, [], {})
     _, before = await portal_sync(config_path, "failures", "list", "--limit", "1000")
     coordinates = {(f["topic"], f["partition"], f["offset"]) for f in before["failures"]}
     assert {topic for topic, _, _ in coordinates} == {stream.events}
@@ -59,19 +62,27 @@ async def test_dlq_records_missing_from_the_failure_table_are_taken_back_and_rep
 
     code, planned = await portal_sync(config_path, "replay", "--from-dlq", "--dry-run")
     assert code == 0
+    check_printed("ReplayReport", planned)
+    assert planned["counts"] == {"send": FAILING - 1, "superseded": 1, "unreadable": 1}
     assert planned["dlq"] == {"read": FAILING + 1, "known": 0, "missing": FAILING + 1}
     actions = {item["dossier_no"]: item["action"] for item in planned["failures"]}
     assert actions.pop(numbered(1)) == "superseded"  # the ledger knows its version 2 is on the portal
     assert actions.pop("foreign-key") == "unreadable"
     assert set(actions.values()) == {"send"}
     assert {item["failure_id"] for item in planned["failures"]} == {None}
+    assert {item["state"] for item in planned["failures"]} == {None}
     assert await records_pushed(portal_url) == pushed, "a dry run sent something"
     _, still = await portal_sync(config_path, "failures", "list", "--state", "all")
     assert still["total"] == 0, "a dry run changed the failure table"
 
     code, replayed = await portal_sync(config_path, "replay", "--from-dlq")
     assert code == 3  # the foreign record cannot be read: it stays open, for an operator to look at
+    check_printed("ReplayReport", replayed)
+    assert (replayed["dry_run"], replayed["dlq"]) == (False, {"read": FAILING + 1, "known": 0, "missing": FAILING + 1})
     assert replayed["counts"] == {"replayed": FAILING - 1, "resolved": 1, "open": 1}
+    done = {item["dossier_no"]: (item["action"], item["state"]) for item in replayed["failures"]}
+    assert (done.pop(numbered(1)), done.pop("foreign-key")) == (("superseded", "resolved"), ("unreadable", "open"))
+    assert set(done.values()) == {("send", "replayed")}
     await assert_portal_holds_newest(portal_url, messages)
     _, taken_back = await portal_sync(config_path, "failures", "list", "--state", "all", "--limit", "1000")
     # Taken back under the original records' coordinates; the foreign record under its DLQ ones.
@@ -87,5 +98,6 @@ async def test_dlq_records_missing_from_the_failure_table_are_taken_back_and_rep
 
     # Everything on the DLQ is in the table now: a second run takes nothing.
     _, again = await portal_sync(config_path, "replay", "--from-dlq")
+    check_printed("ReplayReport", again)
     assert again["dlq"] == {"read": FAILING + 1, "known": FAILING + 1, "missing": 0}
     assert again["counts"] == {}

@@ -17,17 +17,16 @@ from aiohttp import web
 
 from connector.dev.simulator.app import start_simulator
 from connector.dev.simulator.state import SimulatorConfig
+from connector.national_time import PORTAL_TZ, portal_time
 from connector.payments.checksum import (
     NOTIFICATION_FIELDS,
     QUERY_FIELDS,
     QUERY_REPLY_FIELDS,
     REPLY_FIELDS,
     ChecksumRefused,
-    pp_time,
     signed,
     verify,
 )
-from connector.push.mapping import PORTAL_TZ
 
 AGENCY = "000.00.01.H22"
 NUMBER = f"{AGENCY}-260105-0001"
@@ -81,7 +80,7 @@ class Receiver:
         notification = await request.json()
         self.received.append(notification)
         reply = {"MaLoi": "00", "MoTaLoi": "Thành công", "MaDoiTac": notification.get("MaDoiTac"),
-                 "MaThamChieu": notification.get("MaThamChieu"), "ThoiGianGD": pp_time(datetime.now(PORTAL_TZ))}
+                 "MaThamChieu": notification.get("MaThamChieu"), "ThoiGianGD": portal_time(datetime.now(PORTAL_TZ))}
         return web.json_response(signed(reply, REPLY_FIELDS, CONFIG.pp_secret))
 
 
@@ -212,7 +211,7 @@ async def test_the_payment_platform_answers_queries_and_posts_notifications(
     assert status == 201
 
     message = signed({"LoaiBanTin": "QUERY", "PhienBan": "1.0", "MaDoiTac": CONFIG.pp_partner_code,
-                      "MaThamChieu": "BXD-2026-000077-1", "ThoiGianGD": pp_time(datetime.now(PORTAL_TZ))},
+                      "MaThamChieu": "BXD-2026-000077-1", "ThoiGianGD": portal_time(datetime.now(PORTAL_TZ))},
                      QUERY_FIELDS, CONFIG.pp_secret)
     states = []
     for _ in range(2):

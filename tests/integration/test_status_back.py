@@ -23,9 +23,10 @@ from connector.kafka import ERROR_HEADER_PREFIX
 from connector.observability import Metrics
 from connector.operators.realign import Realigner
 from connector.portal.client import PUSH_STATUS, CallRecord, PortalClient
+from connector.portal.gateway import PortalGateway
 from connector.push.events import decode_event
 from connector.push.mapping import STATUS_BACK_FIELDS, load_mappings, map_event
-from connector.push.pipeline import PortalGateway, hashed_record
+from connector.push.sync import hashed_record
 from connector.service import Service
 from connector.store import LedgerFilter, StateStore, Synced
 from connector.store.tables import dossier_ledger

@@ -30,13 +30,14 @@ import yaml
 from connector.config import DEFAULT_MAPPINGS_DIR, Settings, load_settings
 from connector.kafka import build_producer, read_topic
 from connector.listeners import create_public_app, start_public
+from connector.national_time import PORTAL_TZ
 from connector.observability import Metrics
 from connector.outbox.relay import OutboxRelay
 from connector.portal.client import PortalClient
+from connector.portal.gateway import PortalGateway
 from connector.pull.attachments import AttachmentStore
 from connector.pull.poller import SubmissionIntake, SubmissionPoller, max_pushed_body_bytes
-from connector.push.mapping import PORTAL_TZ, load_mappings
-from connector.push.pipeline import PortalGateway
+from connector.push.mapping import load_mappings
 from connector.store import StateStore
 from connector.store.way_back import InboundStore, SubmissionKey
 from tests.conftest import TopicFactory

@@ -17,7 +17,7 @@ import pytest
 
 from connector.config import load_settings
 from connector.kafka import read_topic
-from connector.push.mapping import PORTAL_TZ
+from connector.national_time import PORTAL_TZ
 from connector.service import Service
 from connector.store.way_back import InboundStore
 from tests.integration.pipeline_harness import SIM, Topics, daemon_config, unique_group, wait_until

@@ -8,16 +8,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connector.config import DEFAULT_MAPPINGS_DIR
+from connector.national_time import PORTAL_TZ, portal_time
 from connector.push.events import DossierEvent, event_from_document
 from connector.push.mapping import (
     ELLIPSIS,
-    PORTAL_TZ,
     MappingError,
     MappingsInvalid,
     apply_limits,
     load_mappings,
     map_event,
-    portal_time,
 )
 from tests.factories import event_dict, step_dict
 

@@ -9,14 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from connector.national_time import parse_portal_time, portal_time
 from connector.payments.checksum import (
     NOTIFICATION_FIELDS,
     QUERY_FIELDS,
     REPLY_FIELDS,
     ChecksumRefused,
     checksum,
-    parse_pp_time,
-    pp_time,
     signed,
     verify,
 )
@@ -91,11 +90,11 @@ def test_any_message_verifies_as_signed_and_not_once_a_field_changed(message: di
 
 def test_times_are_on_the_24_hour_clock_in_hanoi() -> None:
     afternoon = datetime(2024, 5, 6, 7, 30, 5, tzinfo=UTC)  # 14:30:05 in Hanoi
-    assert pp_time(afternoon) == "20240506143005"
-    assert parse_pp_time("20240506143005") == afternoon
+    assert portal_time(afternoon) == "20240506143005"
+    assert parse_portal_time("20240506143005") == afternoon
     with pytest.raises(ValueError, match="zone"):
-        pp_time(datetime(2024, 5, 6, 14, 30, 5))
+        portal_time(datetime(2024, 5, 6, 14, 30, 5))
     full_width = "２０２４０５０６１４３００５"
     for bad in ("2024050614300", "20240506143005Z", "2024-05-06 14:30", "20241306143005", full_width):
         with pytest.raises(ValueError):  # noqa: PT011 - several messages
-            parse_pp_time(bad)
+            parse_portal_time(bad)

@@ -12,7 +12,7 @@ from connector.config import load_settings
 from connector.dev.samples import generate_events
 from connector.observability import Metrics
 from connector.push.mapping import load_mappings
-from connector.push.pipeline import Admitted, EventReader, Rejected
+from connector.push.sync import EventReader, PendingEvent, Rejected
 
 SETTINGS = load_settings(None)
 TP = TopicPartition("dossier.events", 0)
@@ -40,7 +40,7 @@ def valid_document() -> dict:
 def test_a_valid_event_is_admitted_mapped() -> None:
     document = valid_document()
     read = reader().read(TP, Record(document["dossier"]["no"].encode(), json.dumps(document).encode()))
-    assert isinstance(read, Admitted)
+    assert isinstance(read, PendingEvent)
     assert read.no == document["dossier"]["no"] and read.version == document["dossier"]["version"]
     assert read.mapped.record["MaHoSo"] == document["dossier"]["no"]
 

@@ -1,11 +1,12 @@
 import gc
+import random
 import weakref
 
 import pytest
 
 from connector.config import RetrySettings
 from connector.errors import InvalidInput, PermanentError, RetryableError
-from connector.retry import call_with_retries
+from connector.retry import call_with_retries, exponential_backoff
 
 POLICY = RetrySettings(initial_backoff_seconds=0.5, max_backoff_seconds=8, max_retry_after_seconds=60)
 
@@ -120,3 +121,14 @@ async def test_a_call_that_succeeds_at_once_is_freed_as_soon_as_it_returns() -> 
         assert freed() is None
     finally:
         gc.enable()
+
+
+def test_exponential_backoff_doubles_from_its_start_up_to_its_cap() -> None:
+    assert [exponential_backoff(n, initial=0.5, cap=8) for n in range(7)] == [0.5, 1, 2, 4, 8, 8, 8]
+    assert exponential_backoff(10_000, initial=0.5, cap=8) == 8  # no overflow however long the outage
+
+
+def test_exponential_backoff_with_jitter_stays_under_the_same_ceiling() -> None:
+    rng = random.Random(7)
+    waits = [exponential_backoff(3, initial=0.5, cap=8, rng=rng) for _ in range(200)]
+    assert all(0 <= w <= 4 for w in waits) and len(set(waits)) > 100

@@ -11,6 +11,7 @@ import pytest
 
 from connector.dev.simulator.payment_platform import CallbackSpec, PaymentPlatform, PaymentSpec
 from connector.dev.simulator.state import SimulatorConfig, SimulatorState
+from connector.national_time import PORTAL_TZ
 from connector.payments.checksum import (
     NOTIFICATION_FIELDS,
     QUERY_FIELDS,
@@ -20,7 +21,6 @@ from connector.payments.checksum import (
     signed,
     verify,
 )
-from connector.push.mapping import PORTAL_TZ
 
 PARTNER = "PORTALSYNC"
 SECRET = "pp-secret"

@@ -8,7 +8,7 @@ outcome shows; the outcome ``pending`` stays pending for ever. ``notification`` 
 PP posts to the agency's callback URL, with a valid or a deliberately wrong checksum.
 
 Every refused QUERY is answered, not raised: ``MaLoi`` ``"99"`` with ``MoTaLoi`` naming the problem, signed
-over ``REPLY_FIELDS``. Times are ``pp_time`` (24-hour, Asia/Ho_Chi_Minh) of the injectable wall clock.
+over ``REPLY_FIELDS``. Times are ``portal_time`` (24-hour, Asia/Ho_Chi_Minh) of the injectable wall clock.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from connector.national_time import PORTAL_TZ, parse_portal_time, portal_time
 from connector.payments.checksum import (
     NOTIFICATION_FIELDS,
     QUERY_FIELDS,
@@ -29,12 +30,9 @@ from connector.payments.checksum import (
     REPLY_FIELDS,
     ChecksumRefused,
     checksum,
-    parse_pp_time,
-    pp_time,
     signed,
     verify,
 )
-from connector.push.mapping import PORTAL_TZ
 
 OK_CODE = "00"
 OTHER_ERROR = "99"
@@ -123,7 +121,7 @@ class PaymentPlatform:
         if message["LoaiBanTin"] != QUERY:
             return self._refusal(message, f"LoaiBanTin: must be {QUERY}")
         try:
-            parse_pp_time(message["ThoiGianGD"])
+            parse_portal_time(message["ThoiGianGD"])
         except ValueError:
             return self._refusal(message, "ThoiGianGD: must be yyyyMMddHHmmss")
         if not hmac.compare_digest(message["MaDoiTac"].encode("utf-8"), self.partner_code.encode("utf-8")):
@@ -172,7 +170,7 @@ class PaymentPlatform:
         self._issued = 0
 
     def now(self) -> str:
-        return pp_time(datetime.fromtimestamp(self._wall_clock(), PORTAL_TZ))
+        return portal_time(datetime.fromtimestamp(self._wall_clock(), PORTAL_TZ))
 
     def _result(self, payment: Payment, *, loai: str, code: str) -> dict[str, Any]:
         spec = payment.spec

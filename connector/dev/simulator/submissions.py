@@ -40,7 +40,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from connector.push.mapping import PORTAL_TZ
+from connector.national_time import PORTAL_TZ
 
 MAX_PAGE_SIZE = 100
 STATUSES = frozenset(str(code) for code in range(1, 11))

@@ -3,12 +3,12 @@
 Three ways in, one way out:
 
 - **Requests** (``PaymentRequestConsumer``): ``payment.requests`` read in a consumer group of its own; each
-  request becomes a pending payment in the state store (``PaymentDesk.register``), an invalid one a recorded
+  request becomes a pending payment in the state store (``PaymentTracker.register``), an invalid one a recorded
   failure on the DLQ. Offsets are committed once their records are registered or recorded.
-- **Callback** (``PaymentDesk.notification``): the Payment Platform's result notification on the public
+- **Callback** (``PaymentTracker.notification``): the Payment Platform's result notification on the public
   listener, checked in this order: readable, checksum (constant time), our partner code, a known reference,
   still pending, the amount requested. The reply is the platform's format, signed.
-- **Poll** (``PaymentDesk.run``): due pending payments are QUERYed, with exponential backoff and full jitter
+- **Poll** (``PaymentTracker.run``): due pending payments are QUERYed, with exponential backoff and full jitter
   while the platform says pending (or cannot be asked); a payment past its expiry gets one last QUERY and
   is expired unless it says paid or failed.
 
@@ -16,7 +16,7 @@ Whichever path learns the outcome first decides it: ``InboundStore.decide_paymen
 payment and writes its outcome message (id ``payment:<reference>``) to the outbox in one transaction, and
 does nothing for a payment settled before. Nothing here publishes; the outbox relay does, once.
 
-``run`` should hold the payments lease (``connector.outbox.lease.Leadership``) so one instance QUERYs;
+``run`` should hold the payments lease (``connector.outbox.lease.Lease``) so one instance QUERYs;
 the callback may land on any instance.
 """
 
@@ -37,9 +37,10 @@ from connector.config import ConfigError, Settings
 from connector.errors import InvalidInput, RetryableError, SyncError
 from connector.failures import ConsumedRecord, FailureRecorder
 from connector.kafka import build_consumer
+from connector.national_time import portal_time
 from connector.observability import Metrics
 from connector.outbox.relay import OutboxRelay, outbox_message
-from connector.payments.checksum import NOTIFICATION_FIELDS, REPLY_FIELDS, ChecksumRefused, pp_time, signed, verify
+from connector.payments.checksum import NOTIFICATION_FIELDS, REPLY_FIELDS, ChecksumRefused, signed, verify
 from connector.payments.messages import (
     EXPIRED,
     MAX_REQUEST_BYTES,
@@ -59,7 +60,7 @@ from connector.payments.messages import (
 )
 from connector.payments.platform import PaymentPlatformClient, PlatformRefused
 from connector.portal.errors import PortalUnavailable
-from connector.retry import wait_any
+from connector.retry import exponential_backoff, wait_any
 from connector.store.way_back import InboundStore, PaymentRow
 from connector.untrusted import UnreadableBody
 
@@ -95,7 +96,7 @@ def build_request_consumer(settings: Settings) -> AIOKafkaConsumer:
     return build_consumer(settings.kafka.model_copy(update={"group_id": payment_request_group(settings)}))
 
 
-class PaymentDesk:
+class PaymentTracker:
     """Implements ``connector.listeners.PaymentNotifications``; registers requests; QUERYs pending payments."""
 
     def __init__(self, settings: Settings, inbound: InboundStore, relay: OutboxRelay, client: PaymentPlatformClient,
@@ -168,7 +169,7 @@ class PaymentDesk:
 
     def _reply(self, code: str, description: str, reference: str) -> dict[str, Any]:
         reply = {"MaLoi": code, "MoTaLoi": description, "MaDoiTac": self._payments.partner_code,
-                 "MaThamChieu": reference, "ThoiGianGD": pp_time(self._clock())}
+                 "MaThamChieu": reference, "ThoiGianGD": portal_time(self._clock())}
         try:
             secret = self._payments.secret_value()
         except ConfigError:
@@ -309,8 +310,8 @@ class PaymentDesk:
         at ``query_initial_seconds`` and doubles up to ``query_max_seconds``; never sooner than
         ``_min_gap`` (a jitter of nearly nothing must not turn into a busy loop)."""
         p = self._payments
-        cap = min(p.query_max_seconds, p.query_initial_seconds * 2.0 ** min(queries, 60))
-        return max(self._random.uniform(0, cap), self._min_gap())
+        wait = exponential_backoff(queries, initial=p.query_initial_seconds, cap=p.query_max_seconds, rng=self._random)
+        return max(wait, self._min_gap())
 
     def _min_gap(self) -> float:
         return min(self._payments.query_initial_seconds, 1.0)
@@ -345,14 +346,14 @@ def _same_amount(result: PlatformResult, payment: PaymentRow) -> bool:
 
 class PaymentRequestConsumer:
     """Reads ``payment.requests`` (its own group; see ``build_request_consumer``), registers each request
-    with the desk, records an invalid one as a failure (failure table and DLQ), and commits a partition's
+    with the tracker, records an invalid one as a failure (failure table and DLQ), and commits a partition's
     offset only up to what was registered or recorded. ``consumer`` is started and stopped by the caller;
     ``failures`` is this consumer's own (started and closed by ``run``)."""
 
-    def __init__(self, settings: Settings, desk: PaymentDesk, consumer: AIOKafkaConsumer, failures: FailureRecorder,
-                 metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, tracker: PaymentTracker, consumer: AIOKafkaConsumer,
+                 failures: FailureRecorder, metrics: Metrics) -> None:
         self._settings = settings
-        self._desk = desk
+        self._tracker = tracker
         self._consumer = consumer
         self._failures = failures
         self._metrics = metrics
@@ -391,7 +392,7 @@ class PaymentRequestConsumer:
         while True:
             try:
                 try:
-                    result = await self._desk.register(record)
+                    result = await self._tracker.register(record)
                     self._metrics.payment_requests.labels(result).inc()
                 except InvalidInput as error:
                     await self._failures.record(record, error)
@@ -400,7 +401,8 @@ class PaymentRequestConsumer:
             except (RetryableError, KafkaError, OSError, TimeoutError) as error:
                 # The store or the DLQ away: every record would meet it. Anything else is a fault: it stops.
                 attempt += 1
-                wait = min(REQUEST_RETRY_MAX_SECONDS, self._retry.initial_backoff_seconds * 2 ** min(attempt, 20))
+                wait = exponential_backoff(attempt, initial=self._retry.initial_backoff_seconds,
+                                           cap=REQUEST_RETRY_MAX_SECONDS)
                 log.warning("payment.request_waiting", error=type(error).__name__,
                             reason=error.reason if isinstance(error, SyncError) else None,
                             retryable=isinstance(error, RetryableError), retry_in=round(wait, 2),
@@ -421,4 +423,4 @@ class PaymentRequestConsumer:
             log.warning("payment.requests_commit_failed", error=type(exc).__name__)
 
 
-__all__ = ["PaymentDesk", "PaymentRequestConsumer", "build_request_consumer", "payment_request_group"]
+__all__ = ["PaymentRequestConsumer", "PaymentTracker", "build_request_consumer", "payment_request_group"]
