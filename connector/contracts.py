@@ -22,6 +22,8 @@ from typing import Any
 import jsonschema
 import jsonschema_rs
 
+# A dossier number, as every contract writes it (dossier-event.v1 dossier.no, the payment documents' dossier_no).
+DOSSIER_NO = re.compile(r"[0-9A-Za-z.\-_/]{3,100}")
 
 def _ecma_pattern(validator: Any, pattern: str, instance: Any, schema: Mapping[str, Any]
                   ) -> Iterator[jsonschema.ValidationError]:
@@ -103,4 +105,4 @@ def first_error(errors: list[jsonschema.ValidationError], *, whole: str = "(docu
     return field_path(errors[0], whole=whole), rule(errors[0]) + more
 
 
-__all__ = ["Contract", "field_path", "first_error", "rule"]
+__all__ = ["DOSSIER_NO", "Contract", "field_path", "first_error", "rule"]

@@ -11,10 +11,14 @@ import ssl
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
+import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from connector.config import KafkaSettings
 from connector.errors import SyncError
+
+log = structlog.get_logger(__name__)
 
 Header = tuple[str, bytes | None]  # Kafka allows a header without a value
 
@@ -113,6 +117,24 @@ def build_consumer(settings: KafkaSettings) -> AIOKafkaConsumer:
         # Values are bounded by max_event_bytes in decoding; the fetch limit keeps one poll bounded too.
         max_partition_fetch_bytes=max(settings.max_event_bytes, 1_048_576),
     )
+
+
+async def commit_offsets(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int], *, topic: str) -> bool:
+    """Commit ``offsets``; False when the broker refused (the group rebalancing: the new owner resumes from the
+    last good commit, and what it reads again is harmless to handle twice) or the commit failed (tried again
+    with the next one). Either way the daemon goes on."""
+    if not offsets:
+        return False
+    try:
+        await consumer.commit(offsets)
+    except (CommitFailedError, IllegalStateError) as exc:
+        log.warning("offset commit refused; the group is rebalancing", topic=topic, error=type(exc).__name__)
+        return False
+    except KafkaError as exc:
+        log.warning("offset commit failed; will try again", topic=topic, error=type(exc).__name__)
+        return False
+    log.debug("offsets committed", offsets={f"{tp.topic}[{tp.partition}]": o for tp, o in offsets.items()})
+    return True
 
 
 def build_producer(settings: KafkaSettings) -> AIOKafkaProducer:

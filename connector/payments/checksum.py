@@ -35,10 +35,12 @@ class ChecksumRefused(ValueError):
     def __init__(self, message: str, *, field: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+        self.rule = message
 
 
-def _text(message: Mapping[str, Any], name: str) -> str:
-    """A field as the checksum reads it: text as sent, a whole number in decimal, absent or null as ""."""
+def signed_text(message: Mapping[str, Any], name: str) -> str:
+    """A field as the checksum reads it: text as sent, a whole number in decimal, absent or null as "". The one
+    reading of a platform field (``messages.field_text`` adds the length and character rules to it)."""
     value = message.get(name)
     if value is None:
         return ""
@@ -52,7 +54,7 @@ def _text(message: Mapping[str, Any], name: str) -> str:
 
 def checksum(message: Mapping[str, Any], fields: Sequence[str], secret: str) -> str:
     """``MaXacThuc`` of ``message`` over ``fields``."""
-    joined = _SEPARATOR.join([*(_text(message, name) for name in fields), secret])
+    joined = _SEPARATOR.join([*(signed_text(message, name) for name in fields), secret])
     return hashlib.sha256(joined.encode("utf-8")).hexdigest()
 
 

@@ -23,7 +23,7 @@ from connector.config import SCHEMAS_DIR
 from connector.contracts import Contract, first_error
 from connector.errors import InvalidInput
 from connector.national_time import PORTAL_TZ, parse_portal_time, parse_rfc3339, rfc3339
-from connector.payments.checksum import NOTIFICATION_FIELDS
+from connector.payments.checksum import NOTIFICATION_FIELDS, ChecksumRefused, signed_text
 from connector.push.events import read_document
 
 PAYMENT_REQUESTED_SCHEMA = SCHEMAS_DIR / "events" / "payment-requested.v1.schema.json"
@@ -44,7 +44,6 @@ LearntVia = Literal["callback", "query", "expiry"]
 # What a clean reference (MaThamChieu) and dossier number look like: the schema's patterns, anchored the
 # Python way (its "$" also matches before a final newline).
 REFERENCE = re.compile(r"[0-9A-Za-z._-]{1,100}")
-DOSSIER_NO = re.compile(r"[0-9A-Za-z.\-_/]{3,100}")
 
 # The Payment Platform's fields: the longest value accepted (in characters; a whole number in its decimal
 # digits). No public specification bounds them; these are generous for what each field holds.
@@ -163,20 +162,20 @@ def field_text(message: Mapping[str, Any], name: str, *, limit: int | None = Non
     character or lone surrogate, or the checksum's separator."""
     make = error or _message_error
     value = message.get(name)
-    if value is None:
-        return ""
-    if isinstance(value, bool) or not isinstance(value, str | int) or (isinstance(value, int) and value < 0):
-        raise make(name, "must be text or a whole number")
     bound = limit if limit is not None else FIELD_LIMITS.get(name, 100)
-    if isinstance(value, int) and value >= 10 ** bound:
-        raise make(name, f"must be at most {bound} characters")
-    text = str(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise make(name, "must be text or a whole number")
+        if value >= 10 ** bound:  # before turning it into text: a huge number costs time to write out
+            raise make(name, f"must be at most {bound} characters")
+    try:
+        text = signed_text(message, name)
+    except ChecksumRefused as refused:
+        raise make(name, refused.rule) from None
     if len(text) > bound:
         raise make(name, f"must be at most {bound} characters")
     if any(unicodedata.category(ch) in _UNPRINTABLE for ch in text):
         raise make(name, "must not contain control characters")
-    if "|" in text:
-        raise make(name, "must not contain '|', the checksum's separator")
     return text
 
 

@@ -7,6 +7,7 @@ are retryable, a reply that fails its checksum or is malformed is ``PlatformRefu
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -18,8 +19,9 @@ from connector.errors import PermanentError
 from connector.national_time import portal_time
 from connector.payments.checksum import QUERY_FIELDS, QUERY_REPLY_FIELDS, REPLY_FIELDS, ChecksumRefused, signed, verify
 from connector.payments.messages import clean_reference
+from connector.portal.client import post_bounded
 from connector.portal.errors import PortalUnavailable
-from connector.untrusted import BodyTooLarge, UnreadableJson, UnsafeText, parse_json, read_body
+from connector.untrusted import BodyTooLarge, UnreadableJson, UnsafeText, parse_json
 
 MAX_PLATFORM_REPLY_BYTES = 64 * 1024
 QUERY = "QUERY"
@@ -28,6 +30,8 @@ QUERY = "QUERY"
 class PlatformRefused(PermanentError):
     """The Payment Platform's reply cannot be trusted or used (bad checksum, wrong shape, an error code)."""
 
+
+_JSON = {"Content-Type": "application/json", "Accept": "application/json"}
 
 class PaymentPlatformClient:
     def __init__(self, settings: PaymentSettings, *, http: aiohttp.ClientSession | None = None) -> None:
@@ -80,17 +84,12 @@ class PaymentPlatformClient:
         if self._http is None:
             self._http = aiohttp.ClientSession()
         try:
-            async with self._http.post(url, json=message, timeout=self._timeout, allow_redirects=False) as response:
-                status = response.status
-                try:
-                    body = await read_body(response.content, MAX_PLATFORM_REPLY_BYTES)
-                except BodyTooLarge:
-                    raise PlatformRefused("reply too large", reason="reply_too_large") from None
-        except TimeoutError as exc:
-            raise PortalUnavailable(f"Payment Platform: no answer within {self._settings.timeout_seconds:g}s",
-                                    reason="timeout") from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise PortalUnavailable(f"Payment Platform: {type(exc).__name__}", reason="network") from exc
+            # ASCII-escaped JSON reads the same whatever charset the platform assumes for the body.
+            status, _, body = await post_bounded(
+                self._http, url, json.dumps(message).encode("ascii"), headers=_JSON, limits=self._timeout,
+                max_bytes=MAX_PLATFORM_REPLY_BYTES, far_side="Payment Platform: ")
+        except BodyTooLarge:
+            raise PlatformRefused("reply too large", reason="reply_too_large") from None
         if status >= 500 or status == 429:
             raise PortalUnavailable(f"Payment Platform: HTTP {status}", reason=f"http_{status}")
         if status != 200:

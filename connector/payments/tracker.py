@@ -30,13 +30,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 
 from connector.config import ConfigError, Settings
 from connector.errors import InvalidInput, RetryableError, SyncError
 from connector.failures import ConsumedRecord, FailureRecorder
-from connector.kafka import build_consumer
+from connector.kafka import build_consumer, commit_offsets
 from connector.national_time import portal_time
 from connector.observability import Metrics
 from connector.outbox.relay import OutboxRelay, outbox_message
@@ -371,7 +371,8 @@ class PaymentRequestConsumer:
                     continue
                 finished = await asyncio.gather(*(self._partition(records, stop) for records in batches.values()))
                 offsets = {tp: offset for tp, offset in zip(batches, finished, strict=True) if offset is not None}
-                await self._commit(offsets)
+                # Requests read again after a refused commit are harmless: registering is idempotent.
+                await commit_offsets(self._consumer, offsets, topic=self._topic)
         finally:
             await self._failures.close()
 
@@ -411,16 +412,6 @@ class PaymentRequestConsumer:
                 if stop.is_set():
                     return False
 
-    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
-        if not offsets:
-            return
-        try:
-            await self._consumer.commit(offsets)
-        except (CommitFailedError, IllegalStateError) as exc:
-            # The group rebalanced under us: the new owner reads them again; registering is idempotent.
-            log.warning("payment.requests_commit_refused", error=type(exc).__name__)
-        except KafkaError as exc:
-            log.warning("payment.requests_commit_failed", error=type(exc).__name__)
 
 
 __all__ = ["PaymentRequestConsumer", "PaymentTracker", "build_request_consumer", "payment_request_group"]

@@ -176,11 +176,9 @@ class PortalClient:
 
     async def lookup(self, dossier_no: str) -> dict[str, Any] | None:
         """The portal's record of ``dossier_no``, or None when the portal does not have it."""
-        reply = await self.call("integration", LOOKUP, {"mahoso": dossier_no})
-        result = reply.get("result")
-        if not result:
+        first = await self.submission(dossier_no)
+        if first is None:
             return None
-        first = result[0] if isinstance(result, list) else result
         if not isinstance(first, dict):
             raise PortalUnavailable("TraCuuHoSo result is not a record", reason="malformed_reply")
         if first.get("MaHoSo") not in (None, dossier_no):
@@ -238,22 +236,12 @@ class PortalClient:
                 self._auditor(_call_record(service, data, body, result, seconds))
 
     async def _exchange(self, url: str, body: bytes, max_bytes: int) -> tuple[int, Mapping[str, str], bytes]:
+        # A timeout is ambiguous (the adapter may have applied the call): re-sending the full state is safe.
         try:
-            async with self._client().post(
-                url, data=body, headers=self._headers, timeout=self._timeout, allow_redirects=False
-            ) as response:
-                try:
-                    raw = await read_body(response.content, max_bytes)
-                except BodyTooLarge:
-                    raise PortalUnavailable(f"reply larger than {max_bytes} bytes", reason="reply_too_large") from None
-                return response.status, response.headers, raw
-        except TimeoutError as exc:
-            # Ambiguous: the adapter may have applied the call. Re-sending the full state is safe.
-            raise PortalUnavailable(
-                f"no answer within {self._settings.timeout_seconds:g}s", reason="timeout"
-            ) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise PortalUnavailable(f"{type(exc).__name__}: {exc}"[:500], reason="network") from exc
+            return await post_bounded(self._client(), url, body, headers=self._headers, limits=self._timeout,
+                                      max_bytes=max_bytes)
+        except BodyTooLarge:
+            raise PortalUnavailable(f"reply larger than {max_bytes} bytes", reason="reply_too_large") from None
 
     def _client(self) -> aiohttp.ClientSession:
         # Created on first use, inside the running loop, as aiohttp requires.
@@ -292,7 +280,8 @@ class PortalClient:
         return reply.get("result")
 
     async def submission(self, dossier_no: str) -> Any:
-        """``TraCuuHoSo``'s record of a submission, unvalidated (None when the portal has none)."""
+        """``TraCuuHoSo``'s record of a dossier, unvalidated (None when the portal has none): as the pull side reads a
+        submission; ``lookup`` checks it for the push side."""
         reply = await self.call("integration", LOOKUP, {"mahoso": dossier_no})
         result = reply.get("result")
         if not result:
@@ -344,6 +333,21 @@ def _classify_login_reply(status: int, headers: Mapping[str, str], body: bytes) 
     if not isinstance(token, str) or not token:
         raise PortalUnavailable("login reply carries no session", reason="malformed_reply")
     return reply
+
+
+async def post_bounded(http: aiohttp.ClientSession, url: str, body: bytes, *, headers: Mapping[str, str],
+                       limits: aiohttp.ClientTimeout, max_bytes: int,
+                       far_side: str = "") -> tuple[int, Mapping[str, str], bytes]:
+    """One POST to the national side (the adapter, the Payment Platform): status, headers, and the reply read to
+    at most ``max_bytes`` (``BodyTooLarge`` beyond). No answer in time, or no connection: ``PortalUnavailable``,
+    service-wide, waited out by the caller. ``far_side`` prefixes the error's text."""
+    try:
+        async with http.post(url, data=body, headers=headers, timeout=limits, allow_redirects=False) as response:
+            return response.status, response.headers, await read_body(response.content, max_bytes)
+    except TimeoutError as exc:
+        raise PortalUnavailable(f"{far_side}no answer within {limits.total:g}s", reason="timeout") from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        raise PortalUnavailable(f"{far_side}{type(exc).__name__}: {exc}"[:500], reason="network") from exc
 
 
 def _request_headers(dstcode: str | None) -> dict[str, str]:

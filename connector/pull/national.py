@@ -28,7 +28,7 @@ from typing import Any, Literal, NamedTuple, NoReturn
 import jsonschema_rs
 
 from connector.config import SCHEMAS_DIR
-from connector.contracts import Contract, first_error
+from connector.contracts import DOSSIER_NO, Contract, first_error
 from connector.errors import InvalidInput
 from connector.national_time import PORTAL_TZ, is_portal_time, parse_portal_time
 from connector.portal.errors import SUCCESS_CODES, normalise_code
@@ -43,7 +43,6 @@ SUBMISSION_NAMESPACE = uuid.UUID("ddb36c79-993e-5fe2-9ce3-023fa153df6b")
 
 # --- the rules, in one place (the schema states the same bounds for what we publish) ---------------------
 
-DOSSIER_NO = re.compile(r"[0-9A-Za-z.\-_/]{3,100}")  # dossier-event.v1 dossier.no
 AGENCY_CODE = re.compile(r"[0-9A-Z]+(?:\.[0-9A-Z]+)+")  # dossier-event.v1 dossier.agency_code
 MAX_AGENCY_CODE = 64
 # MaTTHC as the portal sends it. Looser than mapping.NATIONAL_PROCEDURE_CODE on purpose: a code we have no

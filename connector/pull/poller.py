@@ -47,6 +47,7 @@ from connector.portal.client import ACKNOWLEDGE_SUBMISSION, FETCH_FILE, LIST_SUB
 from connector.portal.gateway import PortalGateway
 from connector.pull.attachments import AttachmentStore
 from connector.pull.national import (
+    EVENT_TYPE,
     DeclaredFile,
     InvalidSubmission,
     Limits,
@@ -69,7 +70,6 @@ from connector.store.way_back import InboundStore, OpenConflict, OutboxMessage, 
 log = structlog.get_logger(__name__)
 
 Via = Literal["poll", "push"]
-EVENT_TYPE = "submission.received"
 MAX_PAGES = 10_000  # a bound on one window's listing, whatever the adapter answers
 FILE_REPLY_MARGIN = 64 * 1024
 DUPLICATE = "duplicate: this revision was received before"

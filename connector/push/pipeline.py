@@ -29,11 +29,10 @@ from typing import TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from connector.config import PushSettings
 from connector.failures import ConsumedRecord, FailureRecorder
-from connector.kafka import OffsetWatermark
+from connector.kafka import OffsetWatermark, commit_offsets
 from connector.observability import Metrics
 from connector.portal.gateway import PortalGateway
 from connector.push.sync import (
@@ -256,22 +255,12 @@ class PushPipeline:
             and (point := state.watermark.commit_point) is not None
             and point > state.committed
         }
-        if not offsets:
-            return
-        try:
-            await self._consumer.commit(offsets)
-        except (CommitFailedError, IllegalStateError) as exc:
-            # The group rebalanced under us; the new owner resumes from the last good commit. Duplicates
-            # that follow are harmless (full state, version check).
-            log.warning("offset commit refused; the group is rebalancing", error=type(exc).__name__)
-            return
-        except KafkaError as exc:
-            log.warning("offset commit failed; will try again", error=type(exc).__name__)
+        # Events read again after a refused commit are harmless: full state, version check.
+        if not await commit_offsets(self._consumer, offsets, topic=self._topic):
             return
         for tp, offset in offsets.items():
             if tp in self._partitions:  # a revocation may have dropped it while the commit was on the wire
                 self._partitions[tp].committed = offset
-        log.debug("offsets committed", offsets={f"{tp.topic}[{tp.partition}]": o for tp, o in offsets.items()})
 
     async def partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
         gone = set(revoked)

@@ -36,13 +36,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.config import load_settings
+from connector.contracts import DOSSIER_NO
 from connector.listeners import create_public_app, start_public
 from connector.national_time import portal_time
 from connector.observability import Metrics
 from connector.outbox.relay import OutboxRelay
 from connector.payments.checksum import NOTIFICATION_FIELDS, REPLY_FIELDS, checksum, signed, verify
 from connector.payments.messages import (
-    DOSSIER_NO,
     REFERENCE,
     InvalidPaymentRequest,
     PaymentRequest,
