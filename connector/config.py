@@ -10,10 +10,11 @@ import re
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -34,6 +35,31 @@ from pydantic_settings import (
 SCHEMAS_DIR = Path(str(resources.files("connector") / "schemas"))
 DEFAULT_MAPPINGS_DIR = Path(str(resources.files("connector") / "mappings"))
 ENV_PREFIX = "PORTAL_SYNC__"
+
+
+# The rules that several settings share, one copy each, as types.
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value.rstrip("/")
+
+
+def _url_path(value: str) -> str:
+    return value if value.startswith("/") else "/" + value
+
+
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("must be HOST:PORT")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]  # http(s)://…, without a trailing slash
+UrlPath = Annotated[str, AfterValidator(_url_path)]  # a path on a server, always starting with "/"
+HostPort = Annotated[str, AfterValidator(_host_port)]  # where a listener binds: HOST:PORT
 
 
 class ConfigError(Exception):
@@ -122,10 +148,10 @@ class CircuitBreakerSettings(Section):
 
 
 class PortalSettings(Section):
-    adapter_url: str = "http://127.0.0.1:8080"
-    auth_endpoint: str = "/api/auth"
-    integration_endpoint: str = "/api/integration"
-    share_endpoint: str = "/api/share"
+    adapter_url: HttpUrl = "http://127.0.0.1:8080"
+    auth_endpoint: UrlPath = "/api/auth"
+    integration_endpoint: UrlPath = "/api/integration"
+    share_endpoint: UrlPath = "/api/share"
     username: str = ""
     password: SecretStr | None = None
     password_file: Path | None = None
@@ -138,18 +164,6 @@ class PortalSettings(Section):
     retry: RetrySettings = RetrySettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
     circuit_breaker: CircuitBreakerSettings = CircuitBreakerSettings()
-
-    @field_validator("adapter_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
-
-    @field_validator("auth_endpoint", "integration_endpoint", "share_endpoint")
-    @classmethod
-    def _path(cls, value: str) -> str:
-        return value if value.startswith("/") else "/" + value
 
     @model_validator(mode="after")
     def _one_password(self) -> PortalSettings:
@@ -190,7 +204,7 @@ class AdminSettings(Section):
     (failures, replay) only with ``Authorization: Bearer <token>``. No token configured: /api/ answers 401
     to every call."""
 
-    listen: str = "127.0.0.1:9464"
+    listen: HostPort = "127.0.0.1:9464"
     token: SecretStr | None = None
     token_file: Path | None = None
 
@@ -203,14 +217,6 @@ class AdminSettings(Section):
     def token_value(self) -> str | None:
         """The API token, read from ``token_file`` when that is how it was given; None when there is none."""
         return secret_value(self.token, self.token_file, name="admin.token_file").strip() or None
-
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError("must be HOST:PORT")
-        return value
 
     @property
     def host(self) -> str:
@@ -260,8 +266,8 @@ class PaymentSettings(Section):
     payments still pending. Outcomes are published once per reference to ``kafka.topics.payments``."""
 
     enabled: bool = False
-    platform_url: str = "http://127.0.0.1:8080"
-    query_path: str = "/pp/query"
+    platform_url: HttpUrl = "http://127.0.0.1:8080"
+    query_path: UrlPath = "/pp/query"
     partner_code: str = ""
     secret: SecretStr | None = None
     secret_file: Path | None = None
@@ -275,18 +281,6 @@ class PaymentSettings(Section):
     # How often the due QUERYs and expiries are looked for.
     scan_interval_seconds: float = Field(5.0, gt=0, le=3600)
     max_concurrent_queries: int = Field(4, ge=1, le=64)
-
-    @field_validator("platform_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
-
-    @field_validator("query_path")
-    @classmethod
-    def _path(cls, value: str) -> str:
-        return value if value.startswith("/") else "/" + value
 
     @model_validator(mode="after")
     def _usable(self) -> PaymentSettings:
@@ -323,9 +317,9 @@ class PublicSettings(Section):
     refuses to start, unless ``allow_unauthenticated`` is set (the simulator and tests only; warned at start).
     The Payment Platform's notification is proved by its checksum, not by the token."""
 
-    listen: str | None = None
-    submissions_path: str = "/dvcqg/hoso"
-    payments_path: str = "/payment-platform/notify"
+    listen: HostPort | None = None
+    submissions_path: UrlPath = "/dvcqg/hoso"
+    payments_path: UrlPath = "/payment-platform/notify"
     # The inbound dossier push must carry ``Authorization: Bearer <token>``.
     inbound_token: SecretStr | None = None
     inbound_token_file: Path | None = None
@@ -334,21 +328,6 @@ class PublicSettings(Section):
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None
     allow_unauthenticated: bool = False
-
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError("must be HOST:PORT")
-        return value
-
-    @field_validator("submissions_path", "payments_path")
-    @classmethod
-    def _path(cls, value: str) -> str:
-        return value if value.startswith("/") else "/" + value
 
     @model_validator(mode="after")
     def _distinct(self) -> PublicSettings:
