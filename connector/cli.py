@@ -6,7 +6,7 @@ import asyncio
 import getpass
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -541,15 +541,25 @@ def submissions_list(state: str | None, conflicts: bool, dossier: str | None, li
                 await inbound.submission_counts())
 
     rows, counts = _with_store(_settings(config_path).state.url, work)
+    _print_listing("submissions", "Submission revisions", rows, counts, as_json=as_json,
+                   columns=("dossier", "revision", "state", "via", "published", "reason", "field", "attempts",
+                            "updated"),
+                   cells=lambda r: (r.dossier_no, r.revision, r.state, r.received_via, "yes" if r.published else "no",
+                                    r.reason, r.field, r.attempts, r.updated_at))
+
+
+def _print_listing(name: str, title: str, rows: Sequence[Any], counts: dict[str, int], *, as_json: bool,
+                   columns: Sequence[str], cells: Callable[[Any], Sequence[Any]]) -> None:
+    """A way-back listing (submissions, payments) with its counts by state: JSON, or a table."""
+    from dataclasses import asdict
+
+    from connector.operators.console import rows_table, to_json
+
     if as_json:
-        click.echo(to_json({"counts": counts, "submissions": [asdict(r) for r in rows]}))
+        click.echo(to_json({"counts": counts, name: [asdict(r) for r in rows]}))
         return
-    summary = ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) or "none yet"
-    Console().print(rows_table(f"Submission revisions ({summary})",
-                               ("dossier", "revision", "state", "via", "published", "reason", "field", "attempts",
-                                "updated"),
-                               ((r.dossier_no, r.revision, r.state, r.received_via, "yes" if r.published else "no",
-                                 r.reason, r.field, r.attempts, r.updated_at) for r in rows)))
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "none yet"
+    Console().print(rows_table(f"{title} ({summary})", columns, (cells(r) for r in rows)))
 
 
 @main.group()
@@ -566,9 +576,7 @@ def payments() -> None:
 def payments_list(state: str | None, dossier: str | None, limit: int, config_path: Path | None,
                   as_json: bool) -> None:
     """Payments, newest request first, with counts by state."""
-    from dataclasses import asdict
 
-    from connector.operators.console import rows_table, to_json
     from connector.store.way_back import InboundStore
 
     async def work(store: StateStore) -> tuple[list[Any], dict[str, int]]:
@@ -577,15 +585,11 @@ def payments_list(state: str | None, dossier: str | None, limit: int, config_pat
                 await inbound.payment_counts())
 
     rows, counts = _with_store(_settings(config_path).state.url, work)
-    if as_json:
-        click.echo(to_json({"counts": counts, "payments": [asdict(r) for r in rows]}))
-        return
-    summary = ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) or "none yet"
-    Console().print(rows_table(f"Payments ({summary})",
-                               ("reference", "dossier", "amount", "state", "queries", "last query", "decided by",
-                                "requested", "next query"),
-                               ((r.reference, r.dossier_no, r.amount, r.state, r.queries, r.last_query_result,
-                                 r.decided_by, r.requested_at, r.next_query_at) for r in rows)))
+    _print_listing("payments", "Payments", rows, counts, as_json=as_json,
+                   columns=("reference", "dossier", "amount", "state", "queries", "last query", "decided by",
+                            "requested", "next query"),
+                   cells=lambda r: (r.reference, r.dossier_no, r.amount, r.state, r.queries, r.last_query_result,
+                                    r.decided_by, r.requested_at, r.next_query_at))
 
 
 @main.group()

@@ -8,16 +8,18 @@ way back exactly-once into Kafka without an idempotent producer or transactions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from connector.store.ledger import StateStore, _fitted, _store_errors, kafka_headers, stored_headers, stored_utc
 from connector.store.tables import leases, outbox, payments, pull_cursors, submission_conflicts, submissions
+
+T = TypeVar("T")
 
 Header = tuple[str, bytes | None]
 
@@ -226,14 +228,17 @@ class InboundStore:
 
     async def submissions_list(self, *, state: str | None = None, dossier_no: str | None = None,
                                limit: int = 100) -> list[SubmissionRow]:
-        query = self._submission_query()
-        if state is not None:
-            query = query.where(submissions.c.state == state)
-        if dossier_no is not None:
-            query = query.where(submissions.c.dossier_no == dossier_no)
-        query = query.order_by(submissions.c.updated_at.desc()).limit(limit)
+        return await self._newest_first(self._submission_query(), submissions, submissions.c.updated_at, _submission,
+                                        state=state, dossier_no=dossier_no, limit=limit)
+
+    async def _newest_first(self, query: Any, table: Table, newest: Any, row_of: Callable[[Any], T], *,
+                            state: str | None, dossier_no: str | None, limit: int) -> list[T]:
+        """An operator's listing: ``query`` narrowed to a state and a dossier when given, newest first."""
+        for column, wanted in (("state", state), ("dossier_no", dossier_no)):
+            if wanted is not None:
+                query = query.where(table.c[column] == wanted)
         async with _store_errors(), self._engine.connect() as conn:
-            return [_submission(row) for row in (await conn.execute(query)).all()]
+            return [row_of(row) for row in (await conn.execute(query.order_by(newest.desc()).limit(limit))).all()]
 
     @staticmethod
     def _submission_query() -> Any:
@@ -502,14 +507,8 @@ class InboundStore:
 
     async def payments_list(self, *, state: str | None = None, dossier_no: str | None = None,
                             limit: int = 100) -> list[PaymentRow]:
-        query = select(payments)
-        if state is not None:
-            query = query.where(payments.c.state == state)
-        if dossier_no is not None:
-            query = query.where(payments.c.dossier_no == dossier_no)
-        query = query.order_by(payments.c.requested_at.desc()).limit(limit)
-        async with _store_errors(), self._engine.connect() as conn:
-            return [_payment(row) for row in (await conn.execute(query)).all()]
+        return await self._newest_first(select(payments), payments, payments.c.requested_at, _payment,
+                                        state=state, dossier_no=dossier_no, limit=limit)
 
     async def payment_counts(self) -> dict[str, int]:
         async with _store_errors(), self._engine.connect() as conn:
