@@ -15,7 +15,8 @@ import click
 import structlog
 from rich.console import Console
 
-from connector.config import DEFAULT_MAPPINGS_DIR, ConfigError, Settings, load_settings
+from connector.config import DEFAULT_MAPPINGS_DIR, Settings, load_settings
+from connector.errors import ConfigError
 from connector.observability import configure_logging
 
 if TYPE_CHECKING:

@@ -30,6 +30,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from connector.errors import ConfigError
+
 # Package data (installed with the wheel, read where the package lives): the contracts, and the example mappings
 # that are the default for `demo`, the simulator and a config that names no mappings directory.
 SCHEMAS_DIR = Path(str(resources.files("connector") / "schemas"))
@@ -62,8 +64,6 @@ UrlPath = Annotated[str, AfterValidator(_url_path)]  # a path on a server, alway
 HostPort = Annotated[str, AfterValidator(_host_port)]  # where a listener binds: HOST:PORT
 
 
-class ConfigError(Exception):
-    """The configuration cannot be used; the message names the field and the rule."""
 
 
 def secret_value(given: SecretStr | None, file: Path | None, *, name: str) -> str:
@@ -104,12 +104,20 @@ class KafkaSettings(Section):
     # Events larger than this are dead-lettered unread: a bound on what one hostile message can cost.
     max_event_bytes: int = Field(1_048_576, ge=1024)
     session_timeout_ms: int = Field(10_000, ge=1000)
+    # aiokafka's default; must stay well under the session timeout (a third of it or less, as Kafka advises).
+    heartbeat_interval_ms: int = Field(3_000, ge=100)
     # The consumer leaves the group if it does not poll within this (the pipeline polls continuously).
     max_poll_interval_ms: int = Field(300_000, ge=10_000)
     # How long the broker may hold a fetch that finds nothing new. Apache Kafka answers as soon as data
     # arrives, so a short wait costs only idle polls; a broker that waits it out adds it to the latency.
     fetch_max_wait_ms: int = Field(100, ge=0, le=10_000)
     request_timeout_ms: int = Field(40_000, ge=1000)
+
+    @model_validator(mode="after")
+    def _heartbeat_within_session(self) -> KafkaSettings:
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
+            raise ValueError("heartbeat_interval_ms must be less than session_timeout_ms")
+        return self
 
 
 class RetrySettings(Section):
@@ -562,7 +570,6 @@ __all__ = [
     "DEFAULT_MAPPINGS_DIR",
     "SCHEMAS_DIR",
     "AdminSettings",
-    "ConfigError",
     "InitSettingsSource",
     "KafkaSettings",
     "LogSettings",

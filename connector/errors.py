@@ -110,3 +110,8 @@ class InternalError(SyncError):
     @property
     def error_class(self) -> str:
         return self._cause_class
+
+
+# Not a record's: what stops start-up or an operator's command before any record is handled.
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the field and the rule."""

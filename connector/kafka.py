@@ -112,6 +112,7 @@ def build_consumer(settings: KafkaSettings) -> AIOKafkaConsumer:
         auto_offset_reset="earliest",
         max_poll_records=settings.max_poll_records,
         session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=settings.heartbeat_interval_ms,
         max_poll_interval_ms=settings.max_poll_interval_ms,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         # Values are bounded by max_event_bytes in decoding; the fetch limit keeps one poll bounded too.

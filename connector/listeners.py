@@ -26,8 +26,7 @@ from typing import Any, Protocol
 import structlog
 from aiohttp import web
 
-from connector.config import ConfigError
-from connector.errors import RetryableError
+from connector.errors import ConfigError, RetryableError
 from connector.observability import Metrics
 from connector.untrusted import (
     BodyTooLarge,

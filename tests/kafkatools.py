@@ -8,6 +8,7 @@ acknowledgements carry, never from ``consumer.end_offsets``: the local test brok
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -24,6 +25,16 @@ Headers = Sequence[tuple[str, bytes]]
 REQUEST_TIMEOUT = 10.0  # one broker round trip
 PRODUCE_TIMEOUT = 120.0  # a whole produce() call, start to last acknowledgement
 POLL_INTERVAL = 0.1
+
+# Consumer group timing for the tests' members. The local broker holds each JoinGroup for half the session
+# timeout (whole seconds), and a member that stopped in generation 0 blocks its successor until its session
+# expires: with 2 s a group forms in ~1 s, a rebalance takes ~2 s, a successor waits ~4 s (3 s, 4 s and
+# 11 s with 6 s). Apache Kafka refuses sessions under group.min.session.timeout.ms (6 s by default), so
+# against an external broker the tests keep 6 s. Heartbeats at a quarter of the session.
+LOCAL_BROKER = not os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+SESSION_TIMEOUT_MS = 2000 if LOCAL_BROKER else 6000
+HEARTBEAT_INTERVAL_MS = SESSION_TIMEOUT_MS // 4
+GROUP_TIMING = {"session_timeout_ms": SESSION_TIMEOUT_MS, "heartbeat_interval_ms": HEARTBEAT_INTERVAL_MS}
 
 
 def _key_value(message: Message) -> tuple[bytes | None, bytes | None]:

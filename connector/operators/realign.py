@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from connector.config import Settings
-from connector.errors import SyncError
+from connector.errors import RetryableError, SyncError
 from connector.observability import Metrics
 from connector.portal.gateway import PortalGateway, RecordPush, open_gateway
 from connector.push.mapping import is_status_back
@@ -123,14 +123,14 @@ class Realigner:
 
     async def _within_patience(self, call: Callable[[], Awaitable[T]]) -> T:
         if self._gave_up is not None:
-            raise GaveUp(self._gave_up)
+            raise StoppedWaiting(self._gave_up)
         try:
             async with asyncio.timeout(self._give_up_after):
                 return await call()
         except TimeoutError:
             self._gave_up = (f"not done: the adapter did not answer usefully within {self._give_up_after:g} s "
                              f"(unavailable, or refusing us); the rest was not tried")
-            raise GaveUp(self._gave_up) from None
+            raise StoppedWaiting(self._gave_up) from None
 
     async def send(self, records: Sequence[LedgerRecord], *, outcome: str,
                    on_portal: Mapping[str, bool] | None = None) -> list[Sent]:
@@ -195,7 +195,7 @@ class Realigner:
                 try:
                     results = await self._within_patience(
                         lambda: self._gateway.push_records(pushes, lambda _i, _answer: None))
-                except GaveUp as gave_up:
+                except StoppedWaiting as gave_up:
                     results = [gave_up] * len(pushes)
             for index, result in zip(indexes, results, strict=True):
                 if isinstance(result, BaseException):
@@ -205,7 +205,7 @@ class Realigner:
             async with self._limit:
                 try:
                     await self._within_patience(lambda: self._gateway.push_status(bodies[index]))
-                except (GaveUp, SyncError) as error:
+                except (StoppedWaiting, SyncError) as error:
                     answers[index] = _why(error)
 
         await asyncio.gather(*(batch(whole[start:start + self._batch]) for start in range(0, len(whole), self._batch)),
@@ -245,7 +245,7 @@ class Realigner:
             async with self._limit:
                 try:
                     return await self._within_patience(lambda: self._gateway.lookup(record.dossier_no))
-                except GaveUp as gave_up:
+                except StoppedWaiting as gave_up:
                     return str(gave_up)
                 except SyncError as error:
                     return _why(error)
@@ -292,12 +292,15 @@ def _settled(first: Finding, again: Finding, moved: bool) -> Finding:
     return again
 
 
-class GaveUp(Exception):
-    """An operator's command stopped waiting for the adapter."""
+class StoppedWaiting(RetryableError):
+    """An operator's command stopped waiting for the adapter (its ``give_up_after``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="stopped_waiting")
 
 
 def _why(error: BaseException) -> str:
-    if isinstance(error, GaveUp):
+    if isinstance(error, StoppedWaiting):
         return str(error)
     if isinstance(error, SyncError):
         return f"{error.reason}: {error}"

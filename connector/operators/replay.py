@@ -28,6 +28,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from connector.config import KafkaSettings, Settings
+from connector.errors import RetryableError
 from connector.failures import ConsumedRecord, FailureRecorder, failure_from_dead_letter
 from connector.kafka import read_topic
 from connector.observability import Metrics
@@ -99,8 +100,11 @@ class ReplayReport:
                 "counts": self.counts, "dlq": asdict(self.dlq) if self.dlq is not None else None}
 
 
-class DlqUnreadable(Exception):
-    """The DLQ topic could not be read."""
+class DlqUnreadable(RetryableError):
+    """The DLQ topic could not be read (the broker away, or the topic missing)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="dlq_unreadable")
 
 
 _NOT_KEPT = "the event was too large to keep; replay it from the DLQ"

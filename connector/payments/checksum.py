@@ -16,6 +16,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from connector.errors import InvalidInput
+
 # The fields each checksum covers, in order.
 NOTIFICATION_FIELDS = ("LoaiBanTin", "MaLoi", "MaDoiTac", "MaThamChieu", "SoTien", "MaTienTe", "MaGiaoDich",
                        "MaNganHang", "ThoiGianGD", "ThongTinGiaoDich")
@@ -29,12 +31,11 @@ _SEPARATOR = "|"
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
-class ChecksumRefused(ValueError):
+class ChecksumRefused(InvalidInput):
     """A message whose checksum cannot be computed or does not match; ``field`` names the culprit."""
 
     def __init__(self, message: str, *, field: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
+        super().__init__(message, reason="bad_checksum", field=field)
         self.rule = message
 
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import aiohttp
 
-from connector.config import ConfigError, PaymentSettings
-from connector.errors import PermanentError
+from connector.config import PaymentSettings
+from connector.errors import ConfigError, PermanentError
 from connector.national_time import portal_time
 from connector.payments.checksum import QUERY_FIELDS, QUERY_REPLY_FIELDS, REPLY_FIELDS, ChecksumRefused, signed, verify
 from connector.payments.messages import clean_reference

@@ -33,8 +33,8 @@ import structlog
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
-from connector.config import ConfigError, Settings
-from connector.errors import InvalidInput, RetryableError, SyncError
+from connector.config import Settings
+from connector.errors import ConfigError, InvalidInput, RetryableError, SyncError
 from connector.failures import ConsumedRecord, FailureRecorder
 from connector.kafka import build_consumer, commit_offsets
 from connector.national_time import portal_time

@@ -19,8 +19,8 @@ from typing import Any, Literal
 import aiohttp
 import structlog
 
-from connector.config import ConfigError, PortalSettings
-from connector.errors import PermanentError, SyncError
+from connector.config import PortalSettings
+from connector.errors import ConfigError, PermanentError, SyncError
 from connector.portal.errors import (
     MAX_REPLY_BYTES,
     AlreadyExists,

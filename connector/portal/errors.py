@@ -55,6 +55,10 @@ class PortalUnavailable(RetryableError):
     """No usable answer: network trouble, timeout, throttling, 5xx, a malformed or oversized reply."""
 
 
+class BreakerOpen(RetryableError):
+    """The circuit breaker holds calls back while the adapter is failing."""
+
+
 class SessionExpired(RetryableError):
     """The adapter no longer accepts our session token; logging in again may help."""
 
@@ -222,6 +226,7 @@ __all__ = [
     "MAX_REPLY_BYTES",
     "QUOTED_CHARS",
     "AlreadyExists",
+    "BreakerOpen",
     "LoginFailed",
     "PortalRejected",
     "PortalUnavailable",

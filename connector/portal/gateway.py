@@ -22,11 +22,12 @@ from aiolimiter import AsyncLimiter
 
 from connector.batching import Settle
 from connector.config import PortalSettings, Settings
-from connector.errors import DeadlineExceeded, RetryableError, SyncError
+from connector.errors import DeadlineExceeded, SyncError
 from connector.observability import Metrics
 from connector.portal.audit import AuditTrail
 from connector.portal.breaker import CircuitBreaker
 from connector.portal.client import PUSH_STATUS, PortalClient
+from connector.portal.errors import BreakerOpen
 from connector.retry import call_with_retries
 from connector.store import StateStore
 
@@ -52,10 +53,6 @@ class Portal(Protocol):
 
 # ---------------------------------------------------------------------------------------------------------
 # The adapter, protected: rate limit, concurrency, circuit breaker, waiting out outages
-
-
-class BreakerOpen(RetryableError):
-    """The circuit breaker holds calls back while the adapter is failing."""
 
 
 @dataclass(eq=False)  # compared and hashed by identity: one per call

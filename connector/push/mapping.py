@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from connector.errors import InvalidInput
+from connector.errors import ConfigError, InvalidInput
 from connector.national_time import portal_time
 from connector.push.events import Dossier, DossierEvent, InvalidEvent, Step, vocabulary
 
@@ -57,7 +57,7 @@ class MappingError(InvalidInput):
     """An event the current mappings cannot translate (unmapped status, procedure, code)."""
 
 
-class MappingsInvalid(Exception):
+class MappingsInvalid(ConfigError):
     """The mappings directory itself is wrong; the message lists every problem with file and field."""
 
 

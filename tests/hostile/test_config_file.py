@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from connector.config import ConfigError, load_settings
+from connector.config import load_settings
+from connector.errors import ConfigError
 
 SECRET = "hunter2-s3cret"
 

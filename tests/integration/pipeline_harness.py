@@ -18,7 +18,7 @@ from connector.dev.simulator.app import SimulatorConfig
 from connector.push.events import DossierEvent, InvalidEvent, decode_event
 from connector.push.mapping import MappingError, Mappings, load_mappings, map_event
 from connector.service import Service
-from tests.kafkatools import wait_for_committed
+from tests.kafkatools import GROUP_TIMING, wait_for_committed
 
 SIM = SimulatorConfig()
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=10)
@@ -38,7 +38,7 @@ def daemon_config(bootstrap: str, portal_url: str, topics: Topics, state_dir: Pa
             "group_id": topics.group,
             "topics": {"dossier_events": topics.events, "dead_letter": topics.dead_letter},
             # A short session makes the group form quickly (the local broker waits half of it).
-            "session_timeout_ms": 6000,
+            **GROUP_TIMING,
         },
         "portal": {
             "adapter_url": portal_url,

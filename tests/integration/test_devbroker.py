@@ -20,15 +20,21 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from connector.dev.devbroker import LocalBroker, create_topics
 from connector.dev.samples import generate_events
 from tests.conftest import TopicFactory
-from tests.kafkatools import committed_offsets, consume_all, produce, wait_for_committed
+from tests.kafkatools import (
+    HEARTBEAT_INTERVAL_MS,
+    SESSION_TIMEOUT_MS,
+    committed_offsets,
+    consume_all,
+    produce,
+    wait_for_committed,
+)
 
 pytestmark = pytest.mark.broker
 
 STEP_TIMEOUT = 60.0
 # The local broker holds JoinGroup for half the session timeout, and a member that stopped in generation 0
-# (aiokafka sends no LeaveGroup then) blocks the next one until its session expires: a short session
-# keeps the hand-over to ~12 s instead of ~18 s. 6 s is also the least Apache Kafka accepts by default.
-SESSION_TIMEOUT_MS = 6000
+# (aiokafka sends no LeaveGroup then) blocks the next one until its session expires: the short session of
+# tests.kafkatools keeps the hand-over to ~5 s (~12 s with 6 s, the least Apache Kafka accepts by default).
 
 Records = list[ConsumerRecord[bytes, bytes]]
 
@@ -42,7 +48,7 @@ async def group_member(bootstrap: str, topic: str, group_id: str) -> AsyncIterat
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         session_timeout_ms=SESSION_TIMEOUT_MS,
-        heartbeat_interval_ms=1000,
+        heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
     )
     await asyncio.wait_for(consumer.start(), timeout=STEP_TIMEOUT)
     try:

@@ -19,9 +19,9 @@ import structlog
 from structlog.testing import capture_logs
 
 from connector import failures
-from connector.config import ConfigError, RetrySettings, load_settings
+from connector.config import RetrySettings, load_settings
 from connector.dev.samples import generate_events
-from connector.errors import InvalidInput
+from connector.errors import ConfigError, InvalidInput
 from connector.failures import FailureRecorder
 from connector.observability import configure_logging
 from connector.portal import client as rest

@@ -45,7 +45,7 @@ from tests.conftest import TopicFactory
 from tests.factories import ConsumedRecord
 from tests.integration.pipeline_harness import SIM
 from tests.integration.served_in_thread import ServedInThread
-from tests.kafkatools import produce, wait_for_committed
+from tests.kafkatools import GROUP_TIMING, produce, wait_for_committed
 
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=15)
 STEP = 10.0  # one bounded wait on a component (start, stop, a read)
@@ -156,7 +156,7 @@ async def running_desk(tmp_path: Path, kafka_bootstrap: str, topics: TopicFactor
     payments_topic = await topics.create("portal.payments", partitions=3)
     dlq = await topics.create("payment.requests.dlq")
     settings = load_settings(None, **{
-        "kafka": {"bootstrap_servers": kafka_bootstrap, "group_id": topics.group_id(), "session_timeout_ms": 6000,
+        "kafka": {"bootstrap_servers": kafka_bootstrap, "group_id": topics.group_id(), **GROUP_TIMING,
                   "topics": {"payment_requests": requests_topic, "payments": payments_topic, "dead_letter": dlq}},
         "portal": {"retry": {"initial_backoff_seconds": 0.02, "max_backoff_seconds": 0.5}},
         "state": {"url": f"sqlite+aiosqlite:///{tmp_path / 'state.db'}"},

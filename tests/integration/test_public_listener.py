@@ -21,7 +21,8 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
-from connector.config import DEFAULT_MAPPINGS_DIR, ConfigError, Settings, load_settings
+from connector.config import DEFAULT_MAPPINGS_DIR, Settings, load_settings
+from connector.errors import ConfigError
 from connector.listeners import create_public_app, start_public
 from connector.national_time import PORTAL_TZ
 from connector.observability import Metrics

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from connector.config import ConfigError, load_settings
+from connector.config import load_settings
+from connector.errors import ConfigError
 from tests import REPO_ROOT
 
 
