@@ -4,57 +4,28 @@ failures (every event that could not be synced, kept for inspection and replay).
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import structlog
-from sqlalchemy import ColumnElement, Table, Text, cast, delete, event, func, insert, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Text, cast, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from connector.errors import PermanentError, RetryableError
 from connector.store import schema
+from connector.store.engine import (
+    create_engine,
+    fitted,
+    store_errors,
+    stored_headers,
+    stored_utc,
+)
 from connector.store.tables import dossier_ledger, failure_attempts, portal_calls, sync_failures
 
 log = structlog.get_logger(__name__)
-
-
-class StoreUnavailable(RetryableError):
-    """The state store cannot be read or written: every event would meet it, so the pipeline waits."""
-
-
-class StoreRefusedValue(PermanentError):
-    """The state store refused a value of the rows written (PostgreSQL's data exceptions, SQLSTATE class 22:
-    a NUL in text, a number out of range; or text no driver can encode). Caused by content, not an outage: the
-    record whose row it is fails, the others go on (a batch is split to find it)."""
-
-
-def _sqlstate(exc: DBAPIError) -> str:
-    return str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
-
-
-@asynccontextmanager
-async def _store_errors() -> AsyncIterator[None]:
-    try:
-        yield
-    except UnicodeEncodeError:
-        raise StoreRefusedValue("the state store cannot take text that is not UTF-8 (a lone surrogate)",
-                                reason="store_refused_value") from None
-    except (DBAPIError, OSError, TimeoutError) as exc:
-        if isinstance(exc, DBAPIError) and _sqlstate(exc).startswith("22"):
-            raise StoreRefusedValue(f"the state store refused a value (SQLSTATE {_sqlstate(exc)})",
-                                    reason="store_refused_value") from None
-        # The driver's text can quote parameters (dossier data); the class name is enough to act on.
-        raise StoreUnavailable(f"state store unavailable ({type(exc).__name__})",
-                               reason="state_store_unavailable") from exc
 
 
 class Synced(NamedTuple):  # tuples: thousands a second are made
@@ -99,7 +70,7 @@ _STATE_REASONS = {"pipeline": None, "replay": "failed again in a replay",
 
 def failure_row(f: Failure, now: datetime) -> dict[str, Any]:
     """The failure table's row for ``f``, every text fit for its column."""
-    return _fitted(sync_failures, {
+    return fitted(sync_failures, {
         "topic": f.topic, "partition": f.partition, "offset": f.offset, "dossier_no": f.dossier_no,
         "event_id": f.event_id, "service": f.service, "record_key": f.key, "record_value": f.value,
         "record_headers": stored_headers(f.headers),
@@ -136,68 +107,6 @@ class LedgerRecord(NamedTuple):
                       self.agency_code, self.procedure_code, self.received_at, outcome)
 
 
-def stored_headers(headers: Sequence[tuple[str, bytes | None]]) -> list[list[str | None]]:
-    """Kafka headers as the JSON column keeps them: each value as latin-1 text (any bytes survive)."""
-    return [[name, None if value is None else value.decode("latin-1")] for name, value in headers]
-
-
-def kafka_headers(stored: Sequence[Sequence[str | None]] | None) -> list[tuple[str, bytes | None]]:
-    """``stored_headers`` undone: the bytes as they came."""
-    return [(str(name), None if value is None else value.encode("latin-1")) for name, value in stored or ()]
-
-
-# The longest text kept in a column that declares no length (the error message).
-MAX_UNBOUNDED_TEXT = 20_000
-
-
-# NUL, which PostgreSQL refuses in text, and lone surrogates, which no driver can encode.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
-def _fitted(table: Table, row: dict[str, Any]) -> dict[str, Any]:
-    """``row`` with every text value fit for its column. Hostile input reaches these columns (a key, the
-    adapter's message, a JSON path); PostgreSQL refuses NUL in text and values over the column's length,
-    and a refused failure would be retried for ever. The lengths are the table's own."""
-    for name, value in row.items():
-        if isinstance(value, str):
-            limit = getattr(table.c[name].type, "length", None) or MAX_UNBOUNDED_TEXT
-            row[name] = _UNSTORABLE.sub("\ufffd", value)[:limit] if not value.isprintable() else value[:limit]
-    return row
-
-
-def stored_utc(moment: datetime | None) -> datetime | None:
-    """A time as the store keeps it and gives it back: in UTC. SQLite keeps no zone, so a time without one
-    was read back from the store and is already UTC (not this machine's local time, as ``astimezone`` would
-    take it); filters compare instants."""
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-# The widest values the tables' integer columns hold (ids, partitions, attempts; offsets).
-MAX_INT32 = 2**31 - 1
-MAX_INT64 = 2**63 - 1
-_DIGITS = re.compile(r"[0-9]{1,19}")  # ASCII only: int() also takes "５", "1_0" or " 7"; isdigit() takes "²"
-
-
-def whole_number(text: str, *, low: int = 0, high: int) -> int | None:
-    """``text`` as a whole number from ``low`` to ``high`` (the column it is for), or None: untrusted text
-    (a query, a path, a DLQ header) must fit the column, or the driver fails on it."""
-    if _DIGITS.fullmatch(text) is None:
-        return None
-    number = int(text)
-    return number if low <= number <= high else None
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # WAL: readers do not block the writer; synchronous=NORMAL is durable across process crashes in WAL mode.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
-
-
 class StateStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -206,13 +115,7 @@ class StateStore:
     @classmethod
     def create(cls, url: str) -> StateStore:
         """The store for ``url``, not yet connected (connections are made on first use)."""
-        parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, pool_pre_ping=True)
-        if engine.dialect.name == "sqlite":
-            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        return cls(engine)
+        return cls(create_engine(url))
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> StateStore:
@@ -252,7 +155,7 @@ class StateStore:
             dossier_ledger.c.dossier_no, dossier_ledger.c.last_version, dossier_ledger.c.record_hash,
             dossier_ledger.c.exists_on_portal,
         ).where(dossier_ledger.c.dossier_no.in_(set(dossier_nos)))
-        async with _store_errors(), self._engine.connect() as conn:
+        async with store_errors(), self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return {row[0]: LedgerEntry(row[0], row[1], row[2], row[3]) for row in rows}
 
@@ -260,24 +163,24 @@ class StateStore:
         """Ledger rows matching ``where``, by dossier number, from the one after ``after`` (paging)."""
         query = (select(*_LEDGER_RECORD).where(*where.clauses(), dossier_ledger.c.dossier_no > after)
                  .order_by(dossier_ledger.c.dossier_no).limit(limit))
-        async with _store_errors(), self._engine.connect() as conn:
+        async with store_errors(), self._engine.connect() as conn:
             return [LedgerRecord(*row) for row in (await conn.execute(query)).all()]
 
     async def sample_ledger(self, where: LedgerFilter, size: int) -> list[LedgerRecord]:
         """Up to ``size`` ledger rows matching ``where``, drawn at random."""
         query = select(*_LEDGER_RECORD).where(*where.clauses()).order_by(func.random()).limit(size)
-        async with _store_errors(), self._engine.connect() as conn:
+        async with store_errors(), self._engine.connect() as conn:
             return [LedgerRecord(*row) for row in (await conn.execute(query)).all()]
 
     async def ledger_records_of(self, dossier_nos: Sequence[str]) -> dict[str, LedgerRecord]:
         """The ledger rows of these dossiers (those the ledger knows)."""
         query = select(*_LEDGER_RECORD).where(dossier_ledger.c.dossier_no.in_(set(dossier_nos)))
-        async with _store_errors(), self._engine.connect() as conn:
+        async with store_errors(), self._engine.connect() as conn:
             return {row[0]: LedgerRecord(*row) for row in (await conn.execute(query)).all()}
 
     async def count_ledger(self, where: LedgerFilter) -> int:
         query = select(func.count()).select_from(dossier_ledger).where(*where.clauses())
-        async with _store_errors(), self._engine.connect() as conn:
+        async with store_errors(), self._engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 
     async def record_synced(self, dossier_no: str, version: int, record_hash: str, event_id: str) -> None:
@@ -303,7 +206,7 @@ class StateStore:
             set_={k: stmt.excluded[k] for k in rows[0] if k != "dossier_no"},
             where=stmt.excluded.last_version >= dossier_ledger.c.last_version,
         )
-        async with _store_errors(), self._engine.begin() as conn:
+        async with store_errors(), self._engine.begin() as conn:
             await conn.execute(stmt, rows)
 
     async def record_failures(self, failures: Sequence[Failure]) -> None:
@@ -326,7 +229,7 @@ class StateStore:
         unique = list({(r["topic"], r["partition"], r["offset"]): r for r in rows}.values())
         # Keyed as stored: the row's text was fit for its column (a hostile topic name cut, NUL replaced).
         origins = {(r["topic"], r["partition"], r["offset"]): f.origin for f, r in zip(failures, rows, strict=True)}
-        async with _store_errors(), self._engine.begin() as conn:
+        async with store_errors(), self._engine.begin() as conn:
             await conn.execute(stmt, unique)
             # Every failure is also an attempt in the row's history.
             ids = await self._failure_ids(conn, [(r["topic"], r["partition"], r["offset"]) for r in unique])
@@ -348,12 +251,12 @@ class StateStore:
     async def record_portal_calls(self, rows: Sequence[dict[str, Any]]) -> None:
         """Audit rows (see ``portal_calls``), in one transaction."""
         if rows:
-            async with _store_errors(), self._engine.begin() as conn:
-                await conn.execute(insert(portal_calls), [_fitted(portal_calls, dict(row)) for row in rows])
+            async with store_errors(), self._engine.begin() as conn:
+                await conn.execute(insert(portal_calls), [fitted(portal_calls, dict(row)) for row in rows])
 
     async def prune_portal_calls(self, *, before: datetime) -> int:
         """Delete audit rows older than ``before``; how many went."""
-        async with _store_errors(), self._engine.begin() as conn:
+        async with store_errors(), self._engine.begin() as conn:
             return (await conn.execute(delete(portal_calls).where(portal_calls.c.at < before))).rowcount
 
     async def portal_calls(self, *, dossier_no: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
@@ -364,7 +267,7 @@ class StateStore:
             quoted = json.dumps(dossier_no).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             query = query.where(or_(portal_calls.c.dossier_no == dossier_no,
                                     cast(portal_calls.c.dossiers, Text).like(f"%{quoted}%", escape="\\")))
-        async with _store_errors(), self._engine.connect() as conn:
+        async with store_errors(), self._engine.connect() as conn:
             return [dict(row._mapping) for row in (await conn.execute(query)).all()]
 
     async def failures(self, *, state: str | None = "open") -> list[dict[str, Any]]:
@@ -379,24 +282,24 @@ class StateStore:
             sync_failures.c.id)
         if limit is not None:
             query = query.limit(limit)
-        async with _store_errors(), self._engine.connect() as conn:
+        async with store_errors(), self._engine.connect() as conn:
             return [dict(row._mapping) for row in (await conn.execute(query)).all()]
 
     async def count_failures(self, where: FailureFilter) -> int:
         query = select(func.count()).select_from(sync_failures).where(*where.clauses())
-        async with _store_errors(), self._engine.connect() as conn:
+        async with store_errors(), self._engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 
     async def known_failures(self, coordinates: Sequence[tuple[str, int, int]]) -> dict[tuple[str, int, int], int]:
         """Of these Kafka records (topic, partition, offset), the ones in the failure table, with their ids."""
         if not coordinates:
             return {}
-        async with _store_errors(), self._engine.connect() as conn:
+        async with store_errors(), self._engine.connect() as conn:
             return await self._failure_ids(conn, list(coordinates))
 
     async def failure(self, failure_id: int) -> dict[str, Any] | None:
         """One failure with every attempt (``attempts_history``, oldest first), or None."""
-        async with _store_errors(), self._engine.connect() as conn:
+        async with store_errors(), self._engine.connect() as conn:
             row = (await conn.execute(select(sync_failures).where(sync_failures.c.id == failure_id))).first()
             if row is None:
                 return None
@@ -415,7 +318,7 @@ class StateStore:
             state=state, state_changed_by=by[:100], state_changed_at=datetime.now(UTC), state_reason=reason)
         if only_from:
             query = query.where(sync_failures.c.state.in_(only_from))
-        async with _store_errors(), self._engine.begin() as conn:
+        async with store_errors(), self._engine.begin() as conn:
             return (await conn.execute(query)).rowcount == 1
 
 

@@ -16,7 +16,8 @@ from typing import Any, Literal, NamedTuple, TypeVar
 from sqlalchemy import Table, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from connector.store.ledger import StateStore, _fitted, _store_errors, kafka_headers, stored_headers, stored_utc
+from connector.store.engine import fitted, kafka_headers, store_errors, stored_headers, stored_utc
+from connector.store.ledger import StateStore
 from connector.store.tables import leases, outbox, payments, pull_cursors, submission_conflicts, submissions
 
 T = TypeVar("T")
@@ -163,7 +164,7 @@ class InboundStore:
         if topic is not None:
             query = query.where(c.topic == topic)
         query = query.order_by(c.created_at, c.message_id).limit(limit)
-        async with _store_errors(), self._engine.connect() as conn:
+        async with store_errors(), self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [OutboxMessage(r.message_id, r.topic, r.record_key, r.record_value or b"",
                               tuple(kafka_headers(r.record_headers)), r.value_sha256, _utc(r.created_at))
@@ -176,7 +177,7 @@ class InboundStore:
         c = outbox.c
         sendable = and_(c.published_at.is_(None), c.held.is_(False))
         order = (c.created_at, c.message_id)
-        async with _store_errors(), self._engine.begin() as conn:
+        async with store_errors(), self._engine.begin() as conn:
             ids = list((await conn.scalars(select(c.message_id).where(sendable).order_by(*order).limit(limit))).all())
             if not ids:
                 return []
@@ -194,18 +195,18 @@ class InboundStore:
             return
         statement = update(outbox).where(outbox.c.message_id == bindparam("id")).values(
             published_at=now, partition=bindparam("at_partition"), offset=bindparam("at_offset"), record_value=None)
-        async with _store_errors(), self._engine.begin() as conn:
+        async with store_errors(), self._engine.begin() as conn:
             await conn.execute(statement, [{"id": p.message_id, "at_partition": p.partition, "at_offset": p.offset}
                                            for p in published])
 
     async def outbox_backlog(self) -> int:
-        async with _store_errors(), self._engine.connect() as conn:
+        async with store_errors(), self._engine.connect() as conn:
             count = await conn.scalar(select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None)))
         return int(count or 0)
 
     async def is_published(self, message_id: str) -> bool | None:
         """True once on the topic, False while owed, None when there is no such message."""
-        async with _store_errors(), self._engine.connect() as conn:
+        async with store_errors(), self._engine.connect() as conn:
             row = (await conn.execute(select(outbox.c.published_at).where(outbox.c.message_id == message_id))).first()
         return None if row is None else row.published_at is not None
 
@@ -214,7 +215,7 @@ class InboundStore:
     async def submission_states(self, keys: Sequence[SubmissionKey]) -> dict[SubmissionKey, SubmissionRow]:
         """What is known of each revision asked about (absent: never met)."""
         found: dict[SubmissionKey, SubmissionRow] = {}
-        async with _store_errors(), self._engine.connect() as conn:
+        async with store_errors(), self._engine.connect() as conn:
             for start in range(0, len(keys), 200):
                 chunk = keys[start:start + 200]
                 nos = sorted({k.dossier_no for k in chunk})
@@ -237,7 +238,7 @@ class InboundStore:
         for column, wanted in (("state", state), ("dossier_no", dossier_no)):
             if wanted is not None:
                 query = query.where(table.c[column] == wanted)
-        async with _store_errors(), self._engine.connect() as conn:
+        async with store_errors(), self._engine.connect() as conn:
             return [row_of(row) for row in (await conn.execute(query.order_by(newest.desc()).limit(limit))).all()]
 
     @staticmethod
@@ -255,12 +256,12 @@ class InboundStore:
         when it was accepted before. A revision rejected before is accepted now (it was fixed or re-sent).
         ``content_sha256`` is what later bodies of the revision are compared with; ``confirmed``: the content
         is the portal's own record (a poll)."""
-        row = _fitted(submissions, {
+        row = fitted(submissions, {
             "dossier_no": key.dossier_no, "revision": key.revision, "state": "accepted",
             "received_via": received_via, "agency_code": agency_code, "submitted_at": submitted_at,
             "message_id": message.message_id, "first_seen_at": now, "updated_at": now, "attempts": 1,
             "content_sha256": content_sha256, "confirmed_at": now if confirmed else None})
-        async with _store_errors(), self._engine.begin() as conn:
+        async with store_errors(), self._engine.begin() as conn:
             taken = await self._claim(conn, key, row)
             if not taken:
                 return False
@@ -287,11 +288,11 @@ class InboundStore:
                                 reason: str, field: str | None, message: str, now: datetime) -> None:
         """Record why the revision cannot be published (unless it was accepted meanwhile)."""
         s = submissions.c
-        row = _fitted(submissions, {
+        row = fitted(submissions, {
             "dossier_no": key.dossier_no, "revision": key.revision, "state": "rejected",
             "received_via": received_via, "agency_code": agency_code, "first_seen_at": now, "updated_at": now,
             "reason": reason, "field": field, "message": message, "attempts": 1})
-        async with _store_errors(), self._engine.begin() as conn:
+        async with store_errors(), self._engine.begin() as conn:
             inserted = await conn.execute(self._insert(submissions).values(row).on_conflict_do_nothing(
                 index_elements=["dossier_no", "revision"]))
             if inserted.rowcount == 0:
@@ -306,19 +307,19 @@ class InboundStore:
         query = self._submission_query().where(and_(
             submissions.c.state == "accepted", outbox.c.published_at.is_not(None))).order_by(
             submissions.c.first_seen_at).limit(limit)
-        async with _store_errors(), self._engine.connect() as conn:
+        async with store_errors(), self._engine.connect() as conn:
             return [_submission(row) for row in (await conn.execute(query)).all()]
 
     async def mark_acknowledged(self, keys: Sequence[SubmissionKey], now: datetime) -> None:
         s = submissions.c
-        async with _store_errors(), self._engine.begin() as conn:
+        async with store_errors(), self._engine.begin() as conn:
             for key in keys:
                 await conn.execute(update(submissions).where(and_(
                     s.dossier_no == key.dossier_no, s.revision == key.revision, s.state == "accepted")).values(
                     state="acknowledged", acknowledged_at=now, updated_at=now))
 
     async def submission_counts(self) -> dict[str, int]:
-        async with _store_errors(), self._engine.connect() as conn:
+        async with store_errors(), self._engine.connect() as conn:
             rows = (await conn.execute(select(submissions.c.state, func.count()).group_by(submissions.c.state))).all()
         return {state: int(count) for state, count in rows}
 
@@ -331,7 +332,7 @@ class InboundStore:
         withheld, and it is not acknowledged until the portal settles it. When the portal confirmed the
         revision's content before, the body is ``refused`` (kept, settled at once)."""
         s, c = submissions.c, submission_conflicts.c
-        async with _store_errors(), self._engine.begin() as conn:
+        async with store_errors(), self._engine.begin() as conn:
             current = (await conn.execute(
                 select(s.state, s.content_sha256, s.confirmed_at, s.message_id).where(and_(
                     s.dossier_no == key.dossier_no, s.revision == key.revision)).with_for_update())).first()
@@ -340,7 +341,7 @@ class InboundStore:
             if current.content_sha256 is None or current.content_sha256 == content_sha256:
                 return "duplicate"  # the same content (or a row from before digests: nothing to compare)
             confirmed = current.confirmed_at is not None and current.state != "conflict"
-            row = _fitted(submission_conflicts, {
+            row = fitted(submission_conflicts, {
                 "dossier_no": key.dossier_no, "revision": key.revision, "content_sha256": content_sha256,
                 "first_sha256": current.content_sha256, "received_via": received_via,
                 "national_json": national_json, "detected_at": now})
@@ -372,7 +373,7 @@ class InboundStore:
         query = select(s.dossier_no, s.revision, s.content_sha256, s.message_id, o.held).select_from(
             waiting.join(submissions, and_(s.dossier_no == waiting.c.dossier_no, s.revision == waiting.c.revision))
             .outerjoin(outbox, o.message_id == s.message_id)).order_by(waiting.c.since).limit(limit)
-        async with _store_errors(), self._engine.connect() as conn:
+        async with store_errors(), self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [OpenConflict(SubmissionKey(r.dossier_no, r.revision), r.content_sha256, r.message_id, bool(r.held))
                 for r in rows]
@@ -384,7 +385,7 @@ class InboundStore:
         portal's record taking the place of a withheld message. False (nothing changed) when the withheld
         message is no longer there to replace."""
         s, c, o = submissions.c, submission_conflicts.c, outbox.c
-        async with _store_errors(), self._engine.begin() as conn:
+        async with store_errors(), self._engine.begin() as conn:
             message_id = await conn.scalar(select(s.message_id).where(and_(
                 s.dossier_no == key.dossier_no, s.revision == key.revision, s.state == "conflict")).with_for_update())
             if message_id is None:
@@ -415,7 +416,7 @@ class InboundStore:
         values): they are closed as ``unsettled`` for an operator; the revision stays in conflict (withheld,
         not acknowledged). A new conflicting body opens the question again."""
         c = submission_conflicts.c
-        async with _store_errors(), self._engine.begin() as conn:
+        async with store_errors(), self._engine.begin() as conn:
             await conn.execute(update(submission_conflicts).where(and_(
                 c.dossier_no == key.dossier_no, c.revision == key.revision, c.outcome.is_(None))).values(
                 outcome="unsettled", portal_sha256=portal_sha256, note=note, settled_at=now))
@@ -428,7 +429,7 @@ class InboundStore:
         if dossier_no is not None:
             query = query.where(c.dossier_no == dossier_no)
         query = query.order_by(c.detected_at.desc(), c.id.desc()).limit(limit)
-        async with _store_errors(), self._engine.connect() as conn:
+        async with store_errors(), self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [ConflictRow(r.id, r.dossier_no, r.revision, r.first_sha256, r.content_sha256, r.received_via,
                             _utc(r.detected_at), r.outcome, r.portal_sha256, r.note, stored_utc(r.settled_at))
@@ -437,12 +438,12 @@ class InboundStore:
     # --- cursors --------------------------------------------------------------------------------------
 
     async def cursor(self, name: str) -> str | None:
-        async with _store_errors(), self._engine.connect() as conn:
+        async with store_errors(), self._engine.connect() as conn:
             value = await conn.scalar(select(pull_cursors.c.position).where(pull_cursors.c.name == name))
         return None if value is None else str(value)
 
     async def set_cursor(self, name: str, position: str, now: datetime) -> None:
-        async with _store_errors(), self._engine.begin() as conn:
+        async with store_errors(), self._engine.begin() as conn:
             changed = await conn.execute(update(pull_cursors).where(pull_cursors.c.name == name).values(
                 position=position, updated_at=now))
             if changed.rowcount == 0:
@@ -453,12 +454,12 @@ class InboundStore:
     async def register_payment(self, row: PaymentRow, now: datetime) -> PaymentRow | None:
         """Watch a requested payment; return the row already held for its reference, if any (a request
         delivered again finds it, and changes nothing)."""
-        values = _fitted(payments, {
+        values = fitted(payments, {
             "reference": row.reference, "dossier_no": row.dossier_no, "amount": row.amount,
             "currency": row.currency, "requested_at": row.requested_at, "expires_at": row.expires_at,
             "event_id": row.event_id, "state": "pending", "next_query_at": row.next_query_at, "queries": 0,
             "created_at": now})
-        async with _store_errors(), self._engine.begin() as conn:
+        async with store_errors(), self._engine.begin() as conn:
             inserted = await conn.execute(self._insert(payments).values(values).on_conflict_do_nothing(
                 index_elements=["reference"]))
             if inserted.rowcount == 1:
@@ -467,7 +468,7 @@ class InboundStore:
         return None if existing is None else _payment(existing)
 
     async def payment(self, reference: str) -> PaymentRow | None:
-        async with _store_errors(), self._engine.connect() as conn:
+        async with store_errors(), self._engine.connect() as conn:
             row = (await conn.execute(select(payments).where(payments.c.reference == reference))).first()
         return None if row is None else _payment(row)
 
@@ -476,12 +477,12 @@ class InboundStore:
         c = payments.c
         query = select(payments).where(and_(c.state == "pending", c.next_query_at <= now)).order_by(
             c.next_query_at).limit(limit)
-        async with _store_errors(), self._engine.connect() as conn:
+        async with store_errors(), self._engine.connect() as conn:
             return [_payment(row) for row in (await conn.execute(query)).all()]
 
     async def next_due(self) -> datetime | None:
         c = payments.c
-        async with _store_errors(), self._engine.connect() as conn:
+        async with store_errors(), self._engine.connect() as conn:
             value = await conn.scalar(select(func.min(c.next_query_at)).where(c.state == "pending"))
         return stored_utc(value)
 
@@ -490,7 +491,7 @@ class InboundStore:
         """Settle a pending payment and owe its outcome message, in one transaction; False when it was
         settled before (by the other path, or an earlier call): nothing is written then."""
         c = payments.c
-        async with _store_errors(), self._engine.begin() as conn:
+        async with store_errors(), self._engine.begin() as conn:
             changed = await conn.execute(update(payments).where(and_(
                 c.reference == reference, c.state == "pending")).values(
                 state=outcome, decided_at=now, decided_by=by, next_query_at=None))
@@ -501,7 +502,7 @@ class InboundStore:
 
     async def reschedule_query(self, reference: str, *, next_at: datetime, result: str) -> None:
         c = payments.c
-        async with _store_errors(), self._engine.begin() as conn:
+        async with store_errors(), self._engine.begin() as conn:
             await conn.execute(update(payments).where(and_(c.reference == reference, c.state == "pending")).values(
                 next_query_at=next_at, queries=c.queries + 1, last_query_result=result[:100]))
 
@@ -511,7 +512,7 @@ class InboundStore:
                                         state=state, dossier_no=dossier_no, limit=limit)
 
     async def payment_counts(self) -> dict[str, int]:
-        async with _store_errors(), self._engine.connect() as conn:
+        async with store_errors(), self._engine.connect() as conn:
             rows = (await conn.execute(select(payments.c.state, func.count()).group_by(payments.c.state))).all()
         return {state: int(count) for state, count in rows}
 
@@ -520,7 +521,7 @@ class InboundStore:
     async def take_lease(self, name: str, holder: str, *, now: datetime, until: datetime) -> bool:
         """Hold ``name`` until ``until`` if it is free, lapsed, or already ours; True when we hold it."""
         c = leases.c
-        async with _store_errors(), self._engine.begin() as conn:
+        async with store_errors(), self._engine.begin() as conn:
             changed = await conn.execute(update(leases).where(and_(
                 c.name == name, or_(c.holder == holder, c.expires_at < now))).values(holder=holder, expires_at=until))
             if changed.rowcount == 1:
@@ -530,7 +531,7 @@ class InboundStore:
             return inserted.rowcount == 1
 
     async def release_lease(self, name: str, holder: str) -> None:
-        async with _store_errors(), self._engine.begin() as conn:
+        async with store_errors(), self._engine.begin() as conn:
             await conn.execute(delete(leases).where(and_(leases.c.name == name, leases.c.holder == holder)))
 
 
