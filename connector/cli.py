@@ -379,7 +379,7 @@ def backfill(everything: bool, dry_run: bool, give_up_after: float, config_path:
     from rich.progress import Progress
 
     from connector.operators.console import ledger_table, sent_table, to_json
-    from connector.operators.realign import Sent, open_realigner, selected
+    from connector.operators.reconcile import Sent, open_reconciler, selected
 
     if not everything and not any(v is not None for v in filters.values()):
         raise click.UsageError("select dossiers with --since/--until/--synced-since/--agency/--procedure, or --all")
@@ -390,19 +390,19 @@ def backfill(everything: bool, dry_run: bool, give_up_after: float, config_path:
     counts: Counter[str] = Counter()
 
     async def work() -> tuple[int, list[Any]]:
-        async with open_realigner(settings, give_up_after=give_up_after) as realigner:
-            total = await realigner.store.count_ledger(where)
+        async with open_reconciler(settings, give_up_after=give_up_after) as reconciler:
+            total = await reconciler.store.count_ledger(where)
             found: list[Any] = []
             if dry_run:  # a summary of each (not its record), and the first 50 whole for the table
-                async for page in selected(realigner.store, where):
+                async for page in selected(reconciler.store, where):
                     found.extend(page[:max(0, 50 - len(found))] if not as_json else (
                         {"dossier_no": r.dossier_no, "version": r.version, "agency_code": r.agency_code,
                          "procedure_code": r.procedure_code, "received_at": r.received_at} for r in page))
                 return total, found
             with Progress(console=console, transient=True) as progress:
                 task = progress.add_task("sending", total=total)
-                async for page in selected(realigner.store, where):
-                    sent = await realigner.send(page, outcome="backfilled")
+                async for page in selected(reconciler.store, where):
+                    sent = await reconciler.send(page, outcome="backfilled")
                     found.extend(s for s in sent if s.state != "sent")  # the rest are counted
                     progress.advance(task, len(page))
                     counts.update(s.state for s in sent)
@@ -452,7 +452,7 @@ def reconcile(sample: int | None, everything: bool, fields: tuple[str, ...], fix
     from rich.progress import Progress
 
     from connector.operators.console import findings_table, to_json
-    from connector.operators.realign import DEFAULT_COMPARED_FIELDS, Finding, open_realigner, selected
+    from connector.operators.reconcile import DEFAULT_COMPARED_FIELDS, Finding, open_reconciler, selected
 
     if everything and sample is not None:
         raise click.UsageError("--sample and --all exclude each other")
@@ -465,13 +465,13 @@ def reconcile(sample: int | None, everything: bool, fields: tuple[str, ...], fix
 
     async def work() -> list[Finding]:
         found: list[Finding] = []
-        async with open_realigner(settings, give_up_after=give_up_after) as realigner:
-            total = await realigner.store.count_ledger(where)
+        async with open_reconciler(settings, give_up_after=give_up_after) as reconciler:
+            total = await reconciler.store.count_ledger(where)
             draw = None if everything else (sample or 100)
             with Progress(console=console, transient=True) as progress:
                 task = progress.add_task("checking", total=min(total, draw) if draw else total)
-                async for page in selected(realigner.store, where, sample=draw):
-                    for finding in await realigner.check(page, compared, fix=fix, settle_seconds=settle_seconds,
+                async for page in selected(reconciler.store, where, sample=draw):
+                    for finding in await reconciler.check(page, compared, fix=fix, settle_seconds=settle_seconds,
                                                          on_done=lambda _f: progress.advance(task)):
                         counts[finding.state] += 1
                         if finding.state != "same":

@@ -13,7 +13,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from connector.operators.realign import Finding, Sent
+from connector.operators.reconcile import Finding, Sent
 from connector.operators.replay import ReplayReport
 from connector.operators.values import plain
 from connector.store import LedgerRecord, stored_utc

@@ -32,7 +32,7 @@ from connector.errors import RetryableError
 from connector.failures import ConsumedRecord, FailureRecorder, failure_from_dead_letter
 from connector.kafka import read_topic
 from connector.observability import Metrics
-from connector.operators.realign import Realigner
+from connector.operators.reconcile import Reconciler
 from connector.portal.gateway import PortalGateway, open_gateway
 from connector.push.mapping import Mappings
 from connector.push.sync import DossierSync, EventReader, PendingEvent, Rejected, ledger_version
@@ -125,11 +125,11 @@ def _ignore(_item: ReplayItem) -> None:
 
 class Replayer:
     def __init__(self, *, settings: Settings, store: StateStore, reader: EventReader, sync: DossierSync,
-                 failures: FailureRecorder, changed_by: str, realigner: Realigner | None = None) -> None:
+                 failures: FailureRecorder, changed_by: str, reconciler: Reconciler | None = None) -> None:
         self.store = store
         self._reader = reader
         self._sync = sync
-        self._realigner = realigner
+        self._reconciler = reconciler
         self._failures = failures
         self._changed_by = changed_by
         self._concurrency = max(1, settings.portal.rate_limit.max_concurrent_requests * 8)
@@ -227,12 +227,12 @@ class Replayer:
         for o in done:
             if o.state == "replayed" and o.dossier_no is not None:
                 sent[o.dossier_no] = max(sent.get(o.dossier_no, 0), o.version or 0)
-        if self._realigner is None or not sent:
+        if self._reconciler is None or not sent:
             return
         newest = await self.store.ledger_records_of(list(sent))
         moved_on = [record for no, record in newest.items() if record.version > sent[no]]
         if moved_on:
-            await self._realigner.send(moved_on, outcome="updated")
+            await self._reconciler.send(moved_on, outcome="updated")
 
     async def from_dlq(self, kafka: KafkaSettings, *, since: datetime | None, dry_run: bool,
                        on_found: Callable[[int], None] = lambda _n: None,
@@ -280,7 +280,7 @@ async def open_replayer(settings: Settings, mappings: Mappings, *, changed_by: s
         stack.push_async_callback(sync.close)
         yield Replayer(settings=settings, store=store, reader=EventReader(settings, mappings, metrics),
                        sync=sync, failures=failures, changed_by=changed_by,
-                       realigner=Realigner.for_settings(store, gateway, settings))
+                       reconciler=Reconciler.for_settings(store, gateway, settings))
 
 
 _DLQ_CHUNK = 500  # DLQ records added and replayed at a time

@@ -19,7 +19,7 @@ from pathlib import Path
 from connector.config import DEFAULT_MAPPINGS_DIR, load_settings
 from connector.dev.samples import generate_events
 from connector.dev.simulator.app import SimulatorConfig, start_simulator
-from connector.operators.realign import open_realigner, selected
+from connector.operators.reconcile import open_reconciler, selected
 from connector.push.events import decode_event
 from connector.push.mapping import load_mappings, map_event
 from connector.push.sync import hashed_record
@@ -53,16 +53,16 @@ async def one_run(directory: Path, rows: list[Synced], lookups: int, rps: float)
         try:
             for start in range(0, len(rows), 500):
                 await store.record_synced_many(rows[start:start + 500])
-            async with open_realigner(settings, store=store, give_up_after=60) as realigner:
+            async with open_reconciler(settings, store=store, give_up_after=60) as reconciler:
                 began = time.perf_counter()
                 async for page in selected(store, LedgerFilter()):
-                    sent = await realigner.send(page, outcome="backfilled")
+                    sent = await reconciler.send(page, outcome="backfilled")
                     assert all(s.state == "sent" for s in sent), [s for s in sent if s.state != "sent"][:3]
                 backfill = len(rows) / (time.perf_counter() - began)
                 began = time.perf_counter()
                 checked = 0
                 async for page in selected(store, LedgerFilter(), sample=lookups):
-                    findings = await realigner.check(page)
+                    findings = await reconciler.check(page)
                     assert all(f.state == "same" for f in findings)
                     checked += len(findings)
                 reconcile = checked / (time.perf_counter() - began)

@@ -48,7 +48,7 @@ from connector.pull.national import (
 )
 from connector.pull.poller import FILE_REPLY_MARGIN, SubmissionPoller
 from tests.hostile.fake_adapter import STEP_SECONDS, FakeAdapter, Reply, adapter, json_reply
-from tests.unit.test_submissions import APPLICATION, ID_NUMBER, record
+from tests.unit.test_pull_national import APPLICATION, ID_NUMBER, record
 
 CLIMBS = "must not be a path that climbs (a .. segment) or starts at a root (/, \\, a drive)"
 CONTROL = "must not contain control characters"

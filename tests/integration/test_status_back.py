@@ -21,7 +21,7 @@ from connector.config import DEFAULT_MAPPINGS_DIR, load_settings
 from connector.errors import PermanentError
 from connector.kafka import ERROR_HEADER_PREFIX
 from connector.observability import Metrics
-from connector.operators.realign import Realigner
+from connector.operators.reconcile import Reconciler
 from connector.portal.client import PUSH_STATUS, CallRecord, PortalClient
 from connector.portal.gateway import PortalGateway
 from connector.push.events import decode_event
@@ -183,11 +183,11 @@ async def test_a_backfill_sends_a_status_back_again_as_a_status_back(portal_url,
             rows.append(Synced(no, 4, digest, f"event-{no}", text, AGENCY, "BXD-NLHD-01", None, outcome))
         await store.record_synced_many(rows)
         async with PortalClient(settings.portal) as client:
-            realigner = Realigner(store, PortalGateway(client, settings.portal, Metrics()), batch_records=100,
+            reconciler = Reconciler(store, PortalGateway(client, settings.portal, Metrics()), batch_records=100,
                                   concurrency=2)
             records = await store.ledger_records(LedgerFilter())
             done = {s.dossier_no: s for s in await asyncio.wait_for(
-                realigner.send(records, outcome="backfilled"), timeout=30)}
+                reconciler.send(records, outcome="backfilled"), timeout=30)}
     finally:
         await store.close()
 

@@ -22,7 +22,7 @@ import pytest
 from connector.config import DEFAULT_MAPPINGS_DIR, load_settings
 from connector.dev.samples import SampleMessage, generate_events
 from connector.observability import Metrics
-from connector.operators.realign import Realigner, compare
+from connector.operators.reconcile import Reconciler, compare
 from connector.operators.replay import open_replayer
 from connector.portal.client import PortalClient
 from connector.portal.gateway import PortalGateway
@@ -242,10 +242,10 @@ async def test_a_backfill_never_leaves_an_older_state_over_one_the_daemon_synced
         newer = {**synced.newest[no], "GhiChu": "Hồ sơ đầy đủ (phiên bản 99)", "TrangThaiHoSo": "9"}
         async with PortalClient(settings.portal) as client:
             portal = DaemonMovesOn(client, store, no, newer)
-            realigner = Realigner(store, PortalGateway(portal, settings.portal, Metrics()), batch_records=100,
+            reconciler = Reconciler(store, PortalGateway(portal, settings.portal, Metrics()), batch_records=100,
                                   concurrency=2)
             records = await store.ledger_records(LedgerFilter(), limit=1000)
-            sent = {s.dossier_no: s for s in await realigner.send(records, outcome="backfilled")}
+            sent = {s.dossier_no: s for s in await reconciler.send(records, outcome="backfilled")}
         assert portal.interleaved
         assert sent[no].state == "sent"
         assert sent[no].version == 99
@@ -357,10 +357,10 @@ async def test_reconcile_fix_leaves_alone_a_dossier_the_daemon_syncs_while_it_ch
             # The portal's status was the daemon's newer version's, not an edit: the ledger catches up.
             portal = DaemonSyncsDuringTheSecondLook(client, store, busy,
                                                     {**synced.newest[busy], "TrangThaiHoSo": edited})
-            realigner = Realigner(store, PortalGateway(portal, settings.portal, Metrics()), batch_records=100,
+            reconciler = Reconciler(store, PortalGateway(portal, settings.portal, Metrics()), batch_records=100,
                                   concurrency=2)
             records = await store.ledger_records(LedgerFilter(), limit=1000)
-            findings = {f.dossier_no: f for f in await realigner.check(records, fix=True, settle_seconds=0.01)}
+            findings = {f.dossier_no: f for f in await reconciler.check(records, fix=True, settle_seconds=0.01)}
         assert portal.looks == 2
         assert (findings[busy].state, findings[busy].fixed) == ("same", None)  # the daemon's newer state agrees
         assert (findings[lost].state, findings[lost].fixed) == ("missing", True)

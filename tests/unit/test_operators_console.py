@@ -60,7 +60,7 @@ def test_values_from_outside_are_printed_as_they_are_not_read_as_markup() -> Non
     from rich.console import Console
 
     from connector.operators.console import failures_table, findings_table, replay_table
-    from connector.operators.realign import Finding
+    from connector.operators.reconcile import Finding
     from connector.operators.replay import ReplayItem, ReplayReport
 
     console = Console(width=400, record=True)

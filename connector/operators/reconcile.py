@@ -102,7 +102,7 @@ def finding_for(record: LedgerRecord, portal: Mapping[str, Any] | None, fields: 
     return Finding(record.dossier_no, record.version, "same", "")
 
 
-class Realigner:
+class Reconciler:
     def __init__(self, store: StateStore, gateway: PortalGateway, *, batch_records: int, concurrency: int,
                  give_up_after: float | None = None) -> None:
         self.store = store
@@ -116,7 +116,7 @@ class Realigner:
 
     @classmethod
     def for_settings(cls, store: StateStore, gateway: PortalGateway, settings: Settings, *,
-                     give_up_after: float | None = None) -> Realigner:
+                     give_up_after: float | None = None) -> Reconciler:
         # Twice the adapter's concurrency in flight: enough to keep its limiter busy, not a flood.
         return cls(store, gateway, batch_records=settings.push.max_batch_records,
                    concurrency=settings.portal.rate_limit.max_concurrent_requests * 2, give_up_after=give_up_after)
@@ -322,13 +322,13 @@ async def selected(store: StateStore, where: LedgerFilter, *, sample: int | None
 
 
 @contextlib.asynccontextmanager
-async def open_realigner(settings: Settings, *, store: StateStore | None = None, gateway: PortalGateway | None = None,
-                         give_up_after: float | None = None) -> AsyncIterator[Realigner]:
-    """A realigner with its own connections (or a running daemon's store and gateway)."""
+async def open_reconciler(settings: Settings, *, store: StateStore | None = None, gateway: PortalGateway | None = None,
+                         give_up_after: float | None = None) -> AsyncIterator[Reconciler]:
+    """A reconciler with its own connections (or a running daemon's store and gateway)."""
     async with contextlib.AsyncExitStack() as stack:
         if store is None:
             store = await StateStore.open(settings.state.url)
             stack.push_async_callback(store.close)
         if gateway is None:
             gateway = open_gateway(settings, store, Metrics(), stack).gateway
-        yield Realigner.for_settings(store, gateway, settings, give_up_after=give_up_after)
+        yield Reconciler.for_settings(store, gateway, settings, give_up_after=give_up_after)
