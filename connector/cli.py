@@ -6,7 +6,7 @@ import asyncio
 import getpass
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,6 +21,7 @@ from connector.observability import configure_logging
 
 if TYPE_CHECKING:
     from connector.store import FailureFilter, LedgerFilter, StateStore
+    from connector.store.way_back import InboundStore
 
 T = TypeVar("T")
 
@@ -536,17 +537,26 @@ def submissions_list(state: str | None, conflicts: bool, dossier: str | None, li
               (c.portal_sha256 or "")[:12], c.outcome or "open", c.detected_at, c.note) for c in found)))
         return
 
-    async def work(store: StateStore) -> tuple[list[Any], dict[str, int]]:
-        inbound = InboundStore(store)
-        return (await inbound.submissions_list(state=state, dossier_no=dossier, limit=limit),
-                await inbound.submission_counts())
-
-    rows, counts = _with_store(_settings(config_path).state.url, work)
+    rows, counts = _way_back_rows(config_path, lambda inbound: inbound.submissions_list(
+        state=state, dossier_no=dossier, limit=limit), lambda inbound: inbound.submission_counts())
     _print_listing("submissions", "Submission revisions", rows, counts, as_json=as_json,
                    columns=("dossier", "revision", "state", "via", "published", "reason", "field", "attempts",
                             "updated"),
                    cells=lambda r: (r.dossier_no, r.revision, r.state, r.received_via, "yes" if r.published else "no",
                                     r.reason, r.field, r.attempts, r.updated_at))
+
+
+def _way_back_rows(config_path: Path | None, rows_of: Callable[[InboundStore], Awaitable[Sequence[Any]]],
+                   counts_of: Callable[[InboundStore], Awaitable[dict[str, int]]],
+                   ) -> tuple[Sequence[Any], dict[str, int]]:
+    """A way-back listing's rows and its counts by state, read in one visit to the store."""
+    from connector.store.way_back import InboundStore
+
+    async def work(store: StateStore) -> tuple[Sequence[Any], dict[str, int]]:
+        inbound = InboundStore(store)
+        return await rows_of(inbound), await counts_of(inbound)
+
+    return _with_store(_settings(config_path).state.url, work)
 
 
 def _print_listing(name: str, title: str, rows: Sequence[Any], counts: dict[str, int], *, as_json: bool,
@@ -578,14 +588,9 @@ def payments_list(state: str | None, dossier: str | None, limit: int, config_pat
                   as_json: bool) -> None:
     """Payments, newest request first, with counts by state."""
 
-    from connector.store.way_back import InboundStore
 
-    async def work(store: StateStore) -> tuple[list[Any], dict[str, int]]:
-        inbound = InboundStore(store)
-        return (await inbound.payments_list(state=state, dossier_no=dossier, limit=limit),
-                await inbound.payment_counts())
-
-    rows, counts = _with_store(_settings(config_path).state.url, work)
+    rows, counts = _way_back_rows(config_path, lambda inbound: inbound.payments_list(
+        state=state, dossier_no=dossier, limit=limit), lambda inbound: inbound.payment_counts())
     _print_listing("payments", "Payments", rows, counts, as_json=as_json,
                    columns=("reference", "dossier", "amount", "state", "queries", "last query", "decided by",
                             "requested", "next query"),

@@ -15,6 +15,13 @@ import structlog
 
 from connector.dev.devbroker import LocalBroker, create_topics
 
+# Longest tests first across the xdist workers (see tests/scheduling.py).
+from tests.scheduling import (  # noqa: F401 - hooks, found here by pytest
+    pytest_runtest_logreport,
+    pytest_sessionfinish,
+    pytest_xdist_make_scheduler,
+)
+
 
 @pytest.fixture(autouse=True)
 def _structlog_as_it_was() -> Iterator[None]:
