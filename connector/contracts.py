@@ -8,6 +8,9 @@ reference). The older contracts were published with Python's reading and keep it
 document the fast validator refuses and that reading accepts is valid (the dossier event) or refused as a
 whole (the submission record).
 Errors are named by field and rule, never by the offending value: it may be an ID number or a phone.
+
+``read_document`` is the one reading of a Kafka record's value before its contract's schema: no tombstone,
+bounded size, strict UTF-8 JSON, usable text, schema version 1.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from typing import Any
 
 import jsonschema
 import jsonschema_rs
+from pydantic_core import from_json
+
+from connector.errors import InvalidInput
+from connector.untrusted import UnsafeText, check_text
 
 # A dossier number, as every contract writes it (dossier-event.v1 dossier.no, the payment documents' dossier_no).
 DOSSIER_NO = re.compile(r"[0-9A-Za-z.\-_/]{3,100}")
@@ -105,4 +112,63 @@ def first_error(errors: list[jsonschema.ValidationError], *, whole: str = "(docu
     return field_path(errors[0], whole=whole), rule(errors[0]) + more
 
 
-__all__ = ["DOSSIER_NO", "Contract", "field_path", "first_error", "rule"]
+
+# ---------------------------------------------------------------------------------------------------------
+# A Kafka record's value, read as every document of a contract is read (the dossier event, the payment request)
+
+
+def parse_record_json(value: bytes) -> Any:
+    """``json.loads(value)``, nearly twice as fast on the events we meet.
+
+    pydantic-core's parser also shares short strings between events (keys, codes, names that recur),
+    which shrinks what an event in flight keeps alive. It refuses a few inputs that json.loads reads (lone
+    surrogate escapes, deep nesting) and words its errors its own way: on any refusal json.loads reads the
+    value again, so the result, or the error, is json.loads's own. Both read UTF-8 only: json.loads alone
+    would also take UTF-16 or UTF-32, a byte-order mark, or surrogates encoded as bytes.
+    """
+    try:
+        return from_json(value)
+    except (ValueError, TypeError):
+        return json.loads(value.decode("utf-8"))
+
+
+# In JSON text, a lone surrogate or a control character can only arrive escaped: ``\\uD800``..``\\uDFFF``,
+# ``\\u0000``..``\\u001F``, or the short forms of backspace and form feed, ``\\b`` and ``\\f`` (raw control bytes
+# inside a string are not JSON; ``\\t \\n \\r`` are allowed). Events that hold no such escape (nearly all) skip
+# the walk over every string; a match may be a false alarm (an escaped backslash), which the walk then clears.
+_SUSPECT_ESCAPE = re.compile(rb"\\(?:u(?:[dD][89a-fA-F]|00[01])|[bf])")
+
+
+def read_document(value: bytes | None, *, max_bytes: int, refusal: type[InvalidInput]) -> Any:
+    """The JSON document of one Kafka record's value, read as every record of the contract is read: no
+    tombstone, at most ``max_bytes``, strict UTF-8 JSON, usable text (no lone surrogate, no C0 control but
+    tab, CR, LF), schema version 1. Raises ``refusal`` (the decoder's own InvalidInput) naming the field and
+    the rule."""
+    if value is None:
+        raise refusal("the record has no value (tombstone)", reason="empty_value", field="(value)")
+    if len(value) > max_bytes:
+        raise refusal(f"the record is {len(value)} bytes, over the limit of {max_bytes}", reason="too_large",
+                      field="(value)")
+    try:
+        document: Any = parse_record_json(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise refusal(f"not valid UTF-8 JSON ({exc.__class__.__name__} at position "
+                      f"{getattr(exc, 'pos', getattr(exc, 'start', '?'))})",
+                      reason="malformed_json", field="(value)") from None
+    except RecursionError:
+        raise refusal("JSON nested too deeply to read", reason="malformed_json", field="(value)") from None
+    except ValueError:  # what else json.loads refuses: an integer of more than 4,300 digits
+        raise refusal("not valid UTF-8 JSON (a number out of range)", reason="malformed_json",
+                      field="(value)") from None
+    if _SUSPECT_ESCAPE.search(value) is not None:
+        try:
+            check_text(document)
+        except UnsafeText as exc:
+            raise refusal(exc.rule, reason="invalid_text", field=exc.field) from None
+    if isinstance(document, dict) and document.get("schema_version") not in (None, 1):
+        raise refusal("unsupported schema_version; this build reads version 1",
+                      reason="unsupported_schema_version", field="schema_version")
+    return document
+
+
+__all__ = ["DOSSIER_NO", "Contract", "field_path", "first_error", "parse_record_json", "read_document", "rule"]

@@ -20,11 +20,10 @@ from typing import Any, Literal
 import jsonschema
 
 from connector.config import SCHEMAS_DIR
-from connector.contracts import Contract, first_error
+from connector.contracts import Contract, first_error, read_document
 from connector.errors import InvalidInput
 from connector.national_time import PORTAL_TZ, parse_portal_time, parse_rfc3339, rfc3339
 from connector.payments.checksum import NOTIFICATION_FIELDS, ChecksumRefused, signed_text
-from connector.push.events import read_document
 
 PAYMENT_REQUESTED_SCHEMA = SCHEMAS_DIR / "events" / "payment-requested.v1.schema.json"
 PAYMENT_OUTCOME_SCHEMA = SCHEMAS_DIR / "events" / "payment-outcome.v1.schema.json"

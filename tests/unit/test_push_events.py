@@ -4,8 +4,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from connector.contracts import parse_record_json
 from connector.dev.samples import generate_events
-from connector.push.events import InvalidEvent, _parse_json, decode_event, event_from_document
+from connector.push.events import InvalidEvent, decode_event, event_from_document
 from tests.factories import encode, event_dict, step_dict
 
 MAX = 1_048_576
@@ -174,7 +175,7 @@ def outcome(read, raw: bytes) -> str:
 @given(JSON_VALUES, st.booleans())
 def test_the_json_reader_reads_what_json_loads_reads_of_utf8(value, ascii_only) -> None:
     raw = json.dumps(value, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
-    assert outcome(_parse_json, raw) == outcome(utf8_json, raw)
+    assert outcome(parse_record_json, raw) == outcome(utf8_json, raw)
 
 
 @given(JSON_VALUES, st.data())
@@ -185,12 +186,12 @@ def test_the_json_reader_fails_like_json_loads_on_damaged_json(value, data) -> N
                                       b"\x00", b"\x1f", b"\xff", b"\xed\xa0\x80", b"NaN", b"x"]))
     cut = data.draw(st.integers(min_value=0, max_value=2))
     damaged = raw[:at] + junk + raw[at + cut:]
-    assert outcome(_parse_json, damaged) == outcome(utf8_json, damaged)
+    assert outcome(parse_record_json, damaged) == outcome(utf8_json, damaged)
 
 
 @given(st.binary(max_size=40))
 def test_the_json_reader_fails_like_json_loads_on_any_bytes(raw) -> None:
-    assert outcome(_parse_json, raw) == outcome(utf8_json, raw)
+    assert outcome(parse_record_json, raw) == outcome(utf8_json, raw)
 
 
 @pytest.mark.parametrize("raw", [
@@ -199,7 +200,7 @@ def test_the_json_reader_fails_like_json_loads_on_any_bytes(raw) -> None:
     b"1" * 5000, b'{"a": 1, "a": 2}', b"{} {}", b'"\t"', b"\x0c{}", b"01", b"",
 ])
 def test_the_json_reader_agrees_with_json_loads_where_parsers_differ(raw: bytes) -> None:
-    assert outcome(_parse_json, raw) == outcome(utf8_json, raw)
+    assert outcome(parse_record_json, raw) == outcome(utf8_json, raw)
 
 
 def test_a_decoded_event_is_the_one_json_loads_would_give() -> None:
