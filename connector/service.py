@@ -28,11 +28,13 @@ from connector.operators.replay import Replayer, open_replayer
 from connector.outbox.lease import Lease, Loop
 from connector.outbox.relay import OutboxRelay
 from connector.payments.platform import PaymentPlatformClient
-from connector.payments.tracker import PaymentRequestConsumer, PaymentTracker, build_request_consumer
+from connector.payments.requests import PaymentRequestConsumer, build_request_consumer
+from connector.payments.tracker import PaymentTracker
 from connector.portal.client import LOGIN
 from connector.portal.gateway import open_gateway
 from connector.pull.attachments import AttachmentStore
-from connector.pull.poller import SubmissionIntake, SubmissionPoller, max_pushed_body_bytes
+from connector.pull.intake import SubmissionIntake, max_pushed_body_bytes
+from connector.pull.poller import SubmissionPoller
 from connector.push.mapping import Mappings, load_mappings
 from connector.push.pipeline import PushPipeline
 from connector.push.sync import DossierSync, EventReader

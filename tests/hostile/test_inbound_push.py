@@ -31,8 +31,8 @@ from connector.national_time import PORTAL_TZ
 from connector.observability import Metrics
 from connector.outbox.relay import OutboxRelay
 from connector.pull.attachments import AttachmentStore
+from connector.pull.intake import SubmissionIntake, max_pushed_body_bytes
 from connector.pull.national import InvalidSubmission, Limits, parse_submission
-from connector.pull.poller import SubmissionIntake, max_pushed_body_bytes
 from connector.push.mapping import load_mappings
 from connector.store import StateStore
 from connector.store.way_back import InboundStore

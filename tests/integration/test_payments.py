@@ -33,12 +33,8 @@ from connector.outbox.relay import EVENT_TYPE_HEADER, MESSAGE_ID_HEADER, OutboxR
 from connector.payments.checksum import NOTIFICATION_FIELDS, REPLY_FIELDS, checksum, signed, verify
 from connector.payments.messages import outcome_errors, outcome_event_id
 from connector.payments.platform import PaymentPlatformClient
-from connector.payments.tracker import (
-    PaymentRequestConsumer,
-    PaymentTracker,
-    build_request_consumer,
-    payment_request_group,
-)
+from connector.payments.requests import PaymentRequestConsumer, build_request_consumer, payment_request_group
+from connector.payments.tracker import PaymentTracker
 from connector.store import StateStore
 from connector.store.way_back import InboundStore
 from tests.conftest import TopicFactory

@@ -29,7 +29,7 @@ from connector.observability import Metrics
 from connector.operators.admin import start_admin
 from connector.outbox.relay import OutboxRelay
 from connector.pull.attachments import AttachmentStore
-from connector.pull.poller import SubmissionIntake, max_pushed_body_bytes
+from connector.pull.intake import SubmissionIntake, max_pushed_body_bytes
 from connector.push.mapping import load_mappings
 from connector.service import Service
 from connector.store import StateStore

@@ -28,7 +28,8 @@ from connector.outbox.relay import MESSAGE_ID_HEADER, OutboxRelay
 from connector.portal.client import PortalClient
 from connector.portal.gateway import PortalGateway
 from connector.pull.attachments import AttachmentStore
-from connector.pull.poller import SubmissionIntake, SubmissionPoller, max_pushed_body_bytes
+from connector.pull.intake import SubmissionIntake, max_pushed_body_bytes
+from connector.pull.poller import SubmissionPoller
 from connector.push.mapping import load_mappings
 from connector.store import StateStore
 from connector.store.way_back import InboundStore, SubmissionKey
