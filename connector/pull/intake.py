@@ -18,16 +18,12 @@ from connector.errors import SyncError
 from connector.observability import Metrics
 from connector.outbox.relay import OutboxRelay, outbox_message
 from connector.pull.attachments import AttachmentStore
-from connector.pull.national import (
+from connector.pull.national import DeclaredFile, InvalidSubmission, Limits, NationalSubmission, parse_submission
+from connector.pull.record import (
     EVENT_TYPE,
-    DeclaredFile,
-    InvalidSubmission,
-    Limits,
-    NationalSubmission,
     content_digest,
     encode_document,
     message_id,
-    parse_submission,
     plan_inline,
     submission_document,
 )

@@ -19,27 +19,18 @@ import hmac
 import json
 import math
 import re
-import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, NamedTuple, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
-import jsonschema_rs
-
-from connector.config import SCHEMAS_DIR
-from connector.contracts import DOSSIER_NO, Contract, first_error
+from connector.contracts import DOSSIER_NO
 from connector.errors import InvalidInput
-from connector.national_time import PORTAL_TZ, is_portal_time, parse_portal_time
+from connector.national_time import is_portal_time, parse_portal_time
 from connector.portal.errors import SUCCESS_CODES, normalise_code
-from connector.push.events import vocabulary
-from connector.push.mapping import Mappings
 
-SUBMISSION_SCHEMA = SCHEMAS_DIR / "events" / "submission-received.v1.schema.json"
-EVENT_TYPE = "submission.received"
 # Fixed for ever: event_id = uuid5(this, "<no>:<revision>"), so a re-publish carries the same id.
 # (It is uuid5(NAMESPACE_URL, "urn:portal-sync:events:submission-received").)
-SUBMISSION_NAMESPACE = uuid.UUID("ddb36c79-993e-5fe2-9ce3-023fa153df6b")
 
 # --- the rules, in one place (the schema states the same bounds for what we publish) ---------------------
 
@@ -75,7 +66,7 @@ ENVELOPE_ALLOWANCE = 8 * 1024  # the record's own keys and codes, beyond what it
 PLAN_SLACK = 1024
 
 # Control characters (C0, DEL, C1, line/paragraph separators) and lone surrogates (not UTF-8 encodable).
-_ONE_LINE_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+ONE_LINE_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _TEXT_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")  # tab, LF, CR allowed
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _BASE64_TEXT = re.compile(r"[A-Za-z0-9+/]*={0,2}")  # the length (a multiple of 4) is checked apart
@@ -184,7 +175,7 @@ class NationalSubmission:
 # --- small readers; each raises with the field path and the rule -------------------------------------------
 
 
-def _fail(field: str, rule: str, reason: str) -> NoReturn:
+def refuse(field: str, rule: str, reason: str) -> NoReturn:
     raise InvalidSubmission(rule, reason=reason, field=field)
 
 
@@ -200,22 +191,22 @@ def _absent(value: Any) -> bool:
 def _text(value: Any, field: str, *, max_len: int, multiline: bool = False, pattern: re.Pattern[str] | None = None,
           rule: str = "") -> str:
     if not isinstance(value, str):
-        _fail(field, "must be a string", "wrong_type")
+        refuse(field, "must be a string", "wrong_type")
     if not value.strip():
-        _fail(field, "must not be empty", "missing_field")
+        refuse(field, "must not be empty", "missing_field")
     if len(value) > max_len:
-        _fail(field, f"must be at most {max_len} characters", "too_long")
-    if (_TEXT_FORBIDDEN if multiline else _ONE_LINE_FORBIDDEN).search(value):
-        _fail(field, "must not contain control characters", "bad_format")
+        refuse(field, f"must be at most {max_len} characters", "too_long")
+    if (_TEXT_FORBIDDEN if multiline else ONE_LINE_FORBIDDEN).search(value):
+        refuse(field, "must not contain control characters", "bad_format")
     if pattern is not None and not pattern.fullmatch(value):
-        _fail(field, rule, "bad_format")
+        refuse(field, rule, "bad_format")
     return value
 
 
 def _required_text(record: Mapping[str, Any], key: str, prefix: str, **rules: Any) -> str:
     field = _join(prefix, key)
     if _absent(record.get(key)):
-        _fail(field, "is required", "missing_field")
+        refuse(field, "is required", "missing_field")
     return _text(record[key], field, **rules)
 
 
@@ -227,23 +218,23 @@ def _optional_text(record: Mapping[str, Any], key: str, prefix: str, **rules: An
 def _integer(value: Any, field: str, *, low: int, high: int) -> int:
     """An integer, or its decimal digits as a string (no sign, no spaces), within [low, high]."""
     if isinstance(value, bool) or not isinstance(value, int | str):
-        _fail(field, "must be an integer (or its digits as a string)", "wrong_type")
+        refuse(field, "must be an integer (or its digits as a string)", "wrong_type")
     number: int
     if isinstance(value, str):
         if not DIGITS.fullmatch(value):
-            _fail(field, "must be 1-16 decimal digits", "bad_format")
+            refuse(field, "must be 1-16 decimal digits", "bad_format")
         number = int(value)
     else:
         number = value
     if not low <= number <= high:
-        _fail(field, f"must be between {low} and {high}", "out_of_range")
+        refuse(field, f"must be between {low} and {high}", "out_of_range")
     return number
 
 
 def _required_integer(record: Mapping[str, Any], key: str, prefix: str, *, low: int, high: int) -> int:
     field = _join(prefix, key)
     if _absent(record.get(key)):
-        _fail(field, "is required", "missing_field")
+        refuse(field, "is required", "missing_field")
     return _integer(record[key], field, low=low, high=high)
 
 
@@ -251,7 +242,7 @@ def _identifier(value: Any, field: str, *, max_len: int) -> str:
     """An id the portal may send as a number or a string."""
     if isinstance(value, int) and not isinstance(value, bool):
         if not 0 <= value <= MAX_INT:
-            _fail(field, f"must be between 0 and {MAX_INT}", "out_of_range")
+            refuse(field, f"must be between 0 and {MAX_INT}", "out_of_range")
         return str(value)
     return _text(value, field, max_len=max_len)
 
@@ -259,17 +250,17 @@ def _identifier(value: Any, field: str, *, max_len: int) -> str:
 def _portal_time(value: Any, field: str) -> datetime:
     """``yyyyMMddHHmmss`` in Asia/Ho_Chi_Minh → an aware datetime."""
     if _absent(value):
-        _fail(field, "is required", "missing_field")
+        refuse(field, "is required", "missing_field")
     if not isinstance(value, str):
-        _fail(field, "must be a string yyyyMMddHHmmss", "wrong_type")
+        refuse(field, "must be a string yyyyMMddHHmmss", "wrong_type")
     if not is_portal_time(value):
-        _fail(field, "must be 14 digits yyyyMMddHHmmss", "bad_format")
+        refuse(field, "must be 14 digits yyyyMMddHHmmss", "bad_format")
     try:
         moment = parse_portal_time(value)
     except ValueError:
-        _fail(field, "is not a real date and time", "bad_date")
+        refuse(field, "is not a real date and time", "bad_date")
     if not FIRST_YEAR <= moment.year <= LAST_YEAR:
-        _fail(field, f"must be in the years {FIRST_YEAR}-{LAST_YEAR}", "out_of_range")
+        refuse(field, f"must be in the years {FIRST_YEAR}-{LAST_YEAR}", "out_of_range")
     return moment
 
 
@@ -291,7 +282,7 @@ def _status(record: Mapping[str, Any], prefix: str) -> str:
     return str(_required_integer(record, "TrangThaiHoSo", prefix, low=1, high=10))
 
 
-def _b64_length(size: int) -> int:
+def base64_length(size: int) -> int:
     """Characters of the padded base64 of ``size`` bytes."""
     return 4 * math.ceil(size / 3)
 
@@ -305,11 +296,11 @@ def _base64(value: Any, field: str, *, max_bytes: int) -> str:
     """Check a base64 text before any decoding: a string, not longer than ``max_bytes`` need, only the
     standard alphabet, padded to a multiple of 4 characters."""
     if not isinstance(value, str):
-        _fail(field, "must be a base64 string", "wrong_type" if value is not None else "missing_field")
-    if len(value) > _b64_length(max_bytes):
-        _fail(field, f"the file is over the limit of {max_bytes} bytes", "file_too_large")
+        refuse(field, "must be a base64 string", "wrong_type" if value is not None else "missing_field")
+    if len(value) > base64_length(max_bytes):
+        refuse(field, f"the file is over the limit of {max_bytes} bytes", "file_too_large")
     if len(value) % 4 or not _BASE64_TEXT.fullmatch(value):
-        _fail(field, "must be standard base64 with padding, nothing else", "bad_base64")
+        refuse(field, "must be standard base64 with padding, nothing else", "bad_base64")
     return value
 
 
@@ -317,7 +308,7 @@ def _decode_base64(text: str, field: str) -> bytes:
     try:
         return binascii.a2b_base64(text.encode("ascii"), strict_mode=True)
     except (binascii.Error, ValueError):
-        _fail(field, "must be standard base64 with padding, nothing else", "bad_base64")
+        refuse(field, "must be standard base64 with padding, nothing else", "bad_base64")
 
 
 # --- the national record, copied as received --------------------------------------------------------------
@@ -337,41 +328,41 @@ def _national_copy(record: dict[str, Any]) -> dict[str, Any]:
         nonlocal nodes
         nodes += 1
         if nodes > MAX_NODES:
-            _fail("(record)", f"must hold at most {MAX_NODES} values", "too_large")
+            refuse("(record)", f"must hold at most {MAX_NODES} values", "too_large")
         if value is None or isinstance(value, bool):
             return value
         if isinstance(value, str):
             if _SURROGATE.search(value):
-                _fail(field, "must be valid Unicode text", "bad_format")
+                refuse(field, "must be valid Unicode text", "bad_format")
             return value
         if isinstance(value, int):
             if not -MAX_INT - 1 <= value <= MAX_INT:
-                _fail(field, "must be a 64-bit integer", "out_of_range")
+                refuse(field, "must be a 64-bit integer", "out_of_range")
             return value
         if isinstance(value, float):
             if not math.isfinite(value):
-                _fail(field, "must be a finite number", "wrong_type")
+                refuse(field, "must be a finite number", "wrong_type")
             return value
         if depth >= MAX_DEPTH:
-            _fail(field, f"must not nest deeper than {MAX_DEPTH} levels", "too_deep")
+            refuse(field, f"must not nest deeper than {MAX_DEPTH} levels", "too_deep")
         if isinstance(value, list):
             return [copy(item, f"{field}[{index}]", depth + 1) for index, item in enumerate(value)]
         if isinstance(value, dict):
             out: dict[str, Any] = {}
             for key, item in value.items():
                 if not isinstance(key, str) or len(key) > MAX_KEY or _SURROGATE.search(key):
-                    _fail(field or "(record)", f"keys must be text of at most {MAX_KEY} characters", "bad_format")
+                    refuse(field or "(record)", f"keys must be text of at most {MAX_KEY} characters", "bad_format")
                 if key == "Base64":
                     continue
                 out[key] = copy(item, _join(field, _key_label(key)), depth + 1)
             return out
-        _fail(field, "must be a JSON value", "wrong_type")
+        refuse(field, "must be a JSON value", "wrong_type")
 
     result: dict[str, Any] = copy(record, "", 0)
     return result
 
 
-def _encoded_length(value: Any) -> int:
+def encoded_length(value: Any) -> int:
     return len(json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8"))
 
 
@@ -385,9 +376,9 @@ def parse_listing(result: Any) -> tuple[list[Listed], list[InvalidSubmission]]:
     if result is None or result == []:
         return [], []
     if not isinstance(result, list):
-        _fail("result", "must be a list of submissions", "wrong_type")
+        refuse("result", "must be a list of submissions", "wrong_type")
     if len(result) > MAX_LISTING:
-        _fail("result", f"must hold at most {MAX_LISTING} items", "too_many_items")
+        refuse("result", f"must hold at most {MAX_LISTING} items", "too_many_items")
     listed: list[Listed] = []
     problems: list[InvalidSubmission] = []
     for index, item in enumerate(result):
@@ -396,7 +387,7 @@ def parse_listing(result: Any) -> tuple[list[Listed], list[InvalidSubmission]]:
         revision: int | None = None
         try:
             if not isinstance(item, dict):
-                _fail(prefix, "must be an object", "wrong_type")
+                refuse(prefix, "must be an object", "wrong_type")
             no = _dossier_no(item, prefix)
             revision = _revision(item, prefix)
             listed.append(Listed(no=no, procedure_code=_procedure_code(item, prefix),
@@ -416,7 +407,7 @@ def parse_submission(record: Any, *, inline: bool, limits: Limits = DEFAULT_LIMI
     ``MaBam`` required) or an inbound push body (``inline=True``: files as ``Base64``; ``KichThuoc`` and
     ``MaBam`` optional, checked against the content when present). Raises InvalidSubmission."""
     if not isinstance(record, dict):
-        _fail("(record)", "must be an object", "wrong_type")
+        refuse("(record)", "must be an object", "wrong_type")
     no: str | None = None
     revision: int | None = None
     try:
@@ -433,8 +424,8 @@ def parse_submission(record: Any, *, inline: bool, limits: Limits = DEFAULT_LIMI
         delivery_code = None if _absent(delivery) else str(_integer(delivery, "HinhThuc", low=0, high=1))
         summary = _optional_text(record, "TrichYeuHoSo", "", max_len=MAX_SUMMARY, multiline=True)
         files = _files(record.get("TaiLieuNop"), inline=inline, limits=limits)
-        if _encoded_length(raw) > limits.max_national_bytes:
-            _fail("(record)", f"without file contents, must be at most {limits.max_national_bytes} bytes of JSON "
+        if encoded_length(raw) > limits.max_national_bytes:
+            refuse("(record)", f"without file contents, must be at most {limits.max_national_bytes} bytes of JSON "
                   "(a quarter of max_record_bytes)", "record_too_large")
     except InvalidSubmission as error:
         error.dossier_no, error.revision = no, revision
@@ -464,20 +455,20 @@ def _identities(value: Any) -> tuple[Identity, ...]:
     if _absent(value):
         return ()
     if not isinstance(value, list):
-        _fail("DinhDanhCHS", "must be a list", "wrong_type")
+        refuse("DinhDanhCHS", "must be a list", "wrong_type")
     if len(value) > MAX_IDENTITIES:
-        _fail("DinhDanhCHS", f"must hold at most {MAX_IDENTITIES} items", "too_many_items")
+        refuse("DinhDanhCHS", f"must hold at most {MAX_IDENTITIES} items", "too_many_items")
     identities = []
     for index, item in enumerate(value):
         prefix = f"DinhDanhCHS[{index}]"
         if not isinstance(item, dict):
-            _fail(prefix, "must be an object", "wrong_type")
+            refuse(prefix, "must be an object", "wrong_type")
         kind = item.get("LoaiDinhDanh")
         if _absent(kind):
-            _fail(f"{prefix}.LoaiDinhDanh", "is required", "missing_field")
+            refuse(f"{prefix}.LoaiDinhDanh", "is required", "missing_field")
         kind_text = _identifier(kind, f"{prefix}.LoaiDinhDanh", max_len=16)
         if not IDENTITY_KIND.fullmatch(kind_text):
-            _fail(f"{prefix}.LoaiDinhDanh", "must be 1-16 characters of 0-9 A-Z a-z _ -", "bad_format")
+            refuse(f"{prefix}.LoaiDinhDanh", "must be 1-16 characters of 0-9 A-Z a-z _ -", "bad_format")
         # A number here would have lost its leading zeros: refused, not converted.
         number = _required_text(item, "SoDinhDanh", prefix, max_len=MAX_ID_NUMBER)
         identities.append(Identity(kind_text, number))
@@ -492,16 +483,16 @@ def _deleted(item: Mapping[str, Any], field: str) -> bool:
         return value
     if isinstance(value, str) and value.lower() in _TRUE:
         return _TRUE[value.lower()]
-    _fail(field, 'must be "True" or "False"', "bad_format")
+    refuse(field, 'must be "True" or "False"', "bad_format")
 
 
 def _files(value: Any, *, inline: bool, limits: Limits) -> tuple[DeclaredFile, ...]:
     if _absent(value):
         return ()
     if not isinstance(value, list):
-        _fail("TaiLieuNop", "must be a list", "wrong_type")
+        refuse("TaiLieuNop", "must be a list", "wrong_type")
     if len(value) > limits.max_files:
-        _fail("TaiLieuNop", f"must hold at most {limits.max_files} files", "too_many_files")
+        refuse("TaiLieuNop", f"must hold at most {limits.max_files} files", "too_many_files")
     # First every file's metadata and size, so an oversized dossier is refused before anything is decoded.
     checked: list[tuple[int, dict[str, Any], str | None]] = []
     seen: set[str] = set()
@@ -509,27 +500,27 @@ def _files(value: Any, *, inline: bool, limits: Limits) -> tuple[DeclaredFile, .
     for index, item in enumerate(value):
         prefix = f"TaiLieuNop[{index}]"
         if not isinstance(item, dict):
-            _fail(prefix, "must be an object", "wrong_type")
+            refuse(prefix, "must be an object", "wrong_type")
         if _deleted(item, f"{prefix}.IsDeleted"):
             continue
         declared = _declared(item, prefix, inline=inline, limits=limits)
         if declared["id"] in seen:
-            _fail(f"{prefix}.TepDinhKemId", "must differ from every other file's", "duplicate_file")
+            refuse(f"{prefix}.TepDinhKemId", "must differ from every other file's", "duplicate_file")
         seen.add(declared["id"])
         text = _base64(item.get("Base64"), f"{prefix}.Base64", max_bytes=limits.max_file_bytes) if inline else None
         size = declared["size"]
         if text is not None:
             actual = _b64_decoded_length(text)
             if size is not None and size != actual:
-                _fail(f"{prefix}.KichThuoc", "must equal the size of the content", "file_size_mismatch")
+                refuse(f"{prefix}.KichThuoc", "must equal the size of the content", "file_size_mismatch")
             size = declared["size"] = actual
             if size > limits.max_file_bytes:
-                _fail(f"{prefix}.Base64", f"the file is over the limit of {limits.max_file_bytes} bytes",
+                refuse(f"{prefix}.Base64", f"the file is over the limit of {limits.max_file_bytes} bytes",
                       "file_too_large")
         total += size
         checked.append((index, declared, text))
     if total > limits.max_dossier_bytes:
-        _fail("TaiLieuNop", f"the files together must be at most {limits.max_dossier_bytes} bytes",
+        refuse("TaiLieuNop", f"the files together must be at most {limits.max_dossier_bytes} bytes",
               "dossier_too_large")
     files = []
     for index, declared, text in checked:
@@ -539,7 +530,7 @@ def _files(value: Any, *, inline: bool, limits: Limits) -> tuple[DeclaredFile, .
             content = _decode_base64(text, f"{prefix}.Base64")
             digest = hashlib.sha256(content).hexdigest()
             if declared["sha256"] is not None and not hmac.compare_digest(digest, declared["sha256"]):
-                _fail(f"{prefix}.MaBam", "must equal the SHA-256 of the content", "file_sha256_mismatch")
+                refuse(f"{prefix}.MaBam", "must equal the SHA-256 of the content", "file_sha256_mismatch")
             declared["sha256"] = digest
         files.append(DeclaredFile(content=content, **declared))
     return tuple(files)
@@ -551,7 +542,7 @@ def _file_name(name: str, field: str) -> str:
     did save under it would write outside its folder."""
     segments = re.split(r"[/\\]", name)
     if ".." in (segment.strip() for segment in segments) or name.startswith(("/", "\\")) or _DRIVE.match(name):
-        _fail(field, "must not be a path that climbs (a .. segment) or starts at a root (/, \\, a drive)",
+        refuse(field, "must not be a path that climbs (a .. segment) or starts at a root (/, \\, a drive)",
               "bad_format")
     return name
 
@@ -560,7 +551,7 @@ def _declared(item: Mapping[str, Any], prefix: str, *, inline: bool, limits: Lim
     """One file's metadata; ``size`` and ``sha256`` None when an inline file leaves them out."""
     file_id = item.get("TepDinhKemId")
     if _absent(file_id):
-        _fail(f"{prefix}.TepDinhKemId", "is required", "missing_field")
+        refuse(f"{prefix}.TepDinhKemId", "is required", "missing_field")
     declared: dict[str, Any] = {
         "id": _identifier(file_id, f"{prefix}.TepDinhKemId", max_len=MAX_FILE_ID),
         "name": _file_name(_required_text(item, "TenTepDinhKem", prefix, max_len=MAX_NAME),
@@ -574,16 +565,16 @@ def _declared(item: Mapping[str, Any], prefix: str, *, inline: bool, limits: Lim
     if not _absent(size):
         declared["size"] = _integer(size, f"{prefix}.KichThuoc", low=0, high=MAX_SIZE)
         if declared["size"] > limits.max_file_bytes:
-            _fail(f"{prefix}.KichThuoc", f"the file is over the limit of {limits.max_file_bytes} bytes",
+            refuse(f"{prefix}.KichThuoc", f"the file is over the limit of {limits.max_file_bytes} bytes",
                   "file_too_large")
     elif not inline:
-        _fail(f"{prefix}.KichThuoc", "is required", "missing_field")
+        refuse(f"{prefix}.KichThuoc", "is required", "missing_field")
     digest = item.get("MaBam")
     if not _absent(digest):
         declared["sha256"] = _text(digest, f"{prefix}.MaBam", max_len=64, pattern=SHA256_HEX,
                                    rule="must be 64 hexadecimal digits (SHA-256)").lower()
     elif not inline:
-        _fail(f"{prefix}.MaBam", "is required", "missing_field")
+        refuse(f"{prefix}.MaBam", "is required", "missing_field")
     if not inline:
         declared["path"] = _required_text(item, "DuongDanTaiTepTin", prefix, max_len=MAX_FILE_PATH)
     return declared
@@ -597,24 +588,24 @@ def decode_file_reply(reply: Any, limits: Limits = DEFAULT_LIMITS) -> bytes:
     [{TenTep, Base64}]}``. An ``error_code`` other than 0 / "0" / "00" is refused (reason ``portal_error``; the
     portal's message is not repeated: it may quote a citizen's data)."""
     if not isinstance(reply, dict):
-        _fail("(reply)", "must be an object", "wrong_type")
+        refuse("(reply)", "must be an object", "wrong_type")
     code = reply.get("error_code")
     if code is not None and normalise_code(code) not in SUCCESS_CODES:  # the adapter's one reading of a code
-        _fail("error_code", "the adapter answered with an error instead of the file", "portal_error")
+        refuse("error_code", "the adapter answered with an error instead of the file", "portal_error")
     files = reply.get("TepTinDinhKem")
     if _absent(files) or files == []:
-        _fail("TepTinDinhKem", "must hold the file", "no_file")
+        refuse("TepTinDinhKem", "must hold the file", "no_file")
     if not isinstance(files, list):
-        _fail("TepTinDinhKem", "must be a list", "wrong_type")
+        refuse("TepTinDinhKem", "must be a list", "wrong_type")
     first = files[0]
     if not isinstance(first, dict):
-        _fail("TepTinDinhKem[0]", "must be an object", "wrong_type")
+        refuse("TepTinDinhKem[0]", "must be an object", "wrong_type")
     name = first.get("TenTep")
     if not _absent(name):
         _text(name, "TepTinDinhKem[0].TenTep", max_len=MAX_NAME)
     text = _base64(first.get("Base64"), "TepTinDinhKem[0].Base64", max_bytes=limits.max_file_bytes)
     if _b64_decoded_length(text) > limits.max_file_bytes:  # the text's bound rounds up to a multiple of 3
-        _fail("TepTinDinhKem[0].Base64", f"the file is over the limit of {limits.max_file_bytes} bytes",
+        refuse("TepTinDinhKem[0].Base64", f"the file is over the limit of {limits.max_file_bytes} bytes",
               "file_too_large")
     return _decode_base64(text, "TepTinDinhKem[0].Base64")
 
@@ -623,234 +614,14 @@ def check_file(declared: DeclaredFile, content: bytes, *, field: str) -> None:
     """The content must have the declared size, then the declared SHA-256 (compared in constant time).
     ``field`` is the file's path (``TaiLieuNop[2]``); the error names ``.KichThuoc`` or ``.MaBam`` under it."""
     if len(content) != declared.size:
-        _fail(f"{field}.KichThuoc", "must equal the size of the file received", "file_size_mismatch")
+        refuse(f"{field}.KichThuoc", "must equal the size of the file received", "file_size_mismatch")
     digest = hashlib.sha256(content).hexdigest()
     if not SHA256_HEX.fullmatch(declared.sha256) or not hmac.compare_digest(digest, declared.sha256.lower()):
-        _fail(f"{field}.MaBam", "must equal the SHA-256 of the file received", "file_sha256_mismatch")
-
-
-# --- the published record ---------------------------------------------------------------------------------
-
-
-def _entry(declared: DeclaredFile) -> dict[str, Any]:
-    return {"id": declared.id, "name": declared.name, "component_code": declared.component_code,
-            "size": declared.size, "sha256": declared.sha256}
-
-
-_INLINE_COST = len(',"content_base64":""')
-_STORED_COST = len(',"path":""') + MAX_STORED_PATH_BYTES
-
-
-def plan_inline(files: Sequence[tuple[DeclaredFile, bytes]], limits: Limits, *,
-                submission: NationalSubmission | None = None) -> list[bool]:
-    """Which files travel inside the record (True) and which go to the attachments store (False).
-
-    A file goes inline only when it is at most ``max_inline_bytes`` and the record, with its base64 (4/3 of
-    the size) and everything else, stays within ``max_record_bytes``. Smallest files first (ties in the
-    given order), so as many as possible travel inline; the same input always gives the same plan.
-
-    The rest of the record is counted exactly when ``submission`` is given; otherwise a margin covers the
-    largest national record ``parse_submission`` lets through (``Limits.max_national_bytes``), twice (the
-    record carries it and a copy of its values), which leaves less room for files."""
-    count = len(files)
-    if submission is not None:
-        used = _skeleton_bytes(submission, [declared for declared, _ in files]) + PLAN_SLACK
-    else:
-        used = (2 * limits.max_national_bytes + ENVELOPE_ALLOWANCE
-                + sum(_encoded_length(_entry(declared)) + 1 for declared, _ in files))
-    used += _STORED_COST * count
-    plan = [False] * count
-    for index in sorted(range(count), key=lambda i: (len(files[i][1]), i)):
-        size = len(files[index][1])
-        if size > limits.max_inline_bytes:
-            break
-        extra = _INLINE_COST + _b64_length(size) - _STORED_COST
-        if used + extra > limits.max_record_bytes:
-            break
-        used += extra
-        plan[index] = True
-    return plan
-
-
-def _reverse(table: Mapping[str, str], national: str | None, allowed: frozenset[str]) -> str | None:
-    """The local code that maps to ``national``, among the schema's vocabulary; the smallest if several."""
-    if national is None:
-        return None
-    matches = sorted(local for local, code in table.items() if code == national and local in allowed)
-    return matches[0] if matches else None
-
-
-def _local_procedure(mappings: Mappings, national_code: str) -> str | None:
-    matches = sorted(local for local, procedure in mappings.procedures.items()
-                     if procedure.national_code == national_code)
-    return matches[0] if matches else None
-
-
-def _id_number(holder: Holder, local_type: str | None, identity_types: Mapping[str, str]) -> str | None:
-    if not holder.identities:
-        return None
-    wanted = identity_types.get(local_type) if local_type is not None else None
-    for identity in holder.identities:
-        if identity.kind == wanted:
-            return identity.number
-    return holder.identities[0].number
-
-
-def _build(sub: NationalSubmission, documents: list[dict[str, Any]], *, received_via: str, occurred_at: str,
-           local_procedure_code: str | None, result_delivery: str | None, applicant_type: str | None,
-           id_number: str | None) -> dict[str, Any]:
-    holder = sub.holder
-    return {
-        "schema_version": 1,
-        "event_id": str(uuid.uuid5(SUBMISSION_NAMESPACE, f"{sub.no}:{sub.revision}")),
-        "event_type": EVENT_TYPE,
-        "occurred_at": occurred_at,
-        "source": "dvcqg",
-        "received_via": received_via,
-        "submission": {
-            "no": sub.no,
-            "revision": sub.revision,
-            "procedure_code": sub.procedure_code,
-            "local_procedure_code": local_procedure_code,
-            "agency_code": sub.agency_code,
-            "submitted_at": sub.submitted_at.astimezone(PORTAL_TZ).isoformat(),
-            "status": sub.status,
-            "channel": "online",
-            "result_delivery": result_delivery,
-            "applicant": {
-                "type": applicant_type,
-                "name": holder.name,
-                "id_number": id_number,
-                "phone": holder.phone,
-                "email": holder.email,
-                "portal_account_id": holder.portal_account_id,
-                "address": holder.address,
-            },
-            "summary": sub.summary,
-            "documents": documents,
-        },
-        "national": sub.raw,
-    }
-
-
-def _skeleton_bytes(sub: NationalSubmission, declared: Sequence[DeclaredFile]) -> int:
-    """An upper bound of the encoded record with no file content and no path: the codes that depend on the
-    mappings and the clock at their longest."""
-    longest_id = max((identity.number for identity in sub.holder.identities), key=_encoded_length, default=None)
-    skeleton = _build(sub, [_entry(d) for d in declared], received_via="poll",
-                      occurred_at="2000-01-01T00:00:00.000000+00:00", local_procedure_code="X" * 64,
-                      result_delivery="counter", applicant_type="organization", id_number=longest_id)
-    return _encoded_length(skeleton)
-
-
-def submission_document(sub: NationalSubmission, files: Sequence[tuple[DeclaredFile, bytes, str | None]], *,
-                        received_via: Literal["poll", "push"], received_at: datetime,
-                        mappings: Mappings) -> dict[str, Any]:
-    """The ``submission.received`` record. ``files``: each of ``sub.files`` in order, with its content and the
-    path the attachments store holds it at, or None to carry it inline. Checked against the schema (raises
-    InvalidSubmission). The record shares ``sub.raw`` as its "national" member: encode it, do not change it."""
-    if received_via not in ("poll", "push"):
-        _fail("received_via", 'must be "poll" or "push"', "bad_format")
-    if received_at.utcoffset() is None:
-        _fail("received_at", "must carry a time zone", "bad_format")
-    if len(files) != len(sub.files) or any(d.id != s.id for (d, _, _), s in zip(files, sub.files, strict=False)):
-        _fail("documents", "must be the submission's files, in order", "files_mismatch")
-    documents = []
-    for index, (declared, content, path) in enumerate(files):
-        entry = _entry(declared)
-        if len(content) != declared.size:
-            _fail(f"documents[{index}].size", "must equal the size of the content", "file_size_mismatch")
-        if path is None:
-            check_file(declared, content, field=f"documents[{index}]")
-            entry["content_base64"] = binascii.b2a_base64(content, newline=False).decode("ascii")
-        else:
-            if (not isinstance(path, str) or not path or _ONE_LINE_FORBIDDEN.search(path)
-                    or _encoded_length(path) - 2 > MAX_STORED_PATH_BYTES):
-                _fail(f"documents[{index}].path", f"must be 1-{MAX_STORED_PATH_BYTES} bytes without control "
-                      "characters", "bad_path")
-            entry["path"] = path
-        documents.append(entry)
-    codes = mappings.codes
-    words = vocabulary()
-    applicant_type = _reverse(codes.applicant_types, sub.holder.type_code, words["applicant_types"])
-    document = _build(
-        sub, documents, received_via=received_via, occurred_at=received_at.isoformat(),
-        local_procedure_code=_local_procedure(mappings, sub.procedure_code),
-        result_delivery=_reverse(codes.result_delivery, sub.result_delivery_code, words["result_delivery"]),
-        applicant_type=applicant_type,
-        id_number=_id_number(sub.holder, applicant_type, codes.identity_types),
-    )
-    validate_document(document)
-    return document
-
-
-# Python's reading of patterns, and the fast validator's refusal standing where the two differ.
-CONTRACT = Contract(SUBMISSION_SCHEMA, ecma_patterns=False, refuse_disagreement=True)
-
-
-def _validator() -> Any:
-    return CONTRACT.reference
-
-
-def _fast_validator() -> jsonschema_rs.Validator:
-    return CONTRACT.fast
-
-
-def validate_document(document: Any) -> None:
-    """Raise InvalidSubmission (reason ``schema``) unless ``document`` is a valid ``submission.received``
-    record: the schema, the event id derived from the number and revision, inline contents of the declared
-    size."""
-    errors = CONTRACT.errors(document)
-    if errors:
-        field, broken = first_error(errors)
-        raise InvalidSubmission(broken, reason="schema", field=field)
-    sub = document["submission"]
-    if document["event_id"] != str(uuid.uuid5(SUBMISSION_NAMESPACE, f"{sub['no']}:{sub['revision']}")):
-        _fail("event_id", "must be the UUID v5 of the submission's number and revision", "schema")
-    for index, entry in enumerate(sub["documents"]):
-        if "content_base64" in entry and len(entry["content_base64"]) != _b64_length(entry["size"]):
-            _fail(f"submission.documents.{index}.content_base64", "must be the base64 of size bytes", "schema")
-
-
-def content_digest(sub: NationalSubmission) -> str:
-    """SHA-256 (hex) of what the citizen submitted, whatever carried it: the values read from the record and
-    each file's id, name, component, size and SHA-256. A push (files inline) and a ``TraCuuHoSo`` record
-    (files by path) of the same submission agree; members the record carries but this service does not read
-    do not count. Two bodies of one number and revision with different digests are a conflict."""
-    h = sub.holder
-    content = [sub.no, sub.revision, sub.agency_code, sub.procedure_code, sub.submitted_at.isoformat(), sub.status,
-               [h.name, h.type_code, [list(i) for i in h.identities], h.phone, h.email, h.portal_account_id,
-                h.address], sub.result_delivery_code, sub.summary,
-               [[f.id, f.name, f.component_code, f.size, f.sha256] for f in sub.files]]
-    text = json.dumps(content, ensure_ascii=False, separators=(",", ":"))  # parsed values: encodable text
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def message_id(no: str, revision: int) -> str:
-    """The outbox id of a revision's record: ``submission:<no>:<revision>``."""
-    if not isinstance(no, str) or not DOSSIER_NO.fullmatch(no):
-        _fail("no", "must be 3-100 characters of 0-9 A-Z a-z . - _ /", "bad_format")
-    if isinstance(revision, bool) or not isinstance(revision, int) or not 0 <= revision <= MAX_REVISION:
-        _fail("revision", f"must be an integer between 0 and {MAX_REVISION}", "out_of_range")
-    return f"submission:{no}:{revision}"
-
-
-def encode_document(document: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -> bytes:
-    """Compact UTF-8 JSON; InvalidSubmission (``record_too_large``) over ``limits.max_record_bytes``."""
-    try:
-        value = json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
-    except (TypeError, ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
-        _fail("(document)", "must be plain JSON with valid Unicode text", "unencodable")
-    if len(value) > limits.max_record_bytes:
-        _fail("(document)", f"the encoded record must be at most {limits.max_record_bytes} bytes "
-              "(max_record_bytes)", "record_too_large")
-    return value
+        refuse(f"{field}.MaBam", "must equal the SHA-256 of the file received", "file_sha256_mismatch")
 
 
 __all__ = [
     "DEFAULT_LIMITS",
-    "EVENT_TYPE",
-    "SUBMISSION_NAMESPACE",
     "DeclaredFile",
     "Holder",
     "Identity",
@@ -858,14 +629,11 @@ __all__ = [
     "Limits",
     "Listed",
     "NationalSubmission",
+    "base64_length",
     "check_file",
-    "content_digest",
     "decode_file_reply",
-    "encode_document",
-    "message_id",
+    "encoded_length",
     "parse_listing",
     "parse_submission",
-    "plan_inline",
-    "submission_document",
-    "validate_document",
+    "refuse",
 ]

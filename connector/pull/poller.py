@@ -49,11 +49,11 @@ from connector.pull.national import (
     InvalidSubmission,
     Listed,
     check_file,
-    content_digest,
     decode_file_reply,
     parse_listing,
     parse_submission,
 )
+from connector.pull.record import content_digest
 from connector.retry import wait_any
 from connector.store.way_back import InboundStore, OpenConflict, OutboxMessage, SubmissionKey
 

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from connector.config import DEFAULT_MAPPINGS_DIR
 from connector.errors import InvalidInput
 from connector.pull import national as submissions
+from connector.pull import record as published
 from connector.pull.national import (
-    SUBMISSION_NAMESPACE,
     DeclaredFile,
     InvalidSubmission,
     Limits,
@@ -28,10 +28,13 @@ from connector.pull.national import (
     NationalSubmission,
     check_file,
     decode_file_reply,
-    encode_document,
-    message_id,
     parse_listing,
     parse_submission,
+)
+from connector.pull.record import (
+    SUBMISSION_NAMESPACE,
+    encode_document,
+    message_id,
     plan_inline,
     submission_document,
     validate_document,
@@ -798,14 +801,14 @@ def valid_document() -> dict[str, Any]:
 
 
 def test_the_schema_is_a_valid_draft_2020_12_schema() -> None:
-    jsonschema.Draft202012Validator.check_schema(json.loads(submissions.SUBMISSION_SCHEMA.read_text("utf-8")))
+    jsonschema.Draft202012Validator.check_schema(json.loads(published.SUBMISSION_SCHEMA.read_text("utf-8")))
 
 
 def test_a_real_document_validates_with_both_validators() -> None:
     document = json.loads(encode_document(valid_document()))
     validate_document(document)
-    assert submissions._fast_validator().is_valid(document)
-    assert submissions._validator().is_valid(document)
+    assert published._fast_validator().is_valid(document)
+    assert published._validator().is_valid(document)
 
 
 @pytest.mark.parametrize(
