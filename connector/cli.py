@@ -359,6 +359,16 @@ def _ledger_filter(*, since: str | None, until: str | None, synced_since: str | 
                         procedure_code=procedure)
 
 
+def _ledger_command(filters: dict[str, Any], config_path: Path | None, *,
+                    as_json: bool) -> tuple[LedgerFilter, Settings, Console]:
+    """What backfill and reconcile start from: the selection, the settings, quiet logs, and a console that
+    keeps stdout for the JSON when there is JSON."""
+    where = _ledger_filter(**filters)
+    settings = _settings(config_path)
+    configure_logging("warning", "auto", cache=False)
+    return where, settings, Console(stderr=as_json)
+
+
 @main.command()
 @click.option("--all", "everything", is_flag=True, help="Every dossier the ledger knows (when no filter is given).")
 @_ledger_filters
@@ -384,10 +394,7 @@ def backfill(everything: bool, dry_run: bool, give_up_after: float, config_path:
 
     if not everything and not any(v is not None for v in filters.values()):
         raise click.UsageError("select dossiers with --since/--until/--synced-since/--agency/--procedure, or --all")
-    where = _ledger_filter(**filters)
-    settings = _settings(config_path)
-    configure_logging("warning", "auto", cache=False)
-    console = Console(stderr=as_json)
+    where, settings, console = _ledger_command(filters, config_path, as_json=as_json)
     counts: Counter[str] = Counter()
 
     async def work() -> tuple[int, list[Any]]:
@@ -457,10 +464,7 @@ def reconcile(sample: int | None, everything: bool, fields: tuple[str, ...], fix
 
     if everything and sample is not None:
         raise click.UsageError("--sample and --all exclude each other")
-    where = _ledger_filter(**filters)
-    settings = _settings(config_path)
-    configure_logging("warning", "auto", cache=False)
-    console = Console(stderr=as_json)
+    where, settings, console = _ledger_command(filters, config_path, as_json=as_json)
     counts: Counter[str] = Counter()
     compared = fields or DEFAULT_COMPARED_FIELDS
 
