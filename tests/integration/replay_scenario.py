@@ -3,11 +3,9 @@ command as a ``portal-sync`` process."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ import yaml
 
 from connector.config import DEFAULT_MAPPINGS_DIR, load_settings
 from connector.dev.samples import SampleMessage
+from tests.cli_process import run_command
 from tests.factories import encode, event_dict
 from tests.integration.pipeline_harness import Topics, daemon_config, run_until_committed, unique_group, write_config
 from tests.kafkatools import produce
@@ -79,13 +78,8 @@ CLI_TIMEOUT = 120.0
 async def portal_sync(config: Path, *args: str) -> tuple[int, Any]:
     """Run ``portal-sync ARGS --config CONFIG --json``; its exit code and parsed output."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_SYNC__")}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "connector", *args, "--config", str(config), "--json",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), timeout=CLI_TIMEOUT)
-    except TimeoutError:
-        process.kill()
-        raise
-    assert process.returncode in (0, 3), f"portal-sync {' '.join(args)} failed: {err.decode(errors='replace')}"
-    return process.returncode, json.loads(out)
+    # A process of its own, forked from one that has the libraries imported (see tests/cli_process.py).
+    code, out, err = await run_command([*args, "--config", str(config), "--json"], env, config.parent,
+                                       timeout=CLI_TIMEOUT)
+    assert code in (0, 3), f"portal-sync {' '.join(args)} failed: {err.decode(errors='replace')}"
+    return code, json.loads(out)

@@ -60,6 +60,14 @@ def test_bad_config_names_the_field(tmp_path: Path, text: str, named: str) -> No
         load_settings(write(tmp_path, text))
 
 
+def test_the_heartbeat_must_be_shorter_than_the_session(tmp_path: Path) -> None:
+    # A session of 2 s with the default 3 s heartbeat would expire between two heartbeats.
+    with pytest.raises(ConfigError, match=r"kafka: .*heartbeat_interval_ms must be less than session_timeout_ms"):
+        load_settings(write(tmp_path, "kafka:\n  session_timeout_ms: 2000\n"))
+    settings = load_settings(write(tmp_path, "kafka:\n  session_timeout_ms: 2000\n  heartbeat_interval_ms: 500\n"))
+    assert (settings.kafka.session_timeout_ms, settings.kafka.heartbeat_interval_ms) == (2000, 500)
+
+
 def test_a_yaml_error_does_not_echo_the_offending_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(write(tmp_path, 'portal:\n  password: "s3cr3t-P4ss\n  username: x\n'))
