@@ -112,8 +112,8 @@ class PaymentNotifications(Protocol):
         """The platform-format reply to a result notification (``body`` may be an ``UnreadableBody``)."""
         ...
 
-    def refusal(self, reason: str, message: str) -> dict[str, Any]:
-        """The platform-format "99" reply, for a call that never reached ``notification``."""
+    def refusal(self, reason: str, message: str, body: Any = None) -> dict[str, Any]:
+        """The platform-format "99" reply, for a call that never reached a verdict (naming its reference)."""
         ...
 
 
@@ -157,10 +157,10 @@ def create_public_app(*, metrics: Metrics, submissions_path: str, payments_path:
             return reply(await payments.notification(body))
         except RetryableError as error:
             log.warning("public.notification_unavailable", reason=error.reason)
-            return reply(payments.refusal(error.reason, "temporarily unable to record the result"), 503)
+            return reply(payments.refusal(error.reason, "temporarily unable to record the result", body), 503)
         except Exception as error:  # noqa: BLE001 - the platform gets a well-formed answer, whatever broke
             log.error("public.notification_failed", error=type(error).__name__)
-            return reply(payments.refusal("internal_error", "internal error"), 503)
+            return reply(payments.refusal("internal_error", "internal error", body), 503)
 
     app.router.add_post(submissions_path, submission)
     app.router.add_post(payments_path, notification)

@@ -138,10 +138,12 @@ class PaymentTracker:
             return self._answer("replayed", reference, dossier_no=payment.dossier_no)
         return self._answer("accepted", reference, dossier_no=payment.dossier_no, outcome=settlement.outcome)
 
-    def refusal(self, reason: str, message: str) -> dict[str, Any]:
-        """The "99" reply for a call that never reached a verdict (the store away, an unexpected error)."""
+    def refusal(self, reason: str, message: str, body: Any = None) -> dict[str, Any]:
+        """The "99" reply for a call that never reached a verdict (the store away, an unexpected error), naming
+        the notification's reference when it is a usable one, so that the platform can match the reply."""
         self._metrics.payment_notifications.labels(reason).inc()
-        return self._reply(REFUSED, message, "")
+        given = body.get("MaThamChieu") if isinstance(body, dict) else None
+        return self._reply(REFUSED, message, clean_reference(given) or "")
 
     def _answer(self, result: str, reference: str | None, description: str | None = None, *,
                 field: str | None = None, dossier_no: str | None = None, outcome: str | None = None) -> dict[str, Any]:

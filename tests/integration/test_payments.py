@@ -104,9 +104,14 @@ class Desk:
         await self.sim("POST", "/_sim/payments", {"payments": payments})
 
     async def callback(self, reference: str, checksum: str = "valid", **overrides: Any) -> dict[str, Any]:
-        """The simulator posts a result notification to us; returns our reply (checked to be signed)."""
-        answer = await self.sim("POST", f"/_sim/payments/{reference}/callback",
-                                {"url": self.notify_url, "checksum": checksum, **overrides})
+        """The simulator posts a result notification to us; returns our reply (checked to be signed). Like the
+        Payment Platform, it sends the notification again while we answer 503 (the state store busy)."""
+        for _ in range(20):
+            answer = await self.sim("POST", f"/_sim/payments/{reference}/callback",
+                                    {"url": self.notify_url, "checksum": checksum, **overrides})
+            if answer["status"] != 503:
+                break
+            assert answer["reply"]["MaLoi"] == "99" and answer["reply"]["MaThamChieu"] == reference, answer
         reply: dict[str, Any] = answer["reply"]
         assert set(reply) == {"MaLoi", "MoTaLoi", "MaDoiTac", "MaThamChieu", "ThoiGianGD", "MaXacThuc"}, answer
         verify(reply, REPLY_FIELDS, SIM.pp_secret)
