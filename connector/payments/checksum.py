@@ -1,4 +1,5 @@
-"""The Payment Platform's messages: checksums (``MaXacThuc``) and times. Pure: values in, values out.
+"""The Payment Platform's messages: checksums (``MaXacThuc``). Pure: values in, values out (its times are
+``connector.national_time``).
 
 ``MaXacThuc`` is the lower-case hex SHA-256 of the message's fields joined by ``|``, followed by ``|`` and
 the shared secret (PORTAL.md §4). Verification compares in constant time. No field may itself contain

@@ -1,4 +1,5 @@
-"""Citizen submissions from the national portal (DVCQG): validation, and the record we publish.
+"""Citizen submissions from the national portal (DVCQG), validated as they arrive (the record we publish is
+``connector.pull.record``).
 
 Everything the portal sends is untrusted: the ``DanhSachHoSo`` listing, the ``TraCuuHoSo`` record, the
 ``LayTaiLieuHoSo`` file reply and the body it pushes to us. Each function here takes the parsed JSON, checks
