@@ -110,46 +110,65 @@ def classify_reply(
     """Return the parsed reply when it means success; raise the matching error otherwise."""
     if len(body) > max_bytes:
         raise PortalUnavailable(f"reply larger than {max_bytes} bytes", reason="reply_too_large")
-    if status == 401:
-        raise SessionExpired()
-    if status in RETRYABLE_STATUSES or status >= 500:
-        raise PortalUnavailable(
-            f"HTTP {status}",
-            reason=f"http_{status}",
-            retry_after=parse_retry_after(_header(headers, "Retry-After")),
-        )
+    error = status_error(status, headers)
+    if error is not None:
+        raise error
 
     reply = _json_or_none(body)
     if not isinstance(reply, dict) or "error_code" not in reply:
         return _classify_without_code(status, headers, body, reply)
 
+    return classify_coded(status, reply, expired_codes=expired_codes, quoted=quoted_body(body))
+
+
+def status_error(status: int, headers: Mapping[str, str]) -> SyncError | None:
+    """Rule 2: what the HTTP status alone says (401: the session is gone; 408/425/429/5xx: try later, after
+    ``Retry-After`` when given); None when the body must be read."""
+    if status == 401:
+        return SessionExpired()
+    if status in RETRYABLE_STATUSES or status >= 500:
+        return PortalUnavailable(f"HTTP {status}", reason=f"http_{status}",
+                                 retry_after=parse_retry_after(header_value(headers, "Retry-After")))
+    return None
+
+
+def classify_coded(
+    status: int, reply: dict[str, Any], *, expired_codes: Collection[str], quoted: str,
+) -> dict[str, Any]:
+    """Rule 3, for a reply of either transport that carries ``error_code`` (``quoted``: the start of the body,
+    for a refusal that cannot say more)."""
     code = normalise_code(reply["error_code"])
     if code is None:
-        raise _quoting(PortalRejected(f"error_code is not a code (an integer or a short text): {_quoted(body)}",
+        raise quoting(PortalRejected(f"error_code is not a code (an integer or a short text): {quoted}",
                                       reason="bad_error_code"))
-    message = _message(reply.get("message"))
+    message = message_text(reply.get("message"))
     if code in SUCCESS_CODES:
         if not 200 <= status < 300:
-            raise _quoting(PortalRejected(f"HTTP {status} with error_code {code}: {_quoted(body)}",
+            raise quoting(PortalRejected(f"HTTP {status} with error_code {code}: {quoted}",
                                           reason=f"http_{status}"))
         return reply
+    raise refusal(code, message, expired_codes=expired_codes)
+
+
+def refusal(code: str, message: str, *, expired_codes: Collection[str]) -> SyncError:
+    """What a non-success code means: an expired session, "already exists", or the record's own refusal."""
     if code in expired_codes:
-        raise SessionExpired(f"session rejected (error_code {code})")
+        return SessionExpired(f"session rejected (error_code {code})")
     if code in ALREADY_EXISTS_CODES and _ALREADY_EXISTS_TEXT in _folded(message):
-        raise AlreadyExists(message, error_code=code)
-    raise PortalRejected(message or f"error_code {code}", error_code=code)
+        return AlreadyExists(message, error_code=code)
+    return PortalRejected(message or f"error_code {code}", error_code=code)
 
 
 def _classify_without_code(status: int, headers: Mapping[str, str], body: bytes, parsed: Any) -> dict[str, Any]:
     if not 200 <= status < 300:
-        raise _quoting(PortalRejected(f"HTTP {status}: {_quoted(body)}", reason=f"http_{status}"))
-    content_type = (_header(headers, "Content-Type") or "").split(";")[0].strip().lower()
+        raise quoting(PortalRejected(f"HTTP {status}: {quoted_body(body)}", reason=f"http_{status}"))
+    content_type = (header_value(headers, "Content-Type") or "").split(";")[0].strip().lower()
     # Plain text that says "done", and nothing else, is how some provincial proxies answer.
     if content_type == "text/plain" and parsed is None:
         text = body.decode("utf-8", errors="replace")
         if is_success_text(text):
-            return {"error_code": "0", "message": _message(text.strip())}
-    raise _quoting(PortalUnavailable(f"reply is not a JSON object with error_code: {_quoted(body)}",
+            return {"error_code": "0", "message": message_text(text.strip())}
+    raise quoting(PortalUnavailable(f"reply is not a JSON object with error_code: {quoted_body(body)}",
                                      reason="malformed_reply"))
 
 
@@ -193,7 +212,7 @@ def _json_or_none(body: bytes) -> Any:
         return None
 
 
-def _quoted(body: bytes) -> str:
+def quoted_body(body: bytes) -> str:
     """The start of a body, for a refusal: at most ``QUOTED_CHARS`` characters, escaped (``repr``)."""
     return repr(body[:QUOTED_CHARS * 4].decode("utf-8", errors="replace")[:QUOTED_CHARS])
 
@@ -201,18 +220,18 @@ def _quoted(body: bytes) -> str:
 ErrorT = TypeVar("ErrorT", bound=SyncError)
 
 
-def _quoting(error: ErrorT) -> ErrorT:
+def quoting(error: ErrorT) -> ErrorT:
     error.quotes_remote_text = True  # the body may quote a citizen's data: failure table and DLQ, not logs
     return error
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
+def header_value(headers: Mapping[str, str], name: str) -> str | None:
     # aiohttp passes a case-insensitive multidict; plain dicts (tests, other callers) are not.
     wanted = name.lower()
     return next((value for key, value in headers.items() if key.lower() == wanted), None)
 
 
-def _message(value: Any) -> str:
+def message_text(value: Any) -> str:
     text = value if isinstance(value, str) else ("" if value is None else str(value))
     return text[:MAX_MESSAGE_CHARS]
 
@@ -231,8 +250,15 @@ __all__ = [
     "PortalRejected",
     "PortalUnavailable",
     "SessionExpired",
+    "classify_coded",
     "classify_reply",
+    "header_value",
     "is_success_text",
+    "message_text",
     "normalise_code",
     "parse_retry_after",
+    "quoted_body",
+    "quoting",
+    "refusal",
+    "status_error",
 ]
