@@ -155,7 +155,52 @@ class CircuitBreakerSettings(Section):
     open_seconds: float = Field(5.0, gt=0)
 
 
+# The services portal-sync calls, by their REST names: the SOAP operations are named the same unless
+# ``portal.soap.operations`` renames them for a platform's WSDL.
+SOAP_SERVICES = ("DangNhap", "DongBoHoSoMC", "CapNhatTienDoHoSoMC", "DongBoTrangThaiHoSo", "TraCuuHoSo",
+                 "DanhSachHoSo", "LayTaiLieuHoSo", "CapNhatDaNhanHoSo", "UpdateStatistic")
+
+
+class SoapSettings(Section):
+    """The SOAP transport through the ministry's integration platform (``portal.transport: soap``), driven by a
+    WSDL read from local files at start (never fetched). Everything a platform's WSDL may name differently is
+    here: the file, the service and port, the endpoint, the operation names and the header elements. Header and
+    fault elements are global elements of the WSDL's schemas, named ``Name`` (found in any namespace) or
+    ``{namespace}Name``."""
+
+    wsdl: Path = SCHEMAS_DIR / "soap" / "portal.wsdl"
+    # The endpoint calls go to; unset, the WSDL port's soap:address.
+    address: HttpUrl | None = None
+    service: str | None = None  # unset: the WSDL's only (or first) service
+    port: str | None = None  # unset: the service's only (or first) SOAP port
+    # Our service name (REST) -> the WSDL's operation, where the platform names it otherwise.
+    operations: dict[str, str] = {}
+    # session: log in with the login operation, send the token in the session header. username_token:
+    # WS-Security UsernameToken on every call (PasswordText, or PasswordDigest with nonce and created).
+    auth: Literal["session", "username_token"] = "session"
+    password_type: Literal["text", "digest"] = "digest"  # noqa: S105 - a kind, not a password
+    session_header: str = "Session"
+    # WS-Addressing MessageID (a UUID per call, in the audit trail), Action and To.
+    addressing: bool = True
+    # A header naming the dossiers of the call; null: not sent.
+    dossier_header: str | None = "HoSoLienQuan"
+    fault_detail: str = "PortalFault"
+    # Fault codes (the detail's error_code) that mean "try later": retried like HTTP 503.
+    retryable_fault_codes: tuple[str, ...] = ("BUSY", "TIMEOUT", "429", "503")
+
+    @field_validator("operations")
+    @classmethod
+    def _known_services(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(SOAP_SERVICES))
+        if unknown:
+            raise ValueError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(SOAP_SERVICES)}")
+        return value
+
+
 class PortalSettings(Section):
+    # rest: the DVCQG adapter's JSON (adapter_url and its endpoints); soap: the integration platform's SOAP
+    # services (``soap``). Retries, rate limit, breaker, batching and sessions are the same for both.
+    transport: Literal["rest", "soap"] = "rest"
     adapter_url: HttpUrl = "http://127.0.0.1:8080"
     auth_endpoint: UrlPath = "/api/auth"
     integration_endpoint: UrlPath = "/api/integration"
@@ -172,6 +217,7 @@ class PortalSettings(Section):
     retry: RetrySettings = RetrySettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
     circuit_breaker: CircuitBreakerSettings = CircuitBreakerSettings()
+    soap: SoapSettings = SoapSettings()
 
     @model_validator(mode="after")
     def _one_password(self) -> PortalSettings:

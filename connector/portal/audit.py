@@ -1,5 +1,6 @@
 """The audit trail of adapter calls: in the state store, one row per call (service, the dossiers it named, a
-digest of the request, the result, how long it took), pruned after ``state.audit_retention_days``.
+digest of the request, the result, how long it took, the transport and the SOAP MessageID), pruned after
+``state.audit_retention_days``.
 
 Best effort on purpose: the trail must never slow or stop syncing. Rows wait in a bounded buffer and are
 written in batches; if the store cannot keep up or is down, the oldest waiting rows are dropped and
@@ -50,7 +51,8 @@ class AuditTrail:
         self._waiting.append({
             "at": call.at, "service": call.service, "dossiers": list(call.dossiers),
             "dossier_no": call.dossiers[0] if len(call.dossiers) == 1 else None, "records": call.records,
-            "request_sha256": call.request_sha256, "result": call.result, "seconds": call.seconds})
+            "request_sha256": call.request_sha256, "result": call.result, "seconds": call.seconds,
+            "transport": call.transport, "message_id": call.message_id})
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 import aiohttp
 import structlog
@@ -34,6 +34,9 @@ from connector.untrusted import BodyTooLarge, read_body
 
 log = structlog.get_logger(__name__)
 
+T = TypeVar("T")
+USERNAME_TOKEN = "username-token"  # noqa: S105 - the "session" of a transport that signs every call instead
+
 CallObserver = Callable[[str, str, float], None]
 """(service, result, seconds); result is "ok" or the error's reason."""
 
@@ -49,12 +52,16 @@ class CallRecord:
     request_sha256: str  # empty for the login, whose body holds the password
     result: str
     seconds: float
+    transport: str = "rest"
+    message_id: str = ""  # the SOAP call's WS-Addressing MessageID, for joining the platform's message log
 
 
 CallAuditor = Callable[[CallRecord], None]
 
 Endpoint = Literal["integration", "share"]
-Classifier = Callable[[int, Mapping[str, str], bytes], dict[str, Any]]
+
+# Catalogue services go to share_endpoint (none is called yet); everything else to integration_endpoint.
+SHARE_SERVICES = frozenset({"LayDanhSachTTHC", "LayThuTuc"})
 
 PUSH_DOSSIERS = "DongBoHoSoMC"
 PUSH_PROGRESS = "CapNhatTienDoHoSoMC"
@@ -72,6 +79,62 @@ PULL_PARAMS = {
 }
 LOGIN = "login"
 
+Outgoing = tuple[str, bytes, dict[str, str], str]
+"""A request ready to post: URL, body, HTTP headers, and its message id ("" when the transport has none)."""
+
+
+class Wire(Protocol):
+    """How a call travels: the adapter's JSON (``RestWire``) or SOAP through the integration platform
+    (``connector.portal.soap.SoapWire``). Builds requests and reads replies; ``PortalClient`` does the rest
+    (session, audit, metrics) the same way for both."""
+
+    name: str
+    logs_in: bool  # False: no login call, every request carries its own credential (WS-Security)
+
+    def login(self, username: str, password: str) -> Outgoing: ...
+
+    def login_reply(self, status: int, headers: Mapping[str, str], body: bytes) -> str: ...
+
+    def request(self, service: str, token: str, params: Mapping[str, Any], dossiers: Sequence[str]) -> Outgoing: ...
+
+    def reply(self, service: str, status: int, headers: Mapping[str, str], body: bytes) -> dict[str, Any]: ...
+
+
+class RestWire:
+    """The DVCQG adapter's JSON: ``{"session", "madonvi", "service", ...params}`` POSTed to its endpoint."""
+
+    name = "rest"
+    logs_in = True
+
+    def __init__(self, settings: PortalSettings) -> None:
+        self._settings = settings
+        self._headers = _request_headers(settings.dstcode)
+
+    def login(self, username: str, password: str) -> Outgoing:
+        url = self._settings.adapter_url + self._settings.auth_endpoint
+        return url, _json_body({"username": username, "password": password}), self._headers, ""
+
+    def login_reply(self, status: int, headers: Mapping[str, str], body: bytes) -> str:
+        return str(_classify_login_reply(status, headers, body)["session"])
+
+    def request(self, service: str, token: str, params: Mapping[str, Any], dossiers: Sequence[str]) -> Outgoing:
+        endpoint = (self._settings.share_endpoint if service in SHARE_SERVICES
+                    else self._settings.integration_endpoint)
+        envelope = {"session": token, "madonvi": self._settings.madonvi, "service": service}
+        return self._settings.adapter_url + endpoint, _json_body({**envelope, **params}), self._headers, ""
+
+    def reply(self, service: str, status: int, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+        return classify_reply(status, headers, body, expired_codes=self._settings.session_expired_codes)
+
+
+def wire_for(settings: PortalSettings) -> Wire:
+    """The transport ``portal.transport`` names (the SOAP one loads its WSDL: ConfigError when it cannot)."""
+    if settings.transport == "soap":
+        from connector.portal.soap import SoapWire  # zeep and the WSDL only for a deployment that uses them
+
+        return SoapWire(settings)
+    return RestWire(settings)
+
 
 class PortalClient:
     """Calls the adapter; safe to share between concurrent tasks (one session, one connection pool).
@@ -86,15 +149,16 @@ class PortalClient:
         observer: CallObserver | None = None,
         auditor: CallAuditor | None = None,
         http: aiohttp.ClientSession | None = None,
+        wire: Wire | None = None,
     ) -> None:
         self._settings = settings
+        self.wire = wire if wire is not None else wire_for(settings)
         self._observer = observer
         self._auditor = auditor
         self._http = http
         self._closed = False
         self._owns_http = http is None
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
-        self._headers = _request_headers(settings.dstcode)
         self._session = PortalSession(self._request_token)
 
     async def __aenter__(self) -> PortalClient:
@@ -135,13 +199,17 @@ class PortalClient:
         """"ok", the last error's "Class (reason)", or None while nothing is known (``PortalSession.readiness``)."""
         return self._session.readiness()
 
-    async def call(self, endpoint: Endpoint, service: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        """Call ``service`` with the session envelope; return the reply when it means success."""
-        url = self._settings.adapter_url + self._endpoint_path(endpoint)
+    async def call(self, endpoint: Endpoint, service: str, params: Mapping[str, Any], *,
+                   max_bytes: int = MAX_REPLY_BYTES) -> dict[str, Any]:
+        """Call ``service`` with the session; return the reply when it means success. ``endpoint`` is the REST
+        adapter's (catalogues are on the share endpoint); SOAP has one address."""
+        del endpoint  # the service decides: SHARE_SERVICES
+        dossiers, count = _named(params)
 
         async def send(token: str) -> dict[str, Any]:
-            envelope = {"session": token, "madonvi": self._settings.madonvi, "service": service}
-            return await self._post(url, {**envelope, **params}, service=service)
+            return await self._post(service, lambda: self.wire.request(service, token, params, dossiers),
+                                    lambda status, headers, raw: self.wire.reply(service, status, headers, raw),
+                                    dossiers=dossiers, count=count, max_bytes=max_bytes)
 
         return await self._session.send(send)
 
@@ -194,36 +262,22 @@ class PortalClient:
             password = self._settings.password_value()
         except ConfigError as exc:
             raise LoginFailed(f"cannot read the password: {exc}") from exc
-        url = self._settings.adapter_url + self._settings.auth_endpoint
-        credentials = {"username": self._settings.username, "password": password}
-        reply = await self._post(url, credentials, service=LOGIN, classify=_classify_login_reply)
-        return str(reply["session"])
+        if not self.wire.logs_in:
+            return USERNAME_TOKEN  # every call carries the credential itself: nothing to ask for
+        username = self._settings.username
+        return await self._post(LOGIN, lambda: self.wire.login(username, password), self.wire.login_reply,
+                                dossiers=(), count=None, max_bytes=MAX_REPLY_BYTES)
 
-    async def _post(
-        self,
-        url: str,
-        payload: Mapping[str, Any],
-        *,
-        service: str,
-        classify: Classifier | None = None,
-        max_bytes: int = MAX_REPLY_BYTES,
-    ) -> dict[str, Any]:
-        # ASCII-escaped JSON reads the same whatever charset the adapter assumes for the body.
-        body = json.dumps(payload).encode("ascii")
-        data = payload.get("data")
-        count = len(data) if isinstance(data, list) else None
-        named = payload.get("mahoso", payload.get(PULL_PARAMS["dossier_no"]))
-        if data is None and isinstance(named, str):
-            data = {"MaHoSo": named}  # a lookup or an acknowledgement names its dossier too, for the audit trail
+    async def _post(self, service: str, build: Callable[[], Outgoing],
+                    read: Callable[[int, Mapping[str, str], bytes], T], *, dossiers: tuple[str, ...],
+                    count: int | None, max_bytes: int) -> T:
         started = time.perf_counter()
         result = "cancelled"  # stays so only if the caller cancels us mid-call
+        body, message_id = b"", ""
         try:
-            status, headers, raw = await self._exchange(url, body, max_bytes)
-            if classify is None:
-                reply = classify_reply(status, headers, raw, expired_codes=self._settings.session_expired_codes,
-                                       max_bytes=max_bytes)
-            else:
-                reply = classify(status, headers, raw)
+            url, body, headers, message_id = build()
+            status, reply_headers, raw = await self._exchange(url, body, headers, max_bytes)
+            reply = read(status, reply_headers, raw)
             result = "ok"
             return reply
         except SyncError as exc:
@@ -233,12 +287,16 @@ class PortalClient:
             seconds = time.perf_counter() - started
             self._report(service, result, seconds, count)
             if self._auditor is not None:
-                self._auditor(_call_record(service, data, body, result, seconds))
+                # The login's body holds the password: no digest of it.
+                digest = "" if service == LOGIN or not body else hashlib.sha256(body).hexdigest()
+                self._auditor(CallRecord(datetime.now(UTC), service, dossiers, count if count is not None else
+                                         len(dossiers), digest, result, seconds, self.wire.name, message_id))
 
-    async def _exchange(self, url: str, body: bytes, max_bytes: int) -> tuple[int, Mapping[str, str], bytes]:
+    async def _exchange(self, url: str, body: bytes, headers: Mapping[str, str],
+                        max_bytes: int) -> tuple[int, Mapping[str, str], bytes]:
         # A timeout is ambiguous (the adapter may have applied the call): re-sending the full state is safe.
         try:
-            return await post_bounded(self._client(), url, body, headers=self._headers, limits=self._timeout,
+            return await post_bounded(self._client(), url, body, headers=headers, limits=self._timeout,
                                       max_bytes=max_bytes)
         except BodyTooLarge:
             raise PortalUnavailable(f"reply larger than {max_bytes} bytes", reason="reply_too_large") from None
@@ -250,11 +308,6 @@ class PortalClient:
         if self._http is None:
             self._http = aiohttp.ClientSession()
         return self._http
-
-    def _endpoint_path(self, endpoint: Endpoint) -> str:
-        if endpoint == "integration":
-            return self._settings.integration_endpoint
-        return self._settings.share_endpoint
 
     def _report(self, service: str, result: str, seconds: float, count: int | None) -> None:
         fields: dict[str, Any] = {"service": service, "result": result, "seconds": round(seconds, 4)}
@@ -290,14 +343,7 @@ class PortalClient:
 
     async def fetch_file(self, path: str, *, max_bytes: int) -> dict[str, Any]:
         """``LayTaiLieuHoSo``'s reply for one file, unvalidated; a reply over ``max_bytes`` is refused."""
-        url = self._settings.adapter_url + self._settings.integration_endpoint
-
-        async def send(token: str) -> dict[str, Any]:
-            body = {"session": token, "madonvi": self._settings.madonvi, "service": FETCH_FILE,
-                    PULL_PARAMS["file_path"]: path}
-            return await self._post(url, body, service=FETCH_FILE, max_bytes=max_bytes)
-
-        return await self._session.send(send)
+        return await self.call("integration", FETCH_FILE, {PULL_PARAMS["file_path"]: path}, max_bytes=max_bytes)
 
     async def acknowledge_submission(self, dossier_no: str, revision: int, local_no: str | None) -> None:
         """``CapNhatDaNhanHoSo``: the portal may stop offering this revision. Harmless when repeated."""
@@ -308,12 +354,23 @@ class PortalClient:
         await self.call("integration", ACKNOWLEDGE_SUBMISSION, params)
 
 
-def _call_record(service: str, data: Any, body: bytes, result: str, seconds: float) -> CallRecord:
+def _named(params: Mapping[str, Any]) -> tuple[tuple[str, ...], int | None]:
+    """The dossiers a call names (the MaHoSo of every record or step, or the one a lookup or an acknowledgement
+    names), and how many records it carries (None: not a push), for the audit trail and the correlation header."""
+    data = params.get("data")
+    count = len(data) if isinstance(data, list) else None
+    if data is None:
+        named = params.get("mahoso", params.get(PULL_PARAMS["dossier_no"]))
+        data = {"MaHoSo": named} if isinstance(named, str) else None
     items = data if isinstance(data, list) else [data] if isinstance(data, dict) else []
     dossiers = tuple(dict.fromkeys(str(item["MaHoSo"])[:100] for item in items
                                    if isinstance(item, dict) and item.get("MaHoSo")))
-    digest = "" if service == LOGIN else hashlib.sha256(body).hexdigest()
-    return CallRecord(datetime.now(UTC), service, dossiers, len(items), digest, result, seconds)
+    return dossiers, count
+
+
+def _json_body(payload: Mapping[str, Any]) -> bytes:
+    # ASCII-escaped JSON reads the same whatever charset the adapter assumes for the body.
+    return json.dumps(payload).encode("ascii")
 
 
 def _as_dicts(items: Sequence[Mapping[str, Any]]) -> list[Any]:
@@ -358,4 +415,5 @@ def _request_headers(dstcode: str | None) -> dict[str, str]:
     return headers
 
 
-__all__ = ["LOGIN", "CallAuditor", "CallObserver", "CallRecord", "Endpoint", "PortalClient"]
+__all__ = ["LOGIN", "USERNAME_TOKEN", "CallAuditor", "CallObserver", "CallRecord", "Endpoint", "Outgoing",
+           "PortalClient", "RestWire", "Wire", "wire_for"]

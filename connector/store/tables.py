@@ -112,6 +112,9 @@ portal_calls = Table(
     Column("request_sha256", String(64), nullable=False),
     Column("result", String(100), nullable=False),  # ok, or the error's reason
     Column("seconds", Float, nullable=False),
+    # Revision 0005: rest or soap, and the SOAP call's WS-Addressing MessageID ("" without one).
+    Column("transport", String(10), nullable=False, server_default="rest"),
+    Column("message_id", String(100), nullable=False, server_default="", index=True),
 )
 
 # --- the way back (revision 0003) -------------------------------------------------------------------------
