@@ -10,6 +10,11 @@ and the way back for submissions made on the portal: ``DanhSachHoSo`` (``donViXu
 every service as unsupported for now. The rules live in ``state``, ``validation``, ``submissions`` and
 ``payment_platform``; this module moves bytes.
 
+SOAP face (``SimulatorConfig.soap_path``, ``soap_face.SoapCodec``): the same services as the WSDL's operations
+(login: ``DangNhap``), every request validated against the XSD; ``GET`` with ``?wsdl`` or ``?xsd=<file>`` serves
+the contract. Both faces share one handler, so every fault knob and chaos profile below applies to both; a
+``Fault`` may carry its own ``content_type`` (a hostile SOAP reply is a fault with ``text/xml``).
+
 Payment Platform side: ``POST`` ``SimulatorConfig.pp_query_path`` with a ``QUERY`` message, checked against
 ``pp_partner_code`` and ``pp_secret``; answered (HTTP 200) with the payment's result and ``TrangThaiGD``, or
 ``MaLoi`` 99 naming what was wrong.
@@ -62,6 +67,7 @@ from pydantic import ValidationError
 
 from connector.dev.simulator.chaos import LOGIN, ChaosInvalid, ChaosProfile, parse_profile
 from connector.dev.simulator.payment_platform import CallbackSpec, PaymentSpec
+from connector.dev.simulator.soap_face import LOGIN_SERVICE, Decoded, SoapCodec
 from connector.dev.simulator.state import (
     DEFAULT_DOSSIER_FIELDS,
     DEFAULT_STATS_FIELDS,
@@ -112,6 +118,9 @@ def create_app(config: SimulatorConfig) -> web.Application:
     app.router.add_post(config.auth_endpoint, _login)
     app.router.add_post(config.integration_endpoint, _service_handler(INTEGRATION_SERVICES))
     app.router.add_post(config.share_endpoint, _service_handler(SHARE_SERVICES))
+    codec = SoapCodec(config.soap_wsdl, config.username, config.password, config.soap_skew_seconds)
+    app.router.add_post(config.soap_path, _service_handler(INTEGRATION_SERVICES, _SoapFace(codec)))
+    app.router.add_get(config.soap_path, _documents(codec))
     app.router.add_get("/_sim/dossiers", _list_dossiers)
     app.router.add_get("/_sim/dossiers/{no:.+}", _one_dossier)
     app.router.add_delete("/_sim/dossiers/{no:.+}", _lose_dossier)
@@ -148,37 +157,80 @@ async def start_simulator(host: str, port: int, config: SimulatorConfig) -> tupl
 # --- adapter side ---------------------------------------------------------------------------------
 
 
+class _JsonFace:
+    """The REST adapter's JSON: ``{"session", "madonvi", "service", ...}`` in, the reply as JSON out."""
+
+    login_service: str | None = None  # the login has its own endpoint
+
+    async def decode(self, request: web.Request) -> Decoded | web.Response:
+        body = await _json_object(request)
+        if isinstance(body, web.Response):
+            return body
+        named = body.get("service")
+        return (named if isinstance(named, str) else ""), body, False
+
+    def encode(self, service: str, reply: Reply, status: int = 200) -> web.Response:
+        return _json(reply, status=status)
+
+
+class _SoapFace:
+    """The same calls as SOAP envelopes (``soap_face.SoapCodec``); the login is the ``DangNhap`` operation."""
+
+    login_service: str | None = LOGIN_SERVICE
+
+    def __init__(self, codec: SoapCodec) -> None:
+        self.codec = codec
+
+    async def decode(self, request: web.Request) -> Decoded | web.Response:
+        if request.content_type not in ("text/xml", "application/soap+xml"):
+            return self.codec.fault("Client", "Content-Type must be text/xml")
+        return self.codec.decode(await request.read())  # larger than client_max_size: aiohttp answers 413
+
+    def encode(self, service: str, reply: Reply, status: int = 200) -> web.Response:
+        return self.codec.encode(service, reply, status)
+
+
+Face = _JsonFace | _SoapFace
+JSON_FACE = _JsonFace()
+
+
 async def _login(request: web.Request) -> web.StreamResponse:
     state = request.app[SIMULATOR_STATE]
     with state.meter.track():
         body = await _adapter_request(request)
         if isinstance(body, web.Response):
             return body
-        refusal, late = await _before_serving(request, LOGIN)
-        if refusal is not None:
-            return refusal
-        reply = state.login(body)
-        await _pause(request.app, late)
-        return _json(reply)
+        return await _serve_login(request, JSON_FACE, body)
 
 
-def _service_handler(services: Mapping[str, ServiceCall]) -> Handler:
+async def _serve_login(request: web.Request, face: Face, body: dict[str, Any]) -> web.StreamResponse:
+    refusal, late = await _before_serving(request, LOGIN)
+    if refusal is not None:
+        return refusal
+    reply = request.app[SIMULATOR_STATE].login(body)
+    await _pause(request.app, late)
+    return face.encode(LOGIN_SERVICE, reply)
+
+
+def _service_handler(services: Mapping[str, ServiceCall], face: Face = JSON_FACE) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         state = request.app[SIMULATOR_STATE]
         with state.meter.track():
-            body = await _adapter_request(request)
-            if isinstance(body, web.Response):
-                return body
-            named = body.get("service")
-            service = named if isinstance(named, str) else ""
+            state.note_dstcode(request.headers.get("dstcode"))
+            decoded = await face.decode(request)
+            if isinstance(decoded, web.Response):
+                return decoded
+            service, body, signed = decoded
+            if service == face.login_service:
+                return await _serve_login(request, face, body)
             refusal, late = await _before_serving(request, service)
             if refusal is not None:
                 return refusal
             # The adapter authenticates before it looks at what is asked.
-            if not state.use_session(body.get("session")):
+            if not signed and not state.use_session(body.get("session")):
                 state.count_call(service, "session_expired")
                 await _pause(request.app, late)
-                return _json(SESSION_INVALID, status=401)
+                return face.encode(service, SESSION_INVALID, status=401)
             crash = state.chaos.crash_status(service, body.get("data"))
             if crash is not None:
                 state.count_call(service, f"crash_{crash}")
@@ -188,9 +240,16 @@ def _service_handler(services: Mapping[str, ServiceCall]) -> Handler:
             state.count_call(service, "withheld" if withheld is not None else outcome_of(reply))
             # Applied; the client that gives up meanwhile cannot know (it cancels this handler).
             await _pause(request.app, late + (withheld or 0.0))
-            return _json(reply)
+            return face.encode(service, reply)
 
     return handle
+
+
+def _documents(codec: SoapCodec) -> Handler:
+    async def serve_document(request: web.Request) -> web.StreamResponse:
+        return codec.document(request.query)
+
+    return serve_document
 
 
 def _dispatch(
@@ -234,8 +293,10 @@ async def _before_serving(request: web.Request, service: str) -> tuple[web.Strea
             return None, fault.delay_seconds  # only late: served first, answered after the delay
         await _pause(request.app, fault.delay_seconds)
         state.count_call(service, f"fault_{fault.status}")
-        headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else None
-        return web.Response(status=fault.status, text=fault.body, headers=headers), 0.0
+        headers = {"Content-Type": fault.content_type}
+        if fault.retry_after is not None:
+            headers["Retry-After"] = fault.retry_after
+        return web.Response(status=fault.status, body=fault.body.encode("utf-8"), headers=headers), 0.0
     verdict = state.chaos_verdict(service)
     if verdict.close:
         state.count_call(service, verdict.outcome)
@@ -244,8 +305,8 @@ async def _before_serving(request: web.Request, service: str) -> tuple[web.Strea
     if verdict.status is None:
         return None, 0.0
     state.count_call(service, verdict.outcome)
-    headers = {"Retry-After": str(verdict.retry_after)} if verdict.retry_after is not None else None
-    return web.Response(status=verdict.status, text="simulated chaos", headers=headers), 0.0
+    chaos_headers = {"Retry-After": str(verdict.retry_after)} if verdict.retry_after is not None else None
+    return web.Response(status=verdict.status, text="simulated chaos", headers=chaos_headers), 0.0
 
 
 def _drop_connection(request: web.Request) -> web.Response:

@@ -18,6 +18,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -52,6 +53,11 @@ class SimulatorConfig:
     pp_partner_code: str = "PORTALSYNC"
     pp_secret: str = "pp-secret"  # noqa: S105 - the simulator's own test secret
     pp_query_path: str = "/pp/query"
+    # The SOAP face (``soap_face``): its path, its WSDL (None: the one the project ships), and how far a
+    # UsernameToken's Created may be from now.
+    soap_path: str = "/soap"
+    soap_wsdl: Path | None = None
+    soap_skew_seconds: float = 300
 
 
 class Fault(BaseModel):
@@ -70,6 +76,7 @@ class Fault(BaseModel):
     retry_after: str | None = None
     service: str | None = None
     body: str = "simulated fault"
+    content_type: str = Field("text/plain", max_length=200)  # a hostile reply may claim to be SOAP or JSON
 
     def matches(self, service: str) -> bool:
         if self.service is None:
