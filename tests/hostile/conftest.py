@@ -4,6 +4,6 @@ For every input: the daemon (or the component) keeps running, the input ends as 
 recorded failure naming the field, the next valid input is still delivered, and no secret or identity
 reaches a log line. The broker, simulator and daemon fixtures are the integration suite's own."""
 
-from tests.integration.conftest import portal_url, start_daemon
+from tests.integration.conftest import portal_url, start_daemon, transport
 
-__all__ = ["portal_url", "start_daemon"]
+__all__ = ["portal_url", "start_daemon", "transport"]

@@ -7,14 +7,22 @@ from pathlib import Path
 import pytest
 
 from connector.dev.simulator.app import start_simulator
-from tests.integration.pipeline_harness import SIM
+from tests.integration.pipeline_harness import SIM, PortalUrl
 
 
 @pytest.fixture
-async def portal_url() -> AsyncIterator[str]:
-    """The portal simulator on a free loopback port, fresh for each test."""
+def transport(request: pytest.FixtureRequest) -> str:
+    """The transport the daemon speaks to the simulator: "rest" unless a module parametrizes it
+    (``pytestmark = over_both_transports``)."""
+    return str(getattr(request, "param", "rest"))
+
+
+@pytest.fixture
+async def portal_url(transport: str) -> AsyncIterator[PortalUrl]:
+    """The portal simulator on a free loopback port, fresh for each test; it serves REST and SOAP, and the URL
+    carries the transport the test's daemon is configured with (``daemon_config`` reads it)."""
     runner, url = await start_simulator("127.0.0.1", 0, SIM)
-    yield url
+    yield PortalUrl(url, transport)
     await runner.cleanup()
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import yaml
 
 from connector.config import DEFAULT_MAPPINGS_DIR, Settings, load_settings
@@ -22,6 +23,35 @@ from tests.kafkatools import GROUP_TIMING, wait_for_committed
 
 SIM = SimulatorConfig()
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=10)
+TRANSPORTS = ("rest", "soap")
+# For a module whose tests must hold over both transports: ``pytestmark = over_both_transports``.
+over_both_transports = pytest.mark.parametrize("transport", TRANSPORTS, indirect=True)
+
+
+class PortalUrl(str):
+    """The simulator's base URL, and the transport a daemon pointed at it uses."""
+
+    transport: str
+
+    def __new__(cls, url: str, transport: str = "rest") -> PortalUrl:
+        made = super().__new__(cls, url)
+        made.transport = transport
+        return made
+
+
+def portal_config(portal_url: str, transport: str | None = None) -> dict[str, Any]:
+    """``portal`` settings for the simulator at ``portal_url``, over ``transport`` (default: the URL's)."""
+    chosen = transport or getattr(portal_url, "transport", "rest")
+    return {
+        "transport": chosen,
+        "adapter_url": str(portal_url),
+        "soap": {"address": f"{portal_url}{SIM.soap_path}"},
+        "username": SIM.username,
+        "password": SIM.password,
+        "madonvi": "000.00.01.G12",
+        "timeout_seconds": 10,
+        "retry": {"initial_backoff_seconds": 0.02, "max_backoff_seconds": 0.5},
+    }
 
 
 @dataclass(frozen=True)
@@ -40,14 +70,7 @@ def daemon_config(bootstrap: str, portal_url: str, topics: Topics, state_dir: Pa
             # A short session makes the group form quickly (the local broker waits half of it).
             **GROUP_TIMING,
         },
-        "portal": {
-            "adapter_url": portal_url,
-            "username": SIM.username,
-            "password": SIM.password,
-            "madonvi": "000.00.01.G12",
-            "timeout_seconds": 10,
-            "retry": {"initial_backoff_seconds": 0.02, "max_backoff_seconds": 0.5},
-        },
+        "portal": portal_config(portal_url),
         "state": {"url": f"sqlite+aiosqlite:///{state_dir / 'state.db'}"},
         "admin": {"listen": "127.0.0.1:0"},
         "log": {"level": "debug", "format": "json"},

@@ -33,6 +33,7 @@ from tests.integration.pipeline_harness import (
     assert_portal_holds_newest,
     daemon_config,
     inject_fault,
+    over_both_transports,
     portal_dossiers,
     portal_stats,
     pushed_versions,
@@ -43,7 +44,7 @@ from tests.integration.pipeline_harness import (
 )
 from tests.kafkatools import committed_offsets, consume_all, produce, wait_for_committed
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, over_both_transports]
 
 EVENTS_SEED = 31
 KILLS_SEED = 2024  # where the kills land: another seed, other crash points

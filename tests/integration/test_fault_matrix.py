@@ -20,13 +20,14 @@ from tests.integration.pipeline_harness import (
     Topics,
     assert_portal_holds_newest,
     daemon_config,
+    over_both_transports,
     run_until_committed,
     unique_group,
 )
 from tests.integration.test_outage import assert_dlq_empty
 from tests.kafkatools import produce
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, over_both_transports]
 
 RATE_LIMIT = 60  # requests per second
 OUTAGE_SECONDS = float(os.environ.get("PORTAL_SYNC_TEST_OUTAGE_SECONDS", "20"))

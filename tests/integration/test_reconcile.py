@@ -37,6 +37,7 @@ from tests.integration.pipeline_harness import (
     daemon_config,
     expected_portal_state,
     inject_fault,
+    over_both_transports,
     portal_dossiers,
     portal_stats,
     records_pushed,
@@ -98,6 +99,7 @@ def events_of(messages: list[SampleMessage]) -> dict[str, Any]:
     return newest
 
 
+@over_both_transports
 async def test_backfill_fills_a_new_portal_with_the_newest_state_of_each_dossier(synced, portal_url) -> None:
     await sim(portal_url, "POST", "/_sim/reset")  # a new, empty portal environment
 
@@ -141,6 +143,7 @@ async def test_backfill_selects_by_procedure_agency_and_reception_time(synced, p
     assert (code, none["counts"]) == (0, {})
 
 
+@over_both_transports
 async def test_reconcile_reports_lost_and_changed_dossiers_and_fix_sends_them_again(synced, portal_url) -> None:
     numbers = sorted(synced.newest)
     lost, changed = numbers[:3], numbers[3:5]
@@ -233,6 +236,7 @@ class DaemonMovesOn:
 
 
 @SQLITE_ONLY
+@over_both_transports
 async def test_a_backfill_never_leaves_an_older_state_over_one_the_daemon_synced_meanwhile(synced,
                                                                                              portal_url) -> None:
     settings = load_settings(synced.config)
@@ -289,6 +293,7 @@ async def test_reception_times_are_compared_as_instants_whatever_their_zone(kind
 
 
 @SQLITE_ONLY
+@over_both_transports
 async def test_a_replay_never_leaves_an_older_state_over_one_the_daemon_synced_meanwhile(synced,
                                                                                            portal_url) -> None:
     """The same race for a replay: its event is newer than the ledger when read, the daemon syncs a still

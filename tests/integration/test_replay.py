@@ -15,13 +15,14 @@ import pytest
 from connector.config import DEFAULT_MAPPINGS_DIR
 from tests.integration.pipeline_harness import (
     assert_portal_holds_newest,
+    over_both_transports,
     portal_stats,
     records_pushed,
 )
 from tests.integration.replay_scenario import FAILING, UNMAPPED, numbered, portal_sync, run_with_an_unmapped_procedure
 from tests.integration.test_admin_openapi import check_printed
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, over_both_transports]
 
 async def test_unmapped_procedure_failures_are_listed_fixed_and_replayed(topics, kafka_bootstrap, portal_url,
                                                                          tmp_path) -> None:

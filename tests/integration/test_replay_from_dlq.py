@@ -15,13 +15,14 @@ from connector.store import StateStore
 from connector.store.tables import failure_attempts, sync_failures
 from tests.integration.pipeline_harness import (
     assert_portal_holds_newest,
+    over_both_transports,
     records_pushed,
 )
 from tests.integration.replay_scenario import FAILING, numbered, portal_sync, run_with_an_unmapped_procedure
 from tests.integration.test_admin_openapi import check_printed
 from tests.kafkatools import produce
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, over_both_transports]
 
 
 async def test_dlq_records_missing_from_the_failure_table_are_taken_back_and_replayed(

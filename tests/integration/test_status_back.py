@@ -33,10 +33,11 @@ from connector.store.tables import dossier_ledger
 from tests.factories import encode, event_dict, portal_record
 from tests.integration.pipeline_harness import (
     HTTP_TIMEOUT,
-    SIM,
     Topics,
     daemon_settings,
     inject_fault,
+    over_both_transports,
+    portal_config,
     portal_dossiers,
     run_until_committed,
     unique_group,
@@ -111,6 +112,7 @@ def outcomes(service: Service) -> Counter[tuple[str, str]]:
 
 
 @pytest.mark.broker
+@over_both_transports
 async def test_a_dossier_from_the_national_portal_gets_its_newest_status_back_and_the_ledger_keeps_it(
     kafka_bootstrap, topics, portal_url, tmp_path
 ) -> None:
@@ -164,11 +166,12 @@ async def test_a_dossier_from_the_national_portal_gets_its_newest_status_back_an
 
 def portal_settings(portal_url: str, tmp_path: Any) -> Any:
     return load_settings(None, portal={
-        "adapter_url": portal_url, "username": SIM.username, "password": SIM.password, "madonvi": AGENCY,
-        "timeout_seconds": 10, "retry": {"initial_backoff_seconds": 0.01, "max_backoff_seconds": 0.05},
+        **portal_config(portal_url), "madonvi": AGENCY,
+        "retry": {"initial_backoff_seconds": 0.01, "max_backoff_seconds": 0.05},
     }, state={"url": f"sqlite+aiosqlite:///{tmp_path / 'state.db'}"})
 
 
+@over_both_transports
 async def test_a_backfill_sends_a_status_back_again_as_a_status_back(portal_url, tmp_path) -> None:
     await register_submissions(portal_url, FROM_PORTAL_A)
     settings = portal_settings(portal_url, tmp_path)
@@ -199,6 +202,7 @@ async def test_a_backfill_sends_a_status_back_again_as_a_status_back(portal_url,
     assert (ledger[FROM_PORTAL_A][3], ledger[LOCAL][3]) == ("status_back", "backfilled")
 
 
+@over_both_transports
 async def test_each_status_back_is_one_call_for_one_dossier_waited_out_and_refused_as_a_record(
     portal_url, tmp_path,
 ) -> None:

@@ -34,7 +34,7 @@ from connector.push.mapping import load_mappings
 from connector.store import StateStore
 from connector.store.way_back import InboundStore, SubmissionKey
 from tests.conftest import TopicFactory
-from tests.integration.pipeline_harness import SIM
+from tests.integration.pipeline_harness import over_both_transports, portal_config
 from tests.integration.served_in_thread import ServedInThread
 
 AGENCY = "000.00.01.G12"
@@ -45,8 +45,7 @@ TOKEN = "inbound-token-for-tests"
 def _settings(tmp_path: Path, bootstrap: str, topic: str, portal_url: str = "http://127.0.0.1:9") -> Settings:
     return load_settings(None, **{
         "kafka": {"bootstrap_servers": bootstrap, "topics": {"submissions": topic}},
-        "portal": {"adapter_url": portal_url, "username": SIM.username, "password": SIM.password,
-                   "madonvi": AGENCY, "rate_limit": {"requests_per_second": 1000},
+        "portal": {**portal_config(portal_url), "madonvi": AGENCY, "rate_limit": {"requests_per_second": 1000},
                    "retry": {"initial_backoff_seconds": 0.02, "max_backoff_seconds": 0.2}},
         "state": {"url": f"sqlite+aiosqlite:///{tmp_path / 'state.db'}"},
         "submissions": {"attachments_dir": str(tmp_path / "attachments"), "max_inline_bytes": 4096,
@@ -147,6 +146,7 @@ async def test_a_pushed_dossier_that_breaks_a_rule_is_refused_naming_the_field_a
     assert await wired.inbound.unpublished() == []
 
 
+@over_both_transports
 async def test_a_polled_submission_whose_file_does_not_hash_is_rejected_and_not_acknowledged(
         wired: Wired, portal_url: str) -> None:
     good = _pushed(f"{AGENCY}-261124-0003", 1, [b"good file"])

@@ -27,9 +27,17 @@ import pytest
 from connector.config import KafkaSettings
 from connector.kafka import read_topic
 from connector.outbox.relay import MESSAGE_ID_HEADER
-from tests.integration.pipeline_harness import SIM, Topics, daemon_config, unique_group, wait_until, write_config
+from tests.integration.pipeline_harness import (
+    SIM,
+    Topics,
+    daemon_config,
+    over_both_transports,
+    unique_group,
+    wait_until,
+    write_config,
+)
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, over_both_transports]
 
 AGENCY = "000.00.01.G12"
 SUBMISSIONS = 1_000
