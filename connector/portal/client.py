@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 import aiohttp
 import structlog
+from aiolimiter import AsyncLimiter
 
 from connector.config import PortalSettings
 from connector.errors import ConfigError, PermanentError, SyncError
@@ -28,6 +29,7 @@ from connector.portal.errors import (
     PortalUnavailable,
     SessionExpired,
     classify_reply,
+    login_refused,
 )
 from connector.portal.session import PortalSession
 from connector.untrusted import BodyTooLarge, read_body
@@ -160,6 +162,8 @@ class PortalClient:
         self._owns_http = http is None
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
         self._session = PortalSession(self._request_token)
+        # One slot of it is taken before every HTTP request, the login included (the gateway's rate limit).
+        self.pace: AsyncLimiter | None = None
 
     async def __aenter__(self) -> PortalClient:
         return self
@@ -271,6 +275,8 @@ class PortalClient:
     async def _post(self, service: str, build: Callable[[], Outgoing],
                     read: Callable[[int, Mapping[str, str], bytes], T], *, dossiers: tuple[str, ...],
                     count: int | None, max_bytes: int) -> T:
+        if self.pace is not None:
+            await self.pace.acquire()  # before the clock starts: the call's seconds are the adapter's
         started = time.perf_counter()
         result = "cancelled"  # stays so only if the caller cancels us mid-call
         body, message_id = b"", ""
@@ -383,9 +389,11 @@ def _classify_login_reply(status: int, headers: Mapping[str, str], body: bytes) 
         reply = classify_reply(status, headers, body, expired_codes=())
     except (SessionExpired, PermanentError) as exc:
         # A refused login is not an expired session: logging in again would not help.
-        refused = LoginFailed(f"login refused: {exc.message}")
-        refused.quotes_remote_text = exc.quotes_remote_text
-        raise refused from exc
+        refused: LoginFailed | None = login_refused(exc)
+    else:
+        refused = None
+    if refused is not None:
+        raise refused  # outside the handler: no chained error quoting the reply (it may hold a session)
     token = reply.get("session")
     if not isinstance(token, str) or not token:
         raise PortalUnavailable("login reply carries no session", reason="malformed_reply")

@@ -88,6 +88,12 @@ class PortalGateway:
         # Capacity 1, refilled at the rate: no burst, so no 1-second window ever holds more than rate + 1.
         self._limiter = AsyncLimiter(1, 1 / settings.rate_limit.requests_per_second)
         self._concurrency = asyncio.Semaphore(settings.rate_limit.max_concurrent_requests)
+        # The real client paces each HTTP request itself, so a call's login, its re-send after an expired
+        # session and a create re-sent as an update keep to the rate too; another Portal is paced per call.
+        self._pace_calls: contextlib.AbstractAsyncContextManager[Any] = self._limiter
+        if isinstance(portal, PortalClient):
+            portal.pace = self._limiter
+            self._pace_calls = contextlib.nullcontext()
         self._breaker = CircuitBreaker(settings.circuit_breaker, now=clock())
         self._waiting: set[RetryHistory] = set()  # calls retrying a service-wide error
         # Per service, calls the adapter answered (success or a record's own refusal): one service may be
@@ -242,7 +248,7 @@ class PortalGateway:
         if not self._breaker.allow(now):
             raise BreakerOpen("the adapter is failing; calls are held back", reason="circuit_open",
                               retry_after=max(self._breaker.seconds_until_probe(now), 0.1))
-        async with self._limiter, self._concurrency:
+        async with self._pace_calls, self._concurrency:
             try:
                 result = await send()
             except SyncError as error:
