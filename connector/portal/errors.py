@@ -103,6 +103,19 @@ class LoginFailed(PermanentError):
         super().__init__(message, reason=reason)
 
 
+# Refusals whose text is a SOAP fault's own text, never the start of the reply's body.
+_FAULT_REASONS = frozenset({"soap_fault_client", "soap_fault_server", "soap_fault_unknown"})
+
+
+def login_refused(error: SyncError) -> LoginFailed:
+    """A refused login, without what the reply's body would quote (it may hold a session token): the far side's
+    own message when it gave one, else only the kind of refusal. Raise it outside the handler: the cause quotes."""
+    own = error.reason in _FAULT_REASONS or (isinstance(error, PortalRejected) and error.error_code is not None)
+    refused = LoginFailed(f"login refused: {error.message}" if own else f"login refused: {error.reason}")
+    refused.quotes_remote_text = own
+    return refused
+
+
 def classify_reply(
     status: int, headers: Mapping[str, str], body: bytes, *, expired_codes: Collection[str],
     max_bytes: int = MAX_REPLY_BYTES,
@@ -254,6 +267,7 @@ __all__ = [
     "classify_reply",
     "header_value",
     "is_success_text",
+    "login_refused",
     "message_text",
     "normalise_code",
     "parse_retry_after",

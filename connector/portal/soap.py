@@ -34,6 +34,7 @@ import base64
 import copy
 import hashlib
 import os
+import re
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,12 +56,14 @@ from zeep.xsd.types import builtins
 from connector.config import SOAP_SERVICES, PortalSettings, SoapSettings
 from connector.errors import ConfigError, PermanentError, SyncError
 from connector.portal.errors import (
+    SUCCESS_CODES,
     LoginFailed,
     PortalRejected,
     PortalUnavailable,
     SessionExpired,
     classify_coded,
     header_value,
+    login_refused,
     message_text,
     normalise_code,
     parse_retry_after,
@@ -75,9 +78,15 @@ log = structlog.get_logger(__name__)
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
 WSA = "http://www.w3.org/2005/08/addressing"
+WSA_NAMESPACES = frozenset({WSA, "http://schemas.xmlsoap.org/ws/2004/08/addressing"})
+WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
+WSS_MESSAGE_SECURITY = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-soap-message-security-1.0"
 XSD = "http://www.w3.org/2001/XMLSchema"
 WSDL = "http://schemas.xmlsoap.org/wsdl/"
 LOGIN_SERVICE = "DangNhap"
+# WS-Security 1.0's fault codes for a credential refused: our configuration's trouble, not the record's.
+WSSE_REFUSALS = frozenset({"FailedAuthentication", "InvalidSecurityToken", "InvalidSecurity", "FailedCheck"})
 MAX_PATH_CHARS = 300  # of an element's path in an error
 
 # Parsing replies: strict (no recovery from broken XML), no DTD, no entity, nothing fetched, no huge trees.
@@ -267,10 +276,21 @@ class SoapContract:
         self.address: str = address
         self.operations = {name: self._operation(name, settings.operations.get(name, name)) for name in SOAP_SERVICES
                            if settings.operations.get(name, name) in port.binding._operations}
+        for operation in self.operations.values():
+            for element in (operation.request.qname, operation.reply.qname):
+                if not self.declares(element):
+                    raise ConfigError(f"portal.soap.wsdl: {wsdl.name}: the schemas do not declare {element} "
+                                      f"({operation.name}): an import that could not be located?")
         self.session_header = self._global("session_header", settings.session_header)
         self.dossier_header = (None if settings.dossier_header is None
                                else self._global("dossier_header", settings.dossier_header))
         self.fault_detail = self._global("fault_detail", settings.fault_detail)
+
+    def declares(self, qname: str) -> bool:
+        """Does the validator know a global element ``qname``? (libxml2 skips an import it cannot locate with a
+        warning only; this finds it at start, not on the first call.)"""
+        self.schema.validate(etree.Element(qname))
+        return not any(e.type_name == "SCHEMAV_CVC_ELT_1" for e in self.schema.error_log)
 
     def operation(self, service: str) -> Operation:
         found = self.operations.get(service)
@@ -383,14 +403,15 @@ def _schema_of(wsdl: Path) -> tuple[etree.XMLSchema, frozenset[str]]:
     inline: dict[str, bytes] = {}
     namespaces: dict[str, str] = {}  # target namespace -> where its schema is
     schemas = root.findall(f"{{{WSDL}}}types/{{{XSD}}}schema")
+    base = wsdl.as_uri()
+    # Named as lxml asks for them (absolute, beside the WSDL); served by _InlineSchemas, never read from disk.
+    urls = [urljoin(base, f"{wsdl.name}.inline-schema-{index}.xsd") for index in range(len(schemas))]
     for index, schema in enumerate(schemas):
         copied = etree.Element(schema.tag, attrib=dict(schema.attrib), nsmap=schema.nsmap)
         copied.extend(copy.deepcopy(child) for child in schema)
-        url = f"inline-schema-{index}.xsd"
-        namespaces.setdefault(schema.get("targetNamespace", ""), url)
-        inline[url] = b""  # filled below, once every inline namespace is known
+        namespaces.setdefault(schema.get("targetNamespace", ""), urls[index])
+        inline[urls[index]] = b""  # filled below, once every inline namespace is known
         schemas[index] = copied
-    base = wsdl.as_uri()
     for index, schema in enumerate(schemas):
         for imported in schema.findall(f"{{{XSD}}}import") + schema.findall(f"{{{XSD}}}include"):
             location = imported.get("schemaLocation")
@@ -400,7 +421,7 @@ def _schema_of(wsdl: Path) -> tuple[etree.XMLSchema, frozenset[str]]:
                 imported.set("schemaLocation", urljoin(base, location))
             elif imported.get("namespace") in namespaces:
                 imported.set("schemaLocation", namespaces[imported.get("namespace", "")])
-        inline[f"inline-schema-{index}.xsd"] = etree.tostring(schema)
+        inline[urls[index]] = etree.tostring(schema)
     # The validator's root imports every namespace once, straight from where it is written: libxml2 does not
     # follow an import made by a schema that declares nothing itself (a WSDL's "imports only" schema).
     locations: dict[str, str] = {}
@@ -432,7 +453,7 @@ def _global_elements(wsdl: Path, inline: Mapping[str, bytes]) -> Iterable[str]:
             yield f"{{{namespace}}}{element.get('name')}"
         for imported in schema.findall(f"{{{XSD}}}import") + schema.findall(f"{{{XSD}}}include"):
             location = imported.get("schemaLocation", "")
-            if location.startswith("file:") and location not in seen:
+            if location.startswith("file:") and location not in seen and location not in inline:
                 seen.add(location)
                 path = Path(unquote(urlparse(location).path))
                 pending.append(etree.parse(str(path), etree.XMLParser(**_SCHEMA_PARSER_OPTIONS)).getroot())
@@ -453,6 +474,10 @@ class Fault:
     dossier: str | None = None
 
 
+# A DOCTYPE before the root element: after a BOM, the XML declaration, comments and processing instructions.
+_DOCTYPE_IN_PROLOG = re.compile(rb"(?:\xef\xbb\xbf)?\s*(?:<\?.*?\?>\s*|<!--.*?-->\s*)*<!DOCTYPE", re.S | re.I)
+
+
 def parse_reply(body: bytes) -> etree._Element:
     """The Envelope of a reply, parsed by zeep's hardened parser. ``PortalUnavailable``: ``unsafe_xml`` for a DTD or
     an entity (refused, never expanded or fetched), ``malformed_reply`` for what is not XML."""
@@ -463,6 +488,9 @@ def parse_reply(body: bytes) -> etree._Element:
         raise PortalUnavailable(f"reply refused: {type(exc).__name__} (no DTD or entity is read)",
                                 reason="unsafe_xml") from None
     except (zeep.exceptions.XMLSyntaxError, ValueError) as exc:
+        if _DOCTYPE_IN_PROLOG.match(body):  # libxml2's own entity limits stopped it before zeep's DTD check
+            raise PortalUnavailable("reply refused: it declares a DTD (no DTD or entity is read)",
+                                    reason="unsafe_xml") from None
         raise quoting(PortalUnavailable(f"reply is not XML: {quoted_body(body)}", reason="malformed_reply")) from exc
     if not isinstance(root.tag, str):
         raise PortalUnavailable("reply is not XML", reason="malformed_reply")
@@ -505,15 +533,18 @@ class SoapWire:
         headers = self._headers(operation, token, message_id, dossiers)
         try:
             envelope = self.contract.client.create_message(  # type: ignore[no-untyped-call]
-                self.contract.proxy, operation.name, _soapheaders=headers, **values)
+                self.contract.proxy, operation.name, **values)
         except (TypeError, ValueError, zeep.exceptions.Error) as exc:
             raise RequestInvalid(f"{service}: {exc}"[:1000]) from None
+        self._set_headers(envelope, headers)
         if token is not None and not self.logs_in:
             password = self._settings.password_value()
+            digest = self._soap.password_type == "digest"  # noqa: S105 - a setting's value, not a password
             token_header = UsernameToken(  # type: ignore[no-untyped-call]
-                self._settings.username, password, use_digest=self._soap.password_type == "digest",  # noqa: S105
-                zulu_timestamp=True)
+                self._settings.username, password, use_digest=digest, zulu_timestamp=True)
             token_header.apply(envelope, {})  # type: ignore[no-untyped-call]
+            if not digest:  # zeep sends no Nonce or Created with a PasswordText: ours guard against a replay
+                _add_nonce_and_created(envelope)
         body = envelope.find(f"{{{self.contract.version}}}Body")
         payload = body[0] if body is not None and len(body) else None
         if payload is not None and not self.contract.schema.validate(payload):
@@ -549,6 +580,17 @@ class SoapWire:
             headers.append(named)
         return headers
 
+    def _set_headers(self, envelope: etree._Element, headers: Sequence[etree._Element]) -> None:
+        """Our headers, in place of any WS-Addressing ones zeep wrote itself (it does when the WSDL declares
+        ``wsam:Action``, with the WSDL's address and a MessageID of its own)."""
+        header = envelope.find(f"{{{self.contract.version}}}Header")
+        if header is None:
+            header = etree.Element(f"{{{self.contract.version}}}Header")
+            envelope.insert(0, header)
+        for element in [e for e in header if isinstance(e.tag, str) and etree.QName(e).namespace in WSA_NAMESPACES]:
+            header.remove(element)
+        header.extend(headers)
+
     def _warn_dropped(self, service: str, dropped: Collection[str]) -> None:
         new = sorted(set(dropped) - self._warned)
         if new:
@@ -561,9 +603,11 @@ class SoapWire:
         try:
             reply = self.reply(LOGIN_SERVICE, status, headers, body, expired_codes=())
         except (SessionExpired, PermanentError) as exc:
-            refused = LoginFailed(f"login refused: {exc.message}")
-            refused.quotes_remote_text = exc.quotes_remote_text
-            raise refused from exc
+            refused: LoginFailed | None = login_refused(exc)
+        else:
+            refused = None
+        if refused is not None:
+            raise refused  # outside the handler: no chained error quoting the reply (it may hold a session)
         token = reply.get("session")
         if not isinstance(token, str) or not token:
             raise PortalUnavailable("login reply carries no session", reason="malformed_reply")
@@ -632,11 +676,14 @@ class SoapWire:
             code = fault.findtext("faultcode") or ""
             text = fault.findtext("faultstring") or ""
             detail = fault.find("detail")
-        local_code = code.strip().rpartition(":")[2][:64]
+        # SOAP 1.1 codes may be refined with dots (Client.Authentication, Server.userException): the class decides.
+        local_code = code.strip().rpartition(":")[2].split(".", 1)[0][:64]
         found = None if detail is None else detail.find(self.contract.fault_detail)
         if found is None or not self.contract.schema.validate(found):
             return Fault(local_code, message_text(text))
         error_code = normalise_code(found.findtext("{*}error_code"))
+        if error_code in SUCCESS_CODES:  # "success" inside a fault says nothing: the fault code decides
+            error_code = None
         return Fault(local_code, message_text(text), error_code, message_text(found.findtext("{*}message")),
                      found.findtext("{*}MaHoSo"))
 
@@ -645,6 +692,8 @@ class SoapWire:
         """A fault as the error kinds of ``connector.portal.errors``: by its detail's code when it has one, else by
         its fault code (``Server``/``Receiver``: retried; ``Client``/``Sender``: our request, every record's)."""
         retry_after = parse_retry_after(header_value(headers, "Retry-After"))
+        if fault.code in WSSE_REFUSALS:
+            return LoginFailed(f"the platform refused our WS-Security credential (SOAP fault {fault.code})")
         if fault.error_code is None:
             if fault.code in ("Client", "Sender"):
                 return quoting(PortalRejected(f"SOAP fault {fault.code}: {fault.text}", reason="soap_fault_client"))
@@ -669,6 +718,15 @@ def schema_error(schema: etree.XMLSchema) -> str:
     return f"{path}: {error.type_name}: {error.message}"[:1000]
 
 
+def _add_nonce_and_created(envelope: etree._Element) -> None:
+    token = envelope.find(f".//{{{WSSE}}}UsernameToken")
+    if token is None:
+        return
+    nonce = etree.SubElement(token, f"{{{WSSE}}}Nonce", EncodingType=f"{WSS_MESSAGE_SECURITY}#Base64Binary")
+    nonce.text = base64.b64encode(os.urandom(16)).decode()
+    etree.SubElement(token, f"{{{WSU}}}Created").text = utc_created()
+
+
 def password_digest(nonce: bytes, created: str, password: str) -> str:
     """WS-Security UsernameToken PasswordDigest: Base64(SHA-1(nonce + created + password))."""
     return base64.b64encode(hashlib.sha1(nonce + created.encode() + password.encode()).digest()).decode()  # noqa: S324
@@ -683,6 +741,8 @@ __all__ = [
     "SOAP11",
     "SOAP12",
     "WSA",
+    "WSSE",
+    "WSU",
     "Fault",
     "Operation",
     "RequestInvalid",

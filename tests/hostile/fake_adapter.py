@@ -1,7 +1,11 @@
 """A DVCQG adapter on loopback whose every reply the test writes, byte for byte, in chunks of the size it
 chooses (``web.StreamResponse``: each chunk its own write, drained before the next). The login answers a
 session; each other service answers what the test queued for it. For the hostile suites that feed the real
-``PortalClient`` replies no real adapter would send."""
+``PortalClient`` replies no real adapter would send.
+
+A SOAP request (one with a ``SOAPAction`` header, or a SOAP 1.2 ``action`` in its Content-Type) is named by the
+action's last path segment (``…/IDVCQGAdapter/DongBoHoSoMC`` is ``DongBoHoSoMC``); its login is ``DangNhap``,
+answered with ``login`` as for the REST login (a SOAP suite sets it to a ``DangNhapResponse`` envelope)."""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from connector.portal.client import PortalClient
 
 STEP_SECONDS = 15.0  # bounds every network await of these suites
 LOGIN_REPLY = b'{"error_code": 0, "message": "ok", "session": "fake-session"}'
+SOAP_LOGIN = "DangNhap"
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,7 @@ class Reply:
     content_type: str | None = "application/json"
     chunk: int = 64 * 1024
     endless: bool = False  # after the body, keep writing until the client goes away
+    headers: tuple[tuple[str, str], ...] = ()  # more reply headers (Retry-After, …)
 
 
 def json_reply(document: Any, **options: Any) -> Reply:
@@ -44,6 +50,7 @@ class FakeAdapter:
     default: Reply = field(default_factory=lambda: Reply(b'{"error_code": 0, "message": "ok", "result": []}'))
     logins: int = 0
     calls: list[str] = field(default_factory=list)
+    requests: list[tuple[str, bytes]] = field(default_factory=list)  # (service, body) of every request, login too
 
     def answer(self, service: str, *replies: Reply) -> None:
         """Queue ``replies`` for ``service``, used once each in order; then the default."""
@@ -58,14 +65,20 @@ class FakeAdapter:
         return PortalClient(self.settings(**changes))
 
     def _next(self, request: web.Request, body: bytes) -> Reply:
-        if request.path == "/api/auth":
+        action = soap_action(request)
+        if request.path == "/api/auth" or action == SOAP_LOGIN:
             self.logins += 1
+            self.requests.append((action or "login", body))
             return self.login
-        try:
-            service = str(json.loads(body).get("service"))
-        except (ValueError, AttributeError):
-            service = "?"
+        if action is not None:
+            service = action
+        else:
+            try:
+                service = str(json.loads(body).get("service"))
+            except (ValueError, AttributeError):
+                service = "?"
         self.calls.append(service)
+        self.requests.append((service, body))
         queued = self.replies.get(service)
         return queued.pop(0) if queued else self.default
 
@@ -74,6 +87,8 @@ class FakeAdapter:
         response = web.StreamResponse(status=reply.status)
         if reply.content_type is not None:
             response.headers["Content-Type"] = reply.content_type
+        for name, value in reply.headers:
+            response.headers[name] = value
         await response.prepare(request)
         try:
             for start in range(0, len(reply.body), reply.chunk):
@@ -84,6 +99,19 @@ class FakeAdapter:
         except (ConnectionError, RuntimeError):  # the client stopped reading (a refused reply): expected
             pass
         return response
+
+
+def soap_action(request: web.Request) -> str | None:
+    """The service a SOAP request names (its action's last path segment); None for a REST request."""
+    action = request.headers.get("SOAPAction")
+    if action is None:
+        for parameter in request.headers.get("Content-Type", "").split(";")[1:]:
+            name, _, value = parameter.strip().partition("=")
+            if name.lower() == "action":
+                action = value
+    if action is None:
+        return None
+    return action.strip().strip('"').rstrip("/").rpartition("/")[2] or "?"
 
 
 @pytest.fixture
@@ -100,4 +128,4 @@ async def adapter() -> AsyncIterator[FakeAdapter]:
     await asyncio.wait_for(runner.cleanup(), STEP_SECONDS)
 
 
-__all__ = ["STEP_SECONDS", "FakeAdapter", "Reply", "adapter", "json_reply"]
+__all__ = ["SOAP_LOGIN", "STEP_SECONDS", "FakeAdapter", "Reply", "adapter", "json_reply", "soap_action"]

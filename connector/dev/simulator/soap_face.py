@@ -8,8 +8,8 @@ same WSDL the client loads (``connector.portal.soap.SoapContract``; lxml on this
 - every request is read by the hardened parser and validated against the XSD before anything is served; a
   request that does not validate is a ``Client`` fault (HTTP 500) naming the element's path and the rule;
 - the session travels in the ``Session`` header (login: the ``DangNhap`` operation), or every request carries
-  a WS-Security UsernameToken: PasswordText or PasswordDigest, ``Created`` within ``soap_skew_seconds`` of now,
-  and a nonce seen once (a replay is refused);
+  a WS-Security UsernameToken: PasswordText or PasswordDigest, either with a ``Nonce`` seen once (a replay is
+  refused) and ``Created`` within ``soap_skew_seconds`` of now;
 - a reply whose ``error_code`` is not "0" is a SOAP fault (HTTP 500) whose detail (``PortalFault``) carries the
   code, the message and, when the reply names one, the dossier; a success reply holds only what the WSDL
   declares (``<Op>Response/<Op>Result``).
@@ -36,6 +36,8 @@ from connector.errors import SyncError
 from connector.portal.soap import (
     LOGIN_SERVICE,
     SOAP11,
+    WSSE,
+    WSU,
     Operation,
     SoapContract,
     build_element,
@@ -46,8 +48,6 @@ from connector.portal.soap import (
     schema_error,
 )
 
-WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
-WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
 _DIGEST = "#PasswordDigest"
 _NONCES_KEPT = 100_000
 
@@ -110,8 +110,9 @@ class SoapCodec:
         if password is None or not hmac.compare_digest(username.encode(), self._username.encode()):
             return "unknown user or no password"
         given = password.text or ""
-        if not password.get("Type", "").endswith(_DIGEST):
-            return None if hmac.compare_digest(given.encode(), self._password.encode()) else "wrong password"
+        digest = password.get("Type", "").endswith(_DIGEST)
+        if not digest and not hmac.compare_digest(given.encode(), self._password.encode()):
+            return "wrong password"
         nonce_text = token.findtext(f"{{{WSSE}}}Nonce") or ""
         created = token.findtext(f"{{{WSU}}}Created") or ""
         try:
@@ -122,9 +123,9 @@ class SoapCodec:
         now = self._clock()
         if abs(now - at) > self._skew:
             return f"Created is {now - at:.0f} s from now (allowed {self._skew:.0f})"
-        expected = password_digest(nonce, created, self._password)
+        expected = password_digest(nonce, created, self._password) if digest else self._password
         if not hmac.compare_digest(given.encode(), expected.encode()):
-            return "wrong password digest"
+            return "wrong password digest" if digest else "wrong password"
         if nonce_text in self._nonces:
             return "nonce already used"
         self._nonces[nonce_text] = now
