@@ -10,7 +10,8 @@ Sections (``BENCH_ONLY=throughput,latency`` picks some; all by default):
 - throughput  sustained events/s draining a backlog (200,000 events, 20,000 dossiers × 10, 6 partitions), from
               the first consumed event until the group's committed offsets reach the produced ends; in the
               same run the bare pipe (tests/bench/barepipe.py) drains the same events from its own topic,
-              and the daemon ÷ bare pipe ratio is reported;
+              and the daemon ÷ bare pipe ratio is reported; then a daemon over the SOAP transport drains the
+              same events from a third topic (events/s, CPU per event, SOAP ÷ REST CPU);
 - latency     a steady stream (1,000 events/s for 30 s, each a new dossier, ``occurred_at`` = when produced)
               into a running daemon: p50/p99 from ``occurred_at`` to the simulator's receipt, and from
               producing to the committed offset being observed;
@@ -336,13 +337,19 @@ async def section_throughput(report: Report, options: Options) -> None:
     ratio_fig = report.figure("throughput", "daemon ÷ bare pipe", "", size, "≥ 0.5",
                               decimals=2)
     cpu_fig = report.figure("throughput", "daemon CPU per event", "µs", size)
+    bare_cpu_fig = report.figure("throughput", "bare pipe CPU per event", "µs", size)
+    soap_fig = report.figure("throughput", "daemon over SOAP", "events/s", size)
+    soap_cpu_fig = report.figure("throughput", "daemon over SOAP CPU per event", "µs", size)
+    soap_ratio_fig = report.figure("throughput", "SOAP ÷ REST CPU per event", "", size, "≤ 2", decimals=2)
 
     async def body(run: int, workdir: Path) -> None:
         messages = list(backlog(dossiers, seed=run, events_per_dossier=EVENTS_PER_DOSSIER))
         with broker() as bootstrap:
             topic, bare_topic, dlq = unique("bench.throughput"), unique("bench.bare"), unique("bench.dlq")
-            await make_topics(bootstrap, {topic: PARTITIONS, bare_topic: PARTITIONS, dlq: 1})
+            soap_topic = unique("bench.soap")
+            await make_topics(bootstrap, {topic: PARTITIONS, bare_topic: PARTITIONS, soap_topic: PARTITIONS, dlq: 1})
             produced = await produce_fast(bootstrap, topic, ((m.key, m.value) for m in messages))
+            soap_produced = await produce_fast(bootstrap, soap_topic, ((m.key, m.value) for m in messages))
             bare_produced = await produce_fast(bootstrap, bare_topic, ((m.key, m.value) for m in messages))
             records = workdir / "bare-records.pickle"
             precompute_records(messages, bare_produced.positions, records)
@@ -379,8 +386,30 @@ async def section_throughput(report: Report, options: Options) -> None:
                               f"(batches of {batch}, polls of ≤ {max_poll})"
                               f"{_calls_text(await simulator.stats())}; "
                               f"daemon ÷ bare pipe = [bold]{drained.rate / bare.rate:.2f}[/bold]")
+                bare_cpu_fig.values.append(bare.cpu_us_per_event)
+                # The same events over the SOAP transport (the project's WSDL, zeep building the envelopes).
+                await simulator.reset()
+                soap_group = unique("bench-soap")
+                async with state_urls(options, workdir, 1) as soap_urls:  # a ledger of its own: nothing synced yet
+                    soap = await Daemon.start(workdir, "daemon-soap", started, bootstrap=bootstrap, topic=soap_topic,
+                                              dlq=dlq, group=soap_group, portal_url=simulator.url,
+                                              state_url=soap_urls[0], transport="soap")
+                    async with CommitWatcher(bootstrap, soap_group, soap_topic, range(PARTITIONS)) as watcher:
+                        over_soap = await drain([soap], watcher, soap_produced.ends,
+                                                timeout=options.drain_timeout(events),
+                                                stall_seconds=options.stall_seconds)
+                    await soap.child.stop()
+                report.timed(over_soap.seconds)
+                soap_fig.values.append(over_soap.rate)
+                soap_cpu_fig.values.append(over_soap.cpu_us_per_event)
+                soap_ratio_fig.values.append(over_soap.cpu_us_per_event / drained.cpu_us_per_event)
+                console.print(f"  run {run}/{options.runs}: daemon over SOAP {over_soap.events:,} events in "
+                              f"{over_soap.seconds:,.1f} s = [bold]{over_soap.rate:,.0f}[/bold] events/s, "
+                              f"{over_soap.cpu_us_per_event:,.0f} µs of CPU per event{_outcomes_text(over_soap)}"
+                              f"{_calls_text(await simulator.stats())}")
 
-    await each_run(report, options, body, [daemon_fig, bare_fig, ratio_fig, cpu_fig])
+    await each_run(report, options, body, [daemon_fig, bare_fig, ratio_fig, cpu_fig, bare_cpu_fig, soap_fig,
+                                           soap_cpu_fig, soap_ratio_fig])
     report.section_medians("throughput")
 
 
