@@ -1,8 +1,8 @@
-"""The DVCQG adapter client (JSON over HTTP POST).
+"""The DVCQG adapter client: JSON over HTTP POST (``RestWire``) or SOAP (``connector.portal.soap.SoapWire``).
 
-One HTTP call per method call, plus at most one re-login on an expired session. Retry policy,
-backoff, rate limits and circuit breaking belong to the pipeline; this client only reports what
-happened, as a value of ``connector.portal.errors`` and through the optional observer.
+One HTTP call per method call, plus at most one re-login on an expired session, every request paced by
+``portal.rate_limit``. Retry policy, backoff and circuit breaking belong to the gateway; this client only reports
+what happened, as a value of ``connector.portal.errors`` and through the optional observer.
 """
 
 from __future__ import annotations
@@ -162,8 +162,10 @@ class PortalClient:
         self._owns_http = http is None
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
         self._session = PortalSession(self._request_token)
-        # One slot of it is taken before every HTTP request, the login included (the gateway's rate limit).
-        self.pace: AsyncLimiter | None = None
+        # portal.rate_limit, for every HTTP request: a call's login, its re-send after an expired session and a
+        # create re-sent as an update count too. Capacity 1, refilled at the rate: no burst, so no 1-second
+        # window ever holds more than rate + 1.
+        self._pace = AsyncLimiter(1, 1 / settings.rate_limit.requests_per_second)
 
     async def __aenter__(self) -> PortalClient:
         return self
@@ -275,8 +277,7 @@ class PortalClient:
     async def _post(self, service: str, build: Callable[[], Outgoing],
                     read: Callable[[int, Mapping[str, str], bytes], T], *, dossiers: tuple[str, ...],
                     count: int | None, max_bytes: int) -> T:
-        if self.pace is not None:
-            await self.pace.acquire()  # before the clock starts: the call's seconds are the adapter's
+        await self._pace.acquire()  # before the clock starts: the call's seconds are the adapter's
         started = time.perf_counter()
         result = "cancelled"  # stays so only if the caller cancels us mid-call
         body, message_id = b"", ""

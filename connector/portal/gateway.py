@@ -1,6 +1,7 @@
-"""The gateway every adapter call goes through, the daemon's and the operators' commands' alike: rate limit,
-concurrency limit, circuit breaker, the wait-out of service-wide errors (which never fail a record), and the
-bisection of a batch the adapter refuses until the refused records are found.
+"""The gateway every adapter call goes through, the daemon's and the operators' commands' alike: concurrency
+limit (the rate limit is the client's, per HTTP request), circuit breaker, the wait-out of service-wide errors
+(which never fail a record), and the bisection of a batch the adapter refuses until the refused records are
+found.
 
 ``open_gateway`` builds the adapter client, its audit trail and the gateway in one place, for the daemon and
 for an operator's command that runs beside it.
@@ -18,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 import structlog
-from aiolimiter import AsyncLimiter
 
 from connector.batching import Settle
 from connector.config import PortalSettings, Settings
@@ -52,7 +52,7 @@ class Portal(Protocol):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The adapter, protected: rate limit, concurrency, circuit breaker, waiting out outages
+# The adapter, protected: concurrency, circuit breaker, waiting out outages
 
 
 @dataclass(eq=False)  # compared and hashed by identity: one per call
@@ -85,15 +85,8 @@ class PortalGateway:
         self._settings = settings
         self._metrics = metrics
         self._clock = clock
-        # Capacity 1, refilled at the rate: no burst, so no 1-second window ever holds more than rate + 1.
-        self._limiter = AsyncLimiter(1, 1 / settings.rate_limit.requests_per_second)
+        # The rate is kept by the client, per HTTP request (PortalClient); here, how many calls are in flight.
         self._concurrency = asyncio.Semaphore(settings.rate_limit.max_concurrent_requests)
-        # The real client paces each HTTP request itself, so a call's login, its re-send after an expired
-        # session and a create re-sent as an update keep to the rate too; another Portal is paced per call.
-        self._pace_calls: contextlib.AbstractAsyncContextManager[Any] = self._limiter
-        if isinstance(portal, PortalClient):
-            portal.pace = self._limiter
-            self._pace_calls = contextlib.nullcontext()
         self._breaker = CircuitBreaker(settings.circuit_breaker, now=clock())
         self._waiting: set[RetryHistory] = set()  # calls retrying a service-wide error
         # Per service, calls the adapter answered (success or a record's own refusal): one service may be
@@ -248,7 +241,7 @@ class PortalGateway:
         if not self._breaker.allow(now):
             raise BreakerOpen("the adapter is failing; calls are held back", reason="circuit_open",
                               retry_after=max(self._breaker.seconds_until_probe(now), 0.1))
-        async with self._pace_calls, self._concurrency:
+        async with self._concurrency:
             try:
                 result = await send()
             except SyncError as error:
