@@ -21,15 +21,14 @@ import structlog
 from aiolimiter import AsyncLimiter
 
 from connector.config import PortalSettings
-from connector.errors import ConfigError, PermanentError, SyncError
+from connector.errors import ConfigError, SyncError
 from connector.portal.errors import (
     MAX_REPLY_BYTES,
     AlreadyExists,
     LoginFailed,
     PortalUnavailable,
-    SessionExpired,
     classify_reply,
-    login_refused,
+    login_session,
 )
 from connector.portal.session import PortalSession
 from connector.untrusted import BodyTooLarge, read_body
@@ -117,7 +116,7 @@ class RestWire:
         return url, _json_body({"username": username, "password": password}), self._headers, ""
 
     def login_reply(self, status: int, headers: Mapping[str, str], body: bytes) -> str:
-        return str(_classify_login_reply(status, headers, body)["session"])
+        return login_session(lambda: classify_reply(status, headers, body, expired_codes=()))
 
     def request(self, service: str, token: str, params: Mapping[str, Any], dossiers: Sequence[str]) -> Outgoing:
         endpoint = (self._settings.share_endpoint if service in SHARE_SERVICES
@@ -383,22 +382,6 @@ def _json_body(payload: Mapping[str, Any]) -> bytes:
 def _as_dicts(items: Sequence[Mapping[str, Any]]) -> list[Any]:
     # No copies of what is already a dict: thousands of records a second pass through here.
     return [item if isinstance(item, dict) else dict(item) for item in items]
-
-
-def _classify_login_reply(status: int, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
-    try:
-        reply = classify_reply(status, headers, body, expired_codes=())
-    except (SessionExpired, PermanentError) as exc:
-        # A refused login is not an expired session: logging in again would not help.
-        refused: LoginFailed | None = login_refused(exc)
-    else:
-        refused = None
-    if refused is not None:
-        raise refused  # outside the handler: no chained error quoting the reply (it may hold a session)
-    token = reply.get("session")
-    if not isinstance(token, str) or not token:
-        raise PortalUnavailable("login reply carries no session", reason="malformed_reply")
-    return reply
 
 
 async def post_bounded(http: aiohttp.ClientSession, url: str, body: bytes, *, headers: Mapping[str, str],

@@ -30,7 +30,7 @@ citizen's data, so it goes to the failure table and the DLQ headers, not to log 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -107,9 +107,26 @@ class LoginFailed(PermanentError):
 _FAULT_REASONS = frozenset({"soap_fault_client", "soap_fault_server", "soap_fault_unknown"})
 
 
-def login_refused(error: SyncError) -> LoginFailed:
-    """A refused login, without what the reply's body would quote (it may hold a session token): the far side's
-    own message when it gave one, else only the kind of refusal. Raise it outside the handler: the cause quotes."""
+def login_session(classify: Callable[[], Mapping[str, Any]]) -> str:
+    """The session token of a login reply, read by ``classify`` (the transport's reading of a reply, without
+    expired-session codes). A refusal is ``LoginFailed`` (logging in again would not help) that never quotes the
+    reply's body, which may hold a token: the far side's own message when it gave one, else only the kind of
+    refusal; raised outside the handler, so no chained error quotes it either."""
+    try:
+        reply = classify()
+    except (SessionExpired, PermanentError) as error:
+        refused: LoginFailed | None = _login_refused(error)
+    else:
+        refused = None
+    if refused is not None:
+        raise refused
+    token = reply.get("session")
+    if not isinstance(token, str) or not token:
+        raise PortalUnavailable("login reply carries no session", reason="malformed_reply")
+    return token
+
+
+def _login_refused(error: SyncError) -> LoginFailed:
     own = error.reason in _FAULT_REASONS or (isinstance(error, PortalRejected) and error.error_code is not None)
     refused = LoginFailed(f"login refused: {error.message}" if own else f"login refused: {error.reason}")
     refused.quotes_remote_text = own
@@ -267,7 +284,7 @@ __all__ = [
     "classify_reply",
     "header_value",
     "is_success_text",
-    "login_refused",
+    "login_session",
     "message_text",
     "normalise_code",
     "parse_retry_after",

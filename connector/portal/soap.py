@@ -67,7 +67,7 @@ from connector.portal.errors import (
     SessionExpired,
     classify_coded,
     header_value,
-    login_refused,
+    login_session,
     message_text,
     normalise_code,
     parse_retry_after,
@@ -586,18 +586,7 @@ class SoapWire:
     # Replies
 
     def login_reply(self, status: int, headers: Mapping[str, str], body: bytes) -> str:
-        try:
-            reply = self.reply(LOGIN_SERVICE, status, headers, body, expired_codes=())
-        except (SessionExpired, PermanentError) as exc:
-            refused: LoginFailed | None = login_refused(exc)
-        else:
-            refused = None
-        if refused is not None:
-            raise refused  # outside the handler: no chained error quoting the reply (it may hold a session)
-        token = reply.get("session")
-        if not isinstance(token, str) or not token:
-            raise PortalUnavailable("login reply carries no session", reason="malformed_reply")
-        return token
+        return login_session(lambda: self.reply(LOGIN_SERVICE, status, headers, body, expired_codes=()))
 
     def reply(self, service: str, status: int, headers: Mapping[str, str], body: bytes, *,
               expired_codes: Collection[str] | None = None) -> dict[str, Any]:
