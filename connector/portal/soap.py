@@ -40,7 +40,7 @@ import hashlib
 import os
 import re
 import uuid
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -128,14 +128,20 @@ class Shape:
         return str(etree.QName(self.qname).localname)
 
 
-def shape_of(element: Any, *, _seen: dict[int, Shape] | None = None) -> Shape:
+MAX_SHAPE_DEPTH = 32  # a type nested deeper (or containing itself) is refused at start, never recursed into
+
+
+def shape_of(element: Any, depth: int = 0) -> Shape:
     """The shape of a zeep element (``zeep.xsd.Element``)."""
+    if depth > MAX_SHAPE_DEPTH:
+        raise ConfigError(f"portal.soap.wsdl: {element.qname} nests more than {MAX_SHAPE_DEPTH} levels deep "
+                          "(a type that contains itself?)")
     xsd_type = element.type
     repeated = element.max_occurs == "unbounded" or (isinstance(element.max_occurs, int) and element.max_occurs > 1)
     qname = str(element.qname)
     if not hasattr(xsd_type, "elements"):
         return Shape(qname, _simple_kind(xsd_type), repeated)
-    children = {name: shape_of(child) for name, child in xsd_type.elements}
+    children = {name: shape_of(child, depth + 1) for name, child in xsd_type.elements}
     many = [name for name, child in children.items() if child.repeated]
     item = many[0] if len(children) == 1 and many else None
     return Shape(qname, "complex", repeated, children, item)
@@ -262,13 +268,15 @@ class SoapContract:
             raise ConfigError(f"portal.soap.wsdl: {wsdl} is not a file")
         try:
             self.client = zeep.Client(str(wsdl), transport=_LocalFiles(), settings=_SAFE)  # type: ignore[no-untyped-call]
-            self.schema, self._globals = _schema_of(wsdl)
+            self.schema = _schema_of(wsdl)
         except ConfigError:
             raise
         except (zeep.exceptions.Error, etree.Error, OSError, ValueError, KeyError) as exc:
             raise ConfigError(f"portal.soap.wsdl: {wsdl} cannot be read: {type(exc).__name__}: {exc}"[:800]) from exc
-        service, port = _port(self.client, settings.service, settings.port)
-        self.proxy = self.client.bind(service.name, port.name)
+        # The schemas' global elements, as zeep read them (its own xs:schema element aside).
+        self._globals = frozenset(str(e.qname) for e in self.client.wsdl.types.elements
+                                  if e.qname.namespace != XSD)
+        _, port = _port(self.client, settings.service, settings.port)
         self.binding = port.binding
         self.version = SOAP12 if "Soap12" in type(port.binding).__name__ else SOAP11
         address = settings.address or port.binding_options.get("address")
@@ -319,14 +327,6 @@ class SoapContract:
             if len(found) > 1:
                 raise ConfigError(f"portal.soap.{setting}: '{name}' is in several namespaces; write {{ns}}{name}")
         raise ConfigError(f"portal.soap.{setting}: the WSDL's schemas have no global element '{name}'")
-
-    def fields_not_declared(self, service: str, sample_fields: Iterable[str], list_item: bool = True) -> list[str]:
-        """Of ``sample_fields`` (a record's keys), those the operation's ``data`` items do not declare."""
-        data = self.operation(service).request.children.get("data")
-        if data is None:
-            return sorted(sample_fields)
-        record = data.children[data.item] if data.item is not None and list_item else data
-        return sorted(set(sample_fields) - set(record.children))
 
 
 class _LocalFiles(Transport):
@@ -396,9 +396,8 @@ class _InlineSchemas(etree.Resolver):  # type: ignore[misc]
         return None
 
 
-def _schema_of(wsdl: Path) -> tuple[etree.XMLSchema, frozenset[str]]:
-    """One lxml validator for every schema of the WSDL (its ``types``, and the files they import), and the
-    qualified names of their global elements."""
+def _schema_of(wsdl: Path) -> etree.XMLSchema:
+    """One lxml validator for every schema of the WSDL (its ``types``, and the files they import)."""
     parser = etree.XMLParser(**_SCHEMA_PARSER_OPTIONS)
     root = etree.parse(str(wsdl), parser).getroot()
     inline: dict[str, bytes] = {}
@@ -440,24 +439,7 @@ def _schema_of(wsdl: Path) -> tuple[etree.XMLSchema, frozenset[str]]:
     resolving = etree.XMLParser(**_SCHEMA_PARSER_OPTIONS)
     resolving.resolvers.add(_InlineSchemas(inline))
     document = etree.fromstring(etree.tostring(wrapper), resolving, base_url=base)
-    validator = etree.XMLSchema(document)
-    return validator, frozenset(_global_elements(wsdl, inline))
-
-
-def _global_elements(wsdl: Path, inline: Mapping[str, bytes]) -> Iterable[str]:
-    seen: set[str] = set()
-    pending = [etree.fromstring(text, etree.XMLParser(**_SCHEMA_PARSER_OPTIONS)) for text in inline.values()]
-    while pending:
-        schema = pending.pop()
-        namespace = schema.get("targetNamespace", "")
-        for element in schema.findall(f"{{{XSD}}}element"):
-            yield f"{{{namespace}}}{element.get('name')}"
-        for imported in schema.findall(f"{{{XSD}}}import") + schema.findall(f"{{{XSD}}}include"):
-            location = imported.get("schemaLocation", "")
-            if location.startswith("file:") and location not in seen and location not in inline:
-                seen.add(location)
-                path = Path(unquote(urlparse(location).path))
-                pending.append(etree.parse(str(path), etree.XMLParser(**_SCHEMA_PARSER_OPTIONS)).getroot())
+    return etree.XMLSchema(document)
 
 
 # --- the wire: envelopes out, replies in --------------------------------------------------------------------

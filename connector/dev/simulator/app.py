@@ -67,7 +67,7 @@ from pydantic import ValidationError
 
 from connector.dev.simulator.chaos import LOGIN, ChaosInvalid, ChaosProfile, parse_profile
 from connector.dev.simulator.payment_platform import CallbackSpec, PaymentSpec
-from connector.dev.simulator.soap_face import LOGIN_SERVICE, Decoded, SoapCodec
+from connector.dev.simulator.soap_face import Decoded, SoapCodec
 from connector.dev.simulator.state import (
     DEFAULT_DOSSIER_FIELDS,
     DEFAULT_STATS_FIELDS,
@@ -83,6 +83,7 @@ from connector.dev.simulator.state import (
 from connector.dev.simulator.submissions import GenerationSpec, SubmissionRefused
 from connector.listeners import serve
 from connector.payments.checksum import ChecksumRefused
+from connector.portal.soap import LOGIN_SERVICE
 
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
 _DOSSIERS_PER_WRITE = 500  # the dossier list is sent in pieces of this many

@@ -34,11 +34,9 @@ from lxml import etree
 from connector.config import SoapSettings
 from connector.errors import SyncError
 from connector.portal.soap import (
-    LOGIN_SERVICE,
     SOAP11,
     WSSE,
     WSU,
-    Operation,
     SoapContract,
     build_element,
     from_xml,
@@ -172,9 +170,6 @@ class SoapCodec:
         return web.Response(status=status, body=etree.tostring(envelope, xml_declaration=True, encoding="utf-8"),
                             content_type="text/xml", charset="utf-8")
 
-    def operation_for(self, service: str) -> Operation | None:
-        return self.contract.operations.get(service)
-
     # The documents
 
     def document(self, query: Mapping[str, str]) -> web.Response:
@@ -189,4 +184,4 @@ class SoapCodec:
         return web.Response(status=404, text="ask for ?wsdl or ?xsd=<file>.xsd")
 
 
-__all__ = ["LOGIN_SERVICE", "WSSE", "WSU", "SoapCodec"]
+__all__ = ["Decoded", "SoapCodec"]
