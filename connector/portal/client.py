@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from types import TracebackType
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import structlog
@@ -58,8 +58,6 @@ class CallRecord:
 
 
 CallAuditor = Callable[[CallRecord], None]
-
-Endpoint = Literal["integration", "share"]
 
 # Catalogue services go to share_endpoint (none is called yet); everything else to integration_endpoint.
 SHARE_SERVICES = frozenset({"LayDanhSachTTHC", "LayThuTuc"})
@@ -204,11 +202,10 @@ class PortalClient:
         """"ok", the last error's "Class (reason)", or None while nothing is known (``PortalSession.readiness``)."""
         return self._session.readiness()
 
-    async def call(self, endpoint: Endpoint, service: str, params: Mapping[str, Any], *,
+    async def call(self, service: str, params: Mapping[str, Any], *,
                    max_bytes: int = MAX_REPLY_BYTES) -> dict[str, Any]:
-        """Call ``service`` with the session; return the reply when it means success. ``endpoint`` is the REST
-        adapter's (catalogues are on the share endpoint); SOAP has one address."""
-        del endpoint  # the service decides: SHARE_SERVICES
+        """Call ``service`` with the session; return the reply when it means success. Over REST the service
+        decides the endpoint (``SHARE_SERVICES``: the share endpoint); SOAP has one address."""
         dossiers, count = _named(params)
 
         async def send(token: str) -> dict[str, Any]:
@@ -239,13 +236,13 @@ class PortalClient:
 
     async def push_progress(self, steps: Sequence[Mapping[str, Any]]) -> None:
         if steps:
-            await self.call("integration", PUSH_PROGRESS, {"data": _as_dicts(steps)})
+            await self.call(PUSH_PROGRESS, {"data": _as_dicts(steps)})
 
     async def push_status(self, data: Mapping[str, Any]) -> None:
         """The status of one dossier that started on the national portal, sent back: ``type`` is the string
         "2", and ``data`` one object (not a list), so one dossier per call."""
         body = data if isinstance(data, dict) else dict(data)
-        await self.call("integration", PUSH_STATUS, {"type": "2", "data": body})
+        await self.call(PUSH_STATUS, {"type": "2", "data": body})
 
     async def lookup(self, dossier_no: str) -> dict[str, Any] | None:
         """The portal's record of ``dossier_no``, or None when the portal does not have it."""
@@ -260,7 +257,7 @@ class PortalClient:
 
     async def _push_dossiers(self, data: list[dict[str, Any]], *, updating: bool) -> None:
         # The adapter wants the strings "True"/"False", not JSON booleans.
-        await self.call("integration", PUSH_DOSSIERS, {"data": data, "isUpdating": str(updating)})
+        await self.call(PUSH_DOSSIERS, {"data": data, "isUpdating": str(updating)})
 
     async def _request_token(self) -> str:
         try:
@@ -333,7 +330,7 @@ class PortalClient:
         """One page of ``DanhSachHoSo``: the submissions for ``agency`` received in the (inclusive) window,
         as the adapter sent them (``connector.pull.national.parse_listing`` validates)."""
         p = PULL_PARAMS
-        reply = await self.call("integration", LIST_SUBMISSIONS, {
+        reply = await self.call(LIST_SUBMISSIONS, {
             p["agency"]: agency, p["first_day"]: first_day.isoformat(), p["last_day"]: last_day.isoformat(),
             p["page"]: page, p["page_size"]: page_size})
         return reply.get("result")
@@ -341,7 +338,7 @@ class PortalClient:
     async def submission(self, dossier_no: str) -> Any:
         """``TraCuuHoSo``'s record of a dossier, unvalidated (None when the portal has none): as the pull side reads a
         submission; ``lookup`` checks it for the push side."""
-        reply = await self.call("integration", LOOKUP, {"mahoso": dossier_no})
+        reply = await self.call(LOOKUP, {"mahoso": dossier_no})
         result = reply.get("result")
         if not result:
             return None
@@ -349,7 +346,7 @@ class PortalClient:
 
     async def fetch_file(self, path: str, *, max_bytes: int) -> dict[str, Any]:
         """``LayTaiLieuHoSo``'s reply for one file, unvalidated; a reply over ``max_bytes`` is refused."""
-        return await self.call("integration", FETCH_FILE, {PULL_PARAMS["file_path"]: path}, max_bytes=max_bytes)
+        return await self.call(FETCH_FILE, {PULL_PARAMS["file_path"]: path}, max_bytes=max_bytes)
 
     async def acknowledge_submission(self, dossier_no: str, revision: int, local_no: str | None) -> None:
         """``CapNhatDaNhanHoSo``: the portal may stop offering this revision. Harmless when repeated."""
@@ -357,7 +354,7 @@ class PortalClient:
         params: dict[str, Any] = {p["dossier_no"]: dossier_no, p["revision"]: str(revision), p["received"]: True}
         if local_no:
             params[p["local_no"]] = local_no
-        await self.call("integration", ACKNOWLEDGE_SUBMISSION, params)
+        await self.call(ACKNOWLEDGE_SUBMISSION, params)
 
 
 def _named(params: Mapping[str, Any]) -> tuple[tuple[str, ...], int | None]:
@@ -407,5 +404,5 @@ def _request_headers(dstcode: str | None) -> dict[str, str]:
     return headers
 
 
-__all__ = ["LOGIN", "USERNAME_TOKEN", "CallAuditor", "CallObserver", "CallRecord", "Endpoint", "Outgoing",
+__all__ = ["LOGIN", "USERNAME_TOKEN", "CallAuditor", "CallObserver", "CallRecord", "Outgoing",
            "PortalClient", "RestWire", "Wire", "wire_for"]

@@ -132,7 +132,7 @@ async def within(call: Awaitable[T]) -> T:
 
 
 async def push(client: PortalClient) -> dict[str, Any]:
-    return await within(client.call("integration", PUSH, {"isUpdating": "True", "data": [RECORD]}))
+    return await within(client.call(PUSH, {"isUpdating": "True", "data": [RECORD]}))
 
 
 async def lookup(client: PortalClient) -> Any:
@@ -475,14 +475,14 @@ async def test_a_reply_of_exactly_the_bound_is_read_and_one_byte_more_is_too_lar
                    Reply(padded(bound + 1, inside=False), content_type=XML, chunk=3),
                    Reply(padded(bound, inside=True), content_type=XML))
     async with soap_client(adapter) as client:
-        call = client.call("integration", PUSH, {"isUpdating": "False", "data": [RECORD]}, max_bytes=bound)
+        call = client.call(PUSH, {"isUpdating": "False", "data": [RECORD]}, max_bytes=bound)
         assert await within(call) == {"error_code": "0", "message": "ok"}
         with pytest.raises(PortalUnavailable) as too_large:
-            await within(client.call("integration", PUSH, {"isUpdating": "False", "data": [RECORD]},
+            await within(client.call(PUSH, {"isUpdating": "False", "data": [RECORD]},
                                      max_bytes=bound))
         assert too_large.value.reason == "reply_too_large"
         with pytest.raises(PortalUnavailable) as invalid:  # within the bound, a message over its XSD length
-            await within(client.call("integration", PUSH, {"isUpdating": "False", "data": [RECORD]},
+            await within(client.call(PUSH, {"isUpdating": "False", "data": [RECORD]},
                                      max_bytes=bound))
         assert invalid.value.reason == "invalid_reply"
         assert "SCHEMAV_CVC_MAXLENGTH_VALID" in invalid.value.message

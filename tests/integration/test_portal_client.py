@@ -271,7 +271,7 @@ async def test_the_observer_sees_every_http_call(sim: Simulator) -> None:
 
 async def test_unknown_services_are_rejected(client: PortalClient) -> None:
     with pytest.raises(PortalRejected) as caught:
-        await within(client.call("share", "LayDanhSachTTHC", {}))
+        await within(client.call("LayDanhSachTTHC", {}))
     assert "LayDanhSachTTHC" in caught.value.message
 
 

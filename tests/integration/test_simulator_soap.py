@@ -284,7 +284,7 @@ async def test_a_create_of_an_existing_dossier_is_a_fault_whose_code_reaches_the
     async with PortalClient(soap_settings(url)) as client:
         await within(client.push_dossiers([record], updating=False))
         with pytest.raises(AlreadyExists) as refused:
-            await within(client.call("integration", "DongBoHoSoMC", {"data": [record], "isUpdating": "False"}))
+            await within(client.call("DongBoHoSoMC", {"data": [record], "isUpdating": "False"}))
         assert refused.value.error_code == "-3"
         # What the client sends then: the same record as an update.
         assert await within(client.push_dossiers([record], updating=False)) is True
@@ -391,7 +391,7 @@ async def test_the_swapped_wsdl_pushes_and_looks_up_by_config_alone(simulator: S
         await within(client.push_progress([step(record["MaHoSo"])]))
         assert await within(client.lookup(record["MaHoSo"])) == record
         with pytest.raises(AlreadyExists) as refused:
-            await within(client.call("integration", "DongBoHoSoMC", {"data": [record], "isUpdating": "False"}))
+            await within(client.call("DongBoHoSoMC", {"data": [record], "isUpdating": "False"}))
         assert refused.value.error_code == "-3"
     held = await stored(url, record["MaHoSo"])
     assert held["record"] == record
