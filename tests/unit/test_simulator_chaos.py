@@ -197,6 +197,18 @@ def test_outages_count_from_the_put() -> None:
     assert state.chaos_verdict(PUSH).outcome == "outage"
 
 
+def test_an_outage_after_so_many_calls_starts_with_the_next_call_whatever_the_time() -> None:
+    clock = FakeClock()
+    state = state_with({"outages": [{"start_in_seconds": 0, "after_calls": 3, "duration_seconds": 2}]}, clock)
+    assert [state.chaos_verdict(PUSH).outcome for _ in range(3)] == ["served"] * 3
+    clock.now += 3600  # time alone opens nothing: the fourth call does
+    assert [state.chaos_verdict(s).outcome for s in (PUSH, "login")] == ["outage", "outage"]
+    clock.now += 1.99
+    assert state.chaos_verdict(PUSH).outcome == "outage"
+    clock.now += 0.01
+    assert state.chaos_verdict(PUSH).outcome == "served"
+
+
 def test_session_lifetime_override_applies_to_sessions_already_issued() -> None:
     clock = FakeClock()
     state = SimulatorState(SimulatorConfig(session_ttl_seconds=600), clock=clock)

@@ -131,11 +131,14 @@ class Burst(_Knob):
 
 
 class Outage(_Knob):
-    """From ``start_in_seconds`` after the profile was installed, for ``duration_seconds``."""
+    """From ``start_in_seconds`` after the profile was installed, for ``duration_seconds``; with ``after_calls``,
+    the clock starts at the first call after that many (an outage in the middle of a stream, however fast the
+    stream goes)."""
 
     start_in_seconds: Annotated[float, Field(ge=0, le=86_400)]
     duration_seconds: Seconds
     mode: Literal["unavailable", "reset"] = "unavailable"
+    after_calls: Annotated[int, Field(ge=0, le=1_000_000_000)] | None = None
 
     def active(self, elapsed: float) -> bool:
         return self.start_in_seconds <= elapsed < self.start_in_seconds + self.duration_seconds
@@ -206,11 +209,14 @@ class Chaos:
         self._rng = random.Random(profile.seed)  # noqa: S311 - simulated faults, not secrets
         self._window = -1
         self._window_calls = 0
+        self._calls = 0
+        self._outage_clocks: dict[int, float] = {}  # outage (by index) with after_calls -> when its clock started
 
     def verdict(self, service: str, now: float) -> Verdict:
         profile = self.profile
+        self._calls += 1
         elapsed = now - self.installed_at
-        outage = next((o for o in profile.outages if o.active(elapsed)), None)
+        outage = next((o for i, o in enumerate(profile.outages) if o.active(self._outage_elapsed(i, o, now))), None)
         if outage is not None and outage.mode == "reset":
             return Verdict(close=True, outcome="outage_reset")
         delay = profile.latency.sample_ms(self._rng) / 1000 if profile.latency is not None else 0.0
@@ -240,6 +246,14 @@ class Chaos:
         if service in PUSH_SERVICES and rate > 0 and self._rng.random() < rate:
             return self.profile.hang_seconds
         return None
+
+    def _outage_elapsed(self, index: int, outage: Outage, now: float) -> float:
+        """Seconds on the outage's clock: since the install, or since the call after its ``after_calls``."""
+        if outage.after_calls is None:
+            return now - self.installed_at
+        if self._calls <= outage.after_calls:
+            return -1.0  # not started
+        return now - self._outage_clocks.setdefault(index, now)
 
     def _over_the_limit(self, elapsed: float, throttle: Throttle) -> bool:
         window = math.floor(elapsed)
