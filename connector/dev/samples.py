@@ -16,7 +16,7 @@ import json
 import random
 import unicodedata
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Final, Literal
@@ -30,6 +30,7 @@ __all__ = [
     "SampleMessage",
     "bad_events",
     "generate_events",
+    "own_dossiers",
 ]
 
 ICT: Final = timezone(timedelta(hours=7), "ICT")
@@ -917,3 +918,9 @@ def bad_events(*, seed: int = 2019, start: datetime = DEFAULT_START) -> list[Sam
         _message(invalid, "schema-invalid"),
         _message(unmapped, "unmapped-status"),
     ]
+
+
+def own_dossiers(messages: Iterable[SampleMessage]) -> list[SampleMessage]:
+    """The events of the ministry's own dossiers: without those filed on the national portal, whose status goes
+    back through ``DongBoTrangThaiHoSo`` (refused by a portal that never held them as submissions)."""
+    return [m for m in messages if json.loads(m.value)["dossier"]["origin"] == "local"]

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ValidationError
 
 from connector.config import Settings, describe_validation_error
 from connector.dev.devbroker import LocalBroker, create_topics
-from connector.dev.samples import DEFAULT_START, ICT, SampleMessage, generate_events
+from connector.dev.samples import DEFAULT_START, ICT, SampleMessage, generate_events, own_dossiers
 from connector.store import StateStore
 from tests import REPO_ROOT
 
@@ -140,7 +140,7 @@ def backlog(dossiers: int, *, seed: int, events_per_dossier: int = 10, chunk: in
             dossiers=size, seed=seed * 1000 + number, start=start, include_bad=False,
             min_events_per_dossier=events_per_dossier, max_events_per_dossier=events_per_dossier,
         )
-        yield from (m for m in messages if json.loads(m.value)["dossier"]["origin"] == "local")
+        yield from own_dossiers(messages)
         last_day = max(datetime.strptime(m.dossier_no.split("-")[1], "%y%m%d")  # type: ignore[union-attr]
                        for m in messages)
         start = datetime.combine(last_day.date() + timedelta(days=1), DEFAULT_START.time(), ICT)

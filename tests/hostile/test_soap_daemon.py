@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import json
 
-import aiohttp
 import pytest
 
 from connector.config import DEFAULT_MAPPINGS_DIR, load_settings
-from connector.dev.samples import generate_events
+from connector.dev.samples import generate_events, own_dossiers
 from connector.push.mapping import load_mappings
 from connector.store import StateStore
 from tests.integration.pipeline_harness import (
-    HTTP_TIMEOUT,
     Topics,
     daemon_config,
     expected_portal_state,
     portal_dossiers,
     run_until_committed,
+    simulator_call,
     unique_group,
 )
 from tests.kafkatools import produce
@@ -68,25 +67,21 @@ async def test_hostile_soap_replies_are_classified_and_the_stream_drains_with_no
     secret_file = tmp_path / "secret.txt"
     secret_file.write_text(SECRET_MARKER)
     replies = hostile_replies(str(secret_file))
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
-        for status, body, _ in replies.values():
-            fault = {"status": status, "body": body, "content_type": "text/xml; charset=utf-8",
-                     "service": "DongBoHoSoMC", "times": 1}
-            async with http.post(f"{portal_url}/_sim/faults", json=fault) as response:
-                assert response.status == 201, (await response.text())[:300]
+    for status, body, _ in replies.values():
+        fault = {"status": status, "body": body, "content_type": "text/xml; charset=utf-8",
+                 "service": "DongBoHoSoMC", "times": 1}
+        await simulator_call("POST", f"{portal_url}/_sim/faults", expect=201, json=fault)
 
     stream = Topics(await topics.create("dossier.events", partitions=2),
                     await topics.create("dossier.events.dlq", partitions=1), unique_group())
-    messages = [m for m in generate_events(dossiers=20, seed=41, include_bad=False)
-                if json.loads(m.value)["dossier"]["origin"] == "local"]
+    messages = own_dossiers(generate_events(dossiers=20, seed=41, include_bad=False))
     expected_offsets = await produce(kafka_bootstrap, stream.events, messages)
     config = daemon_config(kafka_bootstrap, portal_url, stream, tmp_path)
     config["push"] = {"max_batch_records": 5}
     service, _ = await run_until_committed(load_settings(None, **config), kafka_bootstrap, stream, expected_offsets)
 
     # Every hostile reply was served, and each ended as the error of its kind.
-    async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http, http.get(f"{portal_url}/_sim/stats") as reply:
-        served = (await reply.json())["calls"]["DongBoHoSoMC"]
+    served = (await simulator_call("GET", f"{portal_url}/_sim/stats"))["calls"]["DongBoHoSoMC"]
     assert served.get("fault_200") == len(replies) - 1 and served.get("fault_500") == 1, served
     registry = service.metrics.registry
     for name, (_, _, reason) in replies.items():

@@ -90,6 +90,13 @@ def unique_group() -> str:
     return f"portal-sync-test-{uuid.uuid4().hex[:8]}"
 
 
+async def simulator_call(method: str, url: str, *, expect: int = 200, **kwargs: Any) -> Any:
+    """One call to the simulator's knobs or inspection, which must answer ``expect``: its JSON reply."""
+    async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http, http.request(method, url, **kwargs) as reply:
+        assert reply.status == expect, (await reply.text())[:300]
+        return await reply.json()
+
+
 async def portal_dossiers(base_url: str) -> dict[str, Any]:
     async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http, http.get(f"{base_url}/_sim/dossiers") as r:
         r.raise_for_status()

@@ -6,22 +6,20 @@ configured limit."""
 
 from __future__ import annotations
 
-import json
 import os
 
-import aiohttp
 import pytest
 
 from connector.config import load_settings
-from connector.dev.samples import generate_events
+from connector.dev.samples import generate_events, own_dossiers
 from connector.store import StateStore
 from tests.integration.pipeline_harness import (
-    HTTP_TIMEOUT,
     Topics,
     assert_portal_holds_newest,
     daemon_config,
     over_both_transports,
     run_until_committed,
+    simulator_call,
     unique_group,
 )
 from tests.integration.test_outage import assert_dlq_empty
@@ -40,15 +38,11 @@ PROFILES = {
     "bursts of 429 with Retry-After": (
         {"seed": 3, "burst": {"every_seconds": 0.7, "for_seconds": 0.2, "retry_after_seconds": 1}}, "throttled"),
     "sessions expire every few tenths of a second": ({"seed": 4, "session_ttl_seconds": 0.2}, "session_expired"),
+    # After 10 calls, not after some seconds: the stream may be over in two.
     "an outage in the middle of the stream": (
-        {"seed": 5, "outages": [{"start_in_seconds": 2, "duration_seconds": OUTAGE_SECONDS}]}, "outage"),
+        {"seed": 5, "outages": [{"start_in_seconds": 0, "after_calls": 10, "duration_seconds": OUTAGE_SECONDS}]},
+        "outage"),
 }
-
-
-async def simulator_call(method: str, url: str, **kwargs) -> dict:
-    async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http, http.request(method, url, **kwargs) as reply:
-        assert reply.status == 200, await reply.text()
-        return await reply.json()
 
 
 @pytest.mark.parametrize(("profile", "evidence"), list(PROFILES.values()), ids=list(PROFILES))
@@ -59,8 +53,7 @@ async def test_the_portal_ends_right_whatever_the_adapter_does(
                     await topics.create("dossier.events.dlq", partitions=1), unique_group())
     # Only dossiers of our own (the portal would refuse the status back of the others, never registered there
     # as submissions): anything dead-lettered then shows a fault taken for the event's.
-    messages = [m for m in generate_events(dossiers=60, seed=31, include_bad=False)
-                if json.loads(m.value)["dossier"]["origin"] == "local"]
+    messages = own_dossiers(generate_events(dossiers=60, seed=31, include_bad=False))
     expected_offsets = await produce(kafka_bootstrap, stream.events, messages)
 
     config = daemon_config(kafka_bootstrap, portal_url, stream, tmp_path)

@@ -5,13 +5,12 @@ flowing, however small the in-flight bound."""
 from __future__ import annotations
 
 import asyncio
-import json
 
 import aiohttp
 import pytest
 
 from connector.config import DEFAULT_MAPPINGS_DIR, load_settings
-from connector.dev.samples import SampleMessage, generate_events
+from connector.dev.samples import SampleMessage, generate_events, own_dossiers
 from connector.kafka import ERROR_HEADER_PREFIX
 from connector.push.mapping import load_mappings
 from connector.service import Service
@@ -64,8 +63,7 @@ def headers_of(record) -> dict[str, str]:
 
 
 def local_sample(dossiers: int, seed: int) -> list:
-    return [m for m in generate_events(dossiers=dossiers, seed=seed, include_bad=False)
-            if json.loads(m.value)["dossier"]["origin"] == "local"]
+    return own_dossiers(generate_events(dossiers=dossiers, seed=seed, include_bad=False))
 
 
 async def test_a_record_the_adapter_always_crashes_on_becomes_a_recorded_failure_and_the_rest_flows(
