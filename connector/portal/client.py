@@ -260,10 +260,7 @@ class PortalClient:
         await self.call(PUSH_DOSSIERS, {"data": data, "isUpdating": str(updating)})
 
     async def _request_token(self) -> str:
-        try:
-            password = self._settings.password_value()
-        except ConfigError as exc:
-            raise LoginFailed(f"cannot read the password: {exc}") from exc
+        password = portal_password(self._settings)
         if not self.wire.logs_in:
             return USERNAME_TOKEN  # every call carries the credential itself: nothing to ask for
         username = self._settings.username
@@ -371,6 +368,15 @@ def _named(params: Mapping[str, Any]) -> tuple[tuple[str, ...], int | None]:
     return dossiers, count
 
 
+def portal_password(settings: PortalSettings) -> str:
+    """The adapter password (read from ``password_file`` when given so); ``LoginFailed`` when it cannot be read:
+    nothing can be sent until it is fixed, and no record is to blame."""
+    try:
+        return settings.password_value()
+    except ConfigError as exc:
+        raise LoginFailed(f"cannot read the password: {exc}") from exc
+
+
 def _json_body(payload: Mapping[str, Any]) -> bytes:
     # ASCII-escaped JSON reads the same whatever charset the adapter assumes for the body.
     return json.dumps(payload).encode("ascii")
@@ -404,5 +410,16 @@ def _request_headers(dstcode: str | None) -> dict[str, str]:
     return headers
 
 
-__all__ = ["LOGIN", "USERNAME_TOKEN", "CallAuditor", "CallObserver", "CallRecord", "Outgoing",
-           "PortalClient", "RestWire", "Wire", "wire_for"]
+__all__ = [
+    "LOGIN",
+    "USERNAME_TOKEN",
+    "CallAuditor",
+    "CallObserver",
+    "CallRecord",
+    "Outgoing",
+    "PortalClient",
+    "RestWire",
+    "Wire",
+    "portal_password",
+    "wire_for",
+]

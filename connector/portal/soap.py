@@ -59,6 +59,7 @@ from zeep.xsd.types import builtins
 
 from connector.config import SOAP_SERVICES, PortalSettings, SoapSettings
 from connector.errors import ConfigError, PermanentError, SyncError
+from connector.portal.client import portal_password
 from connector.portal.errors import (
     SUCCESS_CODES,
     LoginFailed,
@@ -519,7 +520,7 @@ class SoapWire:
         header.extend(self._headers(operation, token, message_id, dossiers))
         etree.SubElement(envelope, f"{{{version}}}Body").append(payload)
         if token is not None and not self.logs_in:
-            password = self._settings.password_value()
+            password = portal_password(self._settings)  # read per call: a rotated password file takes effect
             digest = self._soap.password_type == "digest"  # noqa: S105 - a setting's value, not a password
             token_header = UsernameToken(  # type: ignore[no-untyped-call]
                 self._settings.username, password, use_digest=digest, zulu_timestamp=True)

@@ -792,3 +792,15 @@ def test_a_type_that_contains_itself_is_refused_at_start_not_recursed_into() -> 
     Node.type.elements.append(("Node", Node))
     with pytest.raises(ConfigError, match="nests more than"):
         shape_of(Node)
+
+
+def test_a_password_file_that_cannot_be_read_makes_a_signed_call_a_login_failure(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text(PASSWORD)
+    settings = PortalSettings(transport="soap", username=USERNAME, password_file=secret, madonvi=MADONVI,
+                              soap={"address": ADDRESS, "auth": "username_token"})
+    wire = SoapWire(settings)
+    wire.request("TraCuuHoSo", USERNAME_TOKEN, {"mahoso": "000.00.01.G12-261204-0001"}, ())
+    secret.unlink()  # rotated away, mid-run
+    with pytest.raises(LoginFailed, match="cannot read the password"):
+        wire.request("TraCuuHoSo", USERNAME_TOKEN, {"mahoso": "000.00.01.G12-261204-0001"}, ())
