@@ -510,7 +510,10 @@ class SoapWire:
                  dossiers: Sequence[str]) -> tuple[str, bytes, dict[str, str], str]:
         operation = self.contract.operation(service)
         dropped: set[str] = set()
-        payload = build_element(params, operation.request, dropped)
+        try:
+            payload = build_element(params, operation.request, dropped)
+        except ValueError as exc:  # lxml: a text no XML document can hold (a control character, a lone surrogate)
+            raise RequestInvalid(f"{service}: {exc}"[:1000]) from None
         if dropped:
             self._warn_dropped(service, dropped)
         message_id = f"urn:uuid:{uuid.uuid4()}"

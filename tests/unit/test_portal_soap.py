@@ -804,3 +804,11 @@ def test_a_password_file_that_cannot_be_read_makes_a_signed_call_a_login_failure
     secret.unlink()  # rotated away, mid-run
     with pytest.raises(LoginFailed, match="cannot read the password"):
         wire.request("TraCuuHoSo", USERNAME_TOKEN, {"mahoso": "000.00.01.G12-261204-0001"}, ())
+
+
+@pytest.mark.parametrize("text", ["a\x01b", "a\ud800b"])
+def test_a_text_no_xml_can_hold_is_the_records_own_error(text: str) -> None:
+    wire = SoapWire(soap_portal(address=ADDRESS))
+    record = {**portal_record(), "TrichYeuHoSo": text}
+    with pytest.raises(RequestInvalid):
+        wire.request("DongBoHoSoMC", TOKEN, {"isUpdating": "True", "data": [record]}, ())
