@@ -59,7 +59,7 @@ from zeep.xsd.types import builtins
 
 from connector.config import SOAP_SERVICES, PortalSettings, SoapSettings
 from connector.errors import ConfigError, PermanentError, SyncError
-from connector.portal.client import portal_password
+from connector.portal.client import Outgoing, portal_password
 from connector.portal.errors import (
     SUCCESS_CODES,
     LoginFailed,
@@ -498,16 +498,16 @@ class SoapWire:
 
     # Requests
 
-    def login(self, username: str, password: str) -> tuple[str, bytes, dict[str, str], str]:
+    def login(self, username: str, password: str) -> Outgoing:
         return self._request(LOGIN_SERVICE, None, {"username": username, "password": password}, ())
 
     def request(self, service: str, token: str, params: Mapping[str, Any],
-                dossiers: Sequence[str]) -> tuple[str, bytes, dict[str, str], str]:
+                dossiers: Sequence[str]) -> Outgoing:
         values = {"madonvi": self._settings.madonvi, **params}
         return self._request(service, token, values, dossiers)
 
     def _request(self, service: str, token: str | None, params: Mapping[str, Any],
-                 dossiers: Sequence[str]) -> tuple[str, bytes, dict[str, str], str]:
+                 dossiers: Sequence[str]) -> Outgoing:
         operation = self.contract.operation(service)
         dropped: set[str] = set()
         try:
