@@ -138,7 +138,8 @@ class Outage(_Knob):
     start_in_seconds: Annotated[float, Field(ge=0, le=86_400)]
     duration_seconds: Seconds
     mode: Literal["unavailable", "reset"] = "unavailable"
-    after_calls: Annotated[int, Field(ge=0, le=1_000_000_000)] | None = None
+    # Left out of the profile read back when unset, as before it existed.
+    after_calls: Annotated[int, Field(ge=0, le=1_000_000_000)] | None = Field(None, exclude_if=lambda v: v is None)
 
     def active(self, elapsed: float) -> bool:
         return self.start_in_seconds <= elapsed < self.start_in_seconds + self.duration_seconds
