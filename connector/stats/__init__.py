@@ -1,0 +1,1 @@
+"""Statistics: working-day calendar, deadlines, the monthly report, the portal's index, the push."""
