@@ -6,9 +6,11 @@ a citizen submission: files listed with ``KichThuoc``, ``MaBam`` and ``DuongDanT
 and the way back for submissions made on the portal: ``DanhSachHoSo`` (``donViXuLy``, ``ngayNhan1``/``ngayNhan2``
 ``yyyy-MM-dd`` inclusive, ``trang`` from 1, ``soLuong`` up to 100), ``LayTaiLieuHoSo`` (``duongdanteptin`` →
 ``TepTinDinhKem[{TenTep, Base64}]``), ``CapNhatDaNhanHoSo`` (``maHoSo``, ``phienBan``, ``daNhan: true``,
-``maHoSoDonVi``) and ``DongBoTrangThaiHoSo`` (``type: "2"``, ``data`` an object). ``share_endpoint`` answers
-every service as unsupported for now. The rules live in ``state``, ``validation``, ``submissions`` and
-``payment_platform``; this module moves bytes.
+``maHoSoDonVi``) and ``DongBoTrangThaiHoSo`` (``type: "2"``, ``data`` an object); ``UpdateStatistic``, a
+statistics report whose fields sit next to ``session`` and ``service`` (``validation.StatisticReport``), kept per
+agency × year × month × ``IsMonthStatistic``. ``share_endpoint`` answers every service as unsupported for now.
+The rules live in ``state``, ``validation``, ``submissions``, ``statistics`` and ``payment_platform``; this module
+moves bytes.
 
 SOAP face (``SimulatorConfig.soap_path``, ``soap_face.SoapCodec``): the same services as the WSDL's operations
 (login: ``DangNhap``), every request validated against the XSD; ``GET`` with ``?wsdl`` or ``?xsd=<file>`` serves
@@ -46,7 +48,9 @@ Inspection and fault knobs (not part of the real adapter):
 - ``POST /_sim/payments/{MaThamChieu}/callback`` with a ``payment_platform.CallbackSpec``: the simulator posts the
   PP's result notification (checksum valid or deliberately wrong, fields overridable) to ``url`` and answers
   ``{"status", "reply", "sent"}`` (502 with ``error`` and ``sent`` when it could not be delivered).
-- ``POST /_sim/reset`` forgets submissions and payments too.
+- ``GET /_sim/statistics``: the ``UpdateStatistic`` reports kept, a list of ``{"record", "pushes",
+  "duplicate_pushes", "first_received_at", "last_received_at"}``; ``?agency=``, ``?year=``, ``?month=`` narrow it.
+- ``POST /_sim/reset`` forgets submissions, statistics and payments too.
 
 Served by ``start_simulator``, a call the client abandons (it timed out, or went away) is cancelled here too,
 so a withheld or delayed reply never outlives its client; every wait ends at once when the server shuts down.
@@ -57,6 +61,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any
@@ -89,6 +94,7 @@ MAX_REQUEST_BYTES = 16 * 1024 * 1024
 _DOSSIERS_PER_WRITE = 500  # the dossier list is sent in pieces of this many
 CALLBACK_TIMEOUT = aiohttp.ClientTimeout(total=10)  # the PP's notification to the agency
 _CALLBACK_REPLY_BYTES = 1024 * 1024  # of the agency's reply to it, kept for the test
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")  # a year or a month in a query
 
 SIMULATOR_STATE = web.AppKey("simulator_state", SimulatorState)
 _STOPPING = web.AppKey("simulator_stopping", asyncio.Event)
@@ -105,6 +111,7 @@ INTEGRATION_SERVICES: Mapping[str, ServiceCall] = {
     "LayTaiLieuHoSo": lambda state, body: state.fetch_file(body.get("duongdanteptin")),
     "CapNhatDaNhanHoSo": lambda state, body: state.acknowledge_submission(body),
     "DongBoTrangThaiHoSo": lambda state, body: state.apply_status_back(body.get("type"), body.get("data")),
+    "UpdateStatistic": lambda state, body: state.apply_statistic(body),
 }
 SHARE_SERVICES: Mapping[str, ServiceCall] = {}  # catalogue services are not simulated yet
 
@@ -138,6 +145,7 @@ def create_app(config: SimulatorConfig) -> web.Application:
     app.router.add_post("/_sim/submissions/generate", _generate_submissions)
     app.router.add_get("/_sim/submissions", _list_submissions)
     app.router.add_get("/_sim/submissions/{no:.+}", _one_submission)
+    app.router.add_get("/_sim/statistics", _list_statistics)
     app.router.add_post(config.pp_query_path, _pp_query)
     app.router.add_post("/_sim/payments", _register_payments)
     app.router.add_get("/_sim/payments", _list_payments)
@@ -469,6 +477,18 @@ async def _one_submission(request: web.Request) -> web.StreamResponse:
     if view is None:
         return _json({"error": "not found"}, status=404)
     return _json(view)
+
+
+async def _list_statistics(request: web.Request) -> web.StreamResponse:
+    """The statistics reports kept; ``agency`` (its code), ``year`` and ``month`` (integers) narrow the list."""
+    numbers: dict[str, int | None] = {}
+    for name in ("year", "month"):
+        given = request.query.get(name)
+        if given is not None and not _WHOLE_NUMBER.fullmatch(given):
+            return _json({"error": f"{name}: must be a whole number, not {given[:40]!r}"}, status=400)
+        numbers[name] = int(given) if given is not None else None
+    desk = request.app[SIMULATOR_STATE].statistics
+    return _json(desk.views(request.query.get("agency"), numbers["year"], numbers["month"]))
 
 
 async def _pp_query(request: web.Request) -> web.StreamResponse:

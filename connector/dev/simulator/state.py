@@ -1,6 +1,6 @@
 """The simulated adapter's memory and rules, without HTTP: sessions, dossiers, steps, faults, chaos,
-counters and load measurements; citizen submissions (``submissions.SubmissionDesk``) and the Payment
-Platform (``payment_platform.PaymentPlatform``) hang off it.
+counters and load measurements; citizen submissions (``submissions.SubmissionDesk``), the statistics reports
+(``statistics.StatisticsDesk``) and the Payment Platform (``payment_platform.PaymentPlatform``) hang off it.
 
 Every service method takes decoded JSON values and returns the adapter-shaped reply
 ``{"error_code", "message", "result"}``, so the aiohttp layer only moves bytes. Time comes from two
@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from connector.dev.simulator.chaos import Chaos, ChaosProfile, Verdict
 from connector.dev.simulator.meter import RateMeter
 from connector.dev.simulator.payment_platform import PaymentPlatform
+from connector.dev.simulator.statistics import StatisticRefused, StatisticsDesk
 from connector.dev.simulator.submissions import SubmissionDesk, SubmissionRefused
 from connector.dev.simulator.validation import push_problem, steps_problem
 
@@ -177,6 +178,7 @@ class SimulatorState:
         self.chaos = Chaos(config.chaos, installed_at=clock())
         self.meter = RateMeter(clock)
         self.submissions = SubmissionDesk(clock=clock, wall_clock=wall_clock)
+        self.statistics = StatisticsDesk(wall_clock=wall_clock)
         self.payments = PaymentPlatform(config.pp_partner_code, config.pp_secret, wall_clock=wall_clock)
 
     # --- sessions ---------------------------------------------------------------------------------
@@ -298,6 +300,16 @@ class SimulatorState:
             return _error(str(exc))
         return _ok(None)
 
+    # --- statistics -------------------------------------------------------------------------------
+
+    def apply_statistic(self, params: dict[str, Any]) -> Reply:
+        """``UpdateStatistic``: the report (the call's own fields) replaces the one kept for its agency × year ×
+        month × ``IsMonthStatistic``; refused as a whole naming the field and the rule."""
+        try:
+            return _ok(self.statistics.push(params))
+        except StatisticRefused as exc:
+            return _error(str(exc))
+
     def _store(self, record: dict[str, Any], now: float) -> dict[str, str]:
         number = record["MaHoSo"]
         stored = self.dossiers.get(number)
@@ -378,8 +390,8 @@ class SimulatorState:
         return {number: stored.as_json(fields) for number, stored in self.dossiers.items()}
 
     def reset(self) -> None:
-        """Forget every dossier, submission, payment, session, fault and count; the configured chaos starts
-        over from now."""
+        """Forget every dossier, submission, statistics report, payment, session, fault and count; the configured
+        chaos starts over from now."""
         self.sessions.clear()
         self.dossiers.clear()
         self._faults.clear()
@@ -390,6 +402,7 @@ class SimulatorState:
         self._duplicate_steps = 0
         self.meter.reset()
         self.submissions.reset()
+        self.statistics.reset()
         self.payments.reset()
         self.set_chaos(self.config.chaos)
 

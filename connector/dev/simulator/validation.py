@@ -1,4 +1,5 @@
-"""The checks the adapter applies to pushed records and progress steps (PORTAL.md section 1).
+"""The checks the adapter applies to pushed records and progress steps (PORTAL.md section 1), and to the
+statistics report of ``UpdateStatistic`` (section 3, ``StatisticReport``).
 
 Pure functions over decoded JSON. The rules are declared as pydantic models in strict mode (a number
 where a string is expected is an error, as on the real adapter); problems come back as stable
@@ -8,11 +9,13 @@ Unknown extra fields are accepted: newer adapters take more than this list.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, StringConstraints, ValidationError
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 DOSSIER_NO = re.compile(r"^[0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2}-.+")
@@ -177,6 +180,93 @@ class ProgressStep(_Strict):
     NgayKetThucTheoQuyDinh: OptionalDate
 
 
+# --- UpdateStatistic (PORTAL.md section 3) -----------------------------------------------------------------
+
+XSD_INT_MAX = 2**31 - 1  # xs:int, the base of the XSD's Month, Year and Count
+_XSD_DECIMAL = re.compile(r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$")
+PERCENT_TYPE_RULE = 'must be a number, or a decimal string like "95.50"'
+IS_MONTH_RULE = 'must be true or false (or the string "True" or "False")'
+IDENTITY_RULE = "must equal TotalSolved + TotalPending"
+
+
+def _percent(value: Any) -> float:
+    """The XSD's ``Percent`` (xs:decimal, 0 to 100, at most 2 fraction digits): a JSON number, or the text an
+    xs:decimal is written as (what the SOAP face reads), as a float."""
+    if isinstance(value, str) and _XSD_DECIMAL.fullmatch(value.strip()):
+        number = Decimal(value.strip())
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = Decimal(value)
+    elif isinstance(value, float) and math.isfinite(value):
+        number = Decimal(repr(value))  # the shortest text of the float: 95.55, not 95.5499999…
+    else:
+        raise PydanticCustomError("percent_type", PERCENT_TYPE_RULE)
+    if not 0 <= number <= 100:
+        raise PydanticCustomError("percent_range", "must be from 0 to 100")
+    exponent = number.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -2:
+        raise PydanticCustomError("percent_decimals", "must have at most 2 decimals")
+    return float(number)
+
+
+def _is_month(value: Any) -> bool:
+    """xs:boolean as the SOAP face reads it (a bool), a JSON boolean, or the adapter's "True"/"False" strings."""
+    if isinstance(value, bool):
+        return value
+    if value in ("True", "False"):
+        return bool(value == "True")
+    raise PydanticCustomError("bool", IS_MONTH_RULE)
+
+
+Count = Annotated[int, Field(ge=0, le=XSD_INT_MAX)]
+Percent = Annotated[float, PlainValidator(_percent)]
+Code = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+RequiredName500 = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
+class StatisticReport(BaseModel):
+    """One ``UpdateStatistic`` call's report, in the XSD's order. Its fields sit at the top of the JSON envelope,
+    next to ``session`` and ``service`` (ignored here); over SOAP they are the children of ``UpdateStatistic``.
+
+    Strict as the other records, but for the two fields whose JSON form is open: ``IsMonthStatistic`` (a boolean or
+    "True"/"False", kept as a boolean) and the percentages (a number or a decimal string, kept as numbers). The
+    codes and the agency's name must not be empty (the XSD's ``Code`` and ``Text500`` allow it); ``Note`` may be
+    absent or "", never null.
+    """
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    madonvi: Code
+    Month: Annotated[int, Field(ge=1, le=12)]
+    Year: Annotated[int, Field(ge=2000, le=2099)]
+    IsMonthStatistic: Annotated[bool, PlainValidator(_is_month)]
+    NewReception: Count
+    PreExtisting: Count  # sic: the portal's spelling
+    Total: Count
+    TotalSolved: Count
+    SolvedInTime: Percent
+    SolvedLate: Percent
+    TotalPending: Count
+    Pending: Count
+    PendingLate: Percent
+    PendingPercent: Percent
+    Note: Text2000 = ""
+    OrganizationInchargeIdlevel1: Code
+    OrganizationInchargeName: RequiredName500
+
+
+def statistic_problem(params: Any) -> str | None:
+    """The first reason an ``UpdateStatistic`` report is refused (its fields in the XSD's order, then the identity
+    ``Total == TotalSolved + TotalPending``), or None."""
+    issues = _issues(StatisticReport, params)
+    if issues:
+        loc, rule = issues[0]
+        return _describe(loc, rule)
+    total, solved, pending = params["Total"], params["TotalSolved"], params["TotalPending"]
+    if total != solved + pending:
+        return f"Total: {IDENTITY_RULE} ({total} ≠ {solved} + {pending})"
+    return None
+
+
 def record_problems(record: Any) -> list[str]:
     """Every rule ``record`` breaks, as ``"<Field>: <rule>"``; empty when it is acceptable."""
     return [_describe(loc, rule) for loc, rule in _issues(DossierRecord, record)]
@@ -239,6 +329,8 @@ def _rule(error: ErrorDetails) -> str:
         return f"must be one of {ctx['expected']}"
     if kind == "greater_than_equal":
         return f"must be at least {ctx['ge']}"
+    if kind == "less_than_equal":
+        return f"must be at most {ctx['le']}"
     return _RULES.get(kind, error["msg"])
 
 
