@@ -603,6 +603,154 @@ def payments_list(state: str | None, dossier: str | None, limit: int, config_pat
 
 
 @main.group()
+def stats() -> None:
+    """Statistics: the monthly report, the portal's on-time index (forecast), the UpdateStatistic push."""
+
+
+def _period(text: str) -> Any:
+    from connector.stats.report import Period
+
+    try:
+        return Period.parse(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+_MONTH = click.option("--month", "period", required=True, metavar="YYYY-MM",
+                      help="The period: a month (2026-03); show also takes a quarter (2026-Q1) or a year (2026).")
+_AGENCY = click.option("--agency", default=None, help="Only this agency (its code in the events).")
+
+
+def _now() -> datetime:
+    from connector.national_time import PORTAL_TZ
+
+    return datetime.now(PORTAL_TZ)
+
+
+@stats.command("show")
+@_MONTH
+@_AGENCY
+@click.option("--by", "group_by", type=click.Choice(["procedure", "field"]), default=None,
+              help="One line per agency and procedure (or field).")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+@_CONFIG
+@_JSON
+def stats_show(period: str, agency: str | None, group_by: str | None, as_csv: bool, config_path: Path | None,
+               as_json: bool) -> None:
+    """The report table: received (online / direct or postal), carried over, total, resolved (early / on time /
+    late), pending (within deadline / overdue), withdrawn and refused. Its identities are checked."""
+    from connector.operators.console import to_json
+    from connector.stats.console import report_csv, report_table
+    from connector.stats.publisher import load_report
+
+    chosen = _period(period)
+    settings = _settings(config_path)
+    report = _with_store(settings.state.url, lambda store: load_report(
+        store, chosen, now=_now(), group_by=group_by, agency=agency))  # type: ignore[arg-type]
+    if as_json:
+        click.echo(to_json(report.as_json()))
+    elif as_csv:
+        click.echo(report_csv(report), nl=False)
+    else:
+        Console().print(report_table(report))
+
+
+@stats.command("index")
+@_MONTH
+@_AGENCY
+@_CONFIG
+@_JSON
+def stats_index(period: str, agency: str | None, config_path: Path | None, as_json: bool) -> None:
+    """The portal's on-time index (indicator 2.1), forecast per agency, and the dossiers that cost points."""
+    from connector.operators.console import to_json
+    from connector.stats.console import index_view
+    from connector.stats.publisher import load_index
+
+    chosen = _period(period)
+    settings = _settings(config_path)
+    indexes = _with_store(settings.state.url, lambda store: load_index(store, chosen, now=_now(), agency=agency))
+    if as_json:
+        click.echo(to_json({"period": str(chosen), "agencies": [i.as_json() for i in indexes]}))
+    else:
+        Console().print(index_view(indexes, str(chosen)))
+
+
+@stats.command("push")
+@_MONTH
+@_AGENCY
+@click.option("--final/--provisional", default=None,
+              help="Send as the month's final figures, or as provisional.  [default: final once the month is over]")
+@click.option("--force", is_flag=True, help="Send even the records the portal already holds.")
+@_CONFIG
+@_JSON
+def stats_push(period: str, agency: str | None, final: bool | None, force: bool, config_path: Path | None,
+               as_json: bool) -> None:
+    """Send the month's UpdateStatistic record of every agency (through the rate limit, retries and breaker).
+    A record the portal already holds is not sent again. Exit 3 when one failed."""
+    import contextlib
+
+    from connector.observability import Metrics
+    from connector.operators.console import rows_table, to_json
+    from connector.portal.gateway import open_gateway
+    from connector.stats.publisher import StatisticsPublisher
+
+    chosen = _period(period)
+    if chosen.kind != "month":
+        raise click.BadParameter("UpdateStatistic takes a month (2026-03)", param_hint="--month")
+    settings = _settings(config_path)
+
+    async def work(store: StateStore) -> list[Any]:
+        async with contextlib.AsyncExitStack() as stack:
+            metrics = Metrics()
+            gateway = open_gateway(settings, store, metrics, stack).gateway
+            publisher = StatisticsPublisher(settings, store, gateway, metrics)
+            return await publisher.push_month(chosen, final=final, force=force, agency=agency)
+
+    results = _with_store(settings.state.url, work)
+    if as_json:
+        click.echo(to_json([{"agency_code": r.agency_code, "period": str(r.period), "final": r.final,
+                             "outcome": r.outcome, "error": r.error} for r in results]))
+    else:
+        Console().print(rows_table(f"UpdateStatistic {chosen}", ("agency", "final", "outcome", "error"),
+                                   ((r.agency_code, r.final, r.outcome, r.error) for r in results)))
+    if any(r.outcome == "failed" for r in results):
+        sys.exit(3)
+
+
+@stats.command("rebuild")
+@click.option("--since", required=True, metavar="DATE", help="Re-read the dossier topic from this day or moment on.")
+@_CONFIG
+@_JSON
+def stats_rebuild(since: str, config_path: Path | None, as_json: bool) -> None:
+    """Recompute the dossiers' facts by reading the dossier topic again from --since, as far as the topic's
+    retention reaches (outside the daemon's consumer group: its offsets are not touched)."""
+    from connector.operators.console import to_json
+    from connector.push.mapping import load_mappings
+    from connector.stats.rebuild import rebuild_facts
+
+    moment = _moment(since, "--since")
+    assert moment is not None
+    settings = _settings(config_path)
+    try:
+        mappings = load_mappings(settings.mappings.dir)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    report = _with_store(settings.state.url, lambda store: rebuild_facts(settings, mappings, store, since=moment))
+    if as_json:
+        click.echo(to_json(report.as_json()))
+        return
+    reach = report.oldest_read.isoformat(timespec="seconds") if report.oldest_read else "no event"
+    click.echo(f"read {report.events} event(s) from {since} (the oldest one read: {reach}); facts of "
+               f"{report.dossiers} dossier(s) rebuilt, {report.continued} continued from the stored facts")
+    if report.partial:
+        click.echo(f"{report.partial} dossier(s) began before what the topic still holds from --since: rebuilt "
+                   "from the events it has (their earlier supplement requests and first due date are not known)")
+    if report.unreadable:
+        click.echo(f"{report.unreadable} event(s) unreadable (as the daemon would dead-letter them): "
+                   + ", ".join(f"{k} {v}" for k, v in sorted(report.by_reason.items())))
+
+
+@main.group()
 def mappings() -> None:
     """Inspect deployment mappings."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import time
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -421,6 +422,18 @@ class PublicSettings(Section):
         return value
 
 
+class StatsSettings(Section):
+    """Statistics pushed with UpdateStatistic, per agency × month: the current month every day at ``daily_at``
+    (Asia/Ho_Chi_Minh), and the month before as final figures for ``final_days`` days after it closed (a late
+    event still corrects them). A record the portal already holds is not sent again."""
+
+    push: bool = True
+    daily_at: time = time(1, 0)
+    final_days: int = Field(default=5, ge=1, le=31)
+    # Agencies to push for; empty: every agency the facts know.
+    agencies: tuple[str, ...] = ()
+
+
 class LogSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     # auto: console when stderr is a terminal, JSON otherwise.
@@ -441,6 +454,7 @@ class Settings(BaseSettings):
     submissions: SubmissionSettings = SubmissionSettings()
     payments: PaymentSettings = PaymentSettings()
     public: PublicSettings = PublicSettings()
+    stats: StatsSettings = StatsSettings()
     log: LogSettings = LogSettings()
 
     @classmethod
@@ -626,6 +640,7 @@ __all__ = [
     "RetrySettings",
     "Settings",
     "StateSettings",
+    "StatsSettings",
     "SubmissionSettings",
     "load_settings",
 ]

@@ -159,12 +159,14 @@ class DeadLetterQueue:
         await self._producer.send_and_wait(self.topic, key=key, value=value, headers=list(headers))
 
 
-async def read_topic(settings: KafkaSettings, topic: str, *, since_ms: int | None = None,
+async def read_topic(settings: KafkaSettings, topic: str, *, since_ms: int | None = None, seek_to_time: bool = False,
                      wait_seconds: float = 30.0) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
     """Every record of ``topic`` there now (written at or after ``since_ms``, when given), a batch at a
     time, read outside any consumer group (nothing is committed). Records the broker keeps from before
     ``since_ms`` are read and passed over: a DLQ is small enough, and that needs nothing of the broker but
-    plain fetches. ``wait_seconds`` bounds every wait on the broker, and a read that stops getting anywhere."""
+    plain fetches. With ``seek_to_time`` (a large topic) each partition starts at the offset the broker gives
+    for ``since_ms`` (``offsets_for_times``), from the beginning where it gives none. ``wait_seconds`` bounds
+    every wait on the broker, and a read that stops getting anywhere."""
     consumer = AIOKafkaConsumer(
         **_client_options(settings), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
         max_partition_fetch_bytes=max(settings.max_event_bytes + DLQ_HEADROOM_BYTES, 1_048_576))
@@ -177,6 +179,11 @@ async def read_topic(settings: KafkaSettings, topic: str, *, since_ms: int | Non
         tps = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)
         await asyncio.wait_for(consumer.seek_to_beginning(*tps), wait_seconds)
+        if seek_to_time and since_ms is not None:
+            found = await asyncio.wait_for(consumer.offsets_for_times({tp: since_ms for tp in tps}), wait_seconds)
+            for tp, at in found.items():
+                if at is not None:
+                    consumer.seek(tp, at.offset)
         ends: dict[TopicPartition, int] = await asyncio.wait_for(consumer.end_offsets(tps), wait_seconds)
         remaining = set(tps)
         loop = asyncio.get_running_loop()

@@ -267,6 +267,12 @@ class Metrics:
         self.public_requests = Counter(
             "portal_sync_public_requests", "Calls on the public listener by endpoint and reply",
             ["endpoint", "reply"], registry=r)
+        self.statistics_pushes = Counter(
+            "portal_sync_statistics_pushes", "UpdateStatistic records sent, by outcome (pushed, failed); an "
+            "agency's month already held by the portal is not sent again", ["outcome"], registry=r)
+        self.month_dossiers = Gauge(
+            "portal_sync_month_dossiers", "The current month's dossiers per agency (received, resolved, late, "
+            "overdue, pending), as of the last statistics run", ["agency", "figure"], registry=r)
 
         self.gc_pauses = Histogram(
             "portal_sync_gc_pause_seconds", "Time the process stood still in one garbage collection",

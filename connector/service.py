@@ -38,6 +38,7 @@ from connector.pull.poller import SubmissionPoller
 from connector.push.mapping import Mappings, load_mappings
 from connector.push.pipeline import PushPipeline
 from connector.push.sync import DossierSync, EventReader
+from connector.stats.publisher import StatisticsPublisher
 from connector.store import StateStore
 from connector.store.way_back import InboundStore
 
@@ -211,6 +212,8 @@ class Service:
             loops.append(poller.run)
         if self.payment_tracker is not None:
             loops.append(self.payment_tracker.run)
+        if s.stats.push:
+            loops.append(StatisticsPublisher(s, self.store, self.gateway, self.metrics).run)
         await self.lease.run(stop, loops, grace_seconds=s.push.shutdown_grace_seconds)
 
     def _replayer(self, changed_by: str) -> contextlib.AbstractAsyncContextManager[Replayer]:

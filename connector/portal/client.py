@@ -69,6 +69,7 @@ LOOKUP = "TraCuuHoSo"
 LIST_SUBMISSIONS = "DanhSachHoSo"
 FETCH_FILE = "LayTaiLieuHoSo"
 ACKNOWLEDGE_SUBMISSION = "CapNhatDaNhanHoSo"
+PUSH_STATISTIC = "UpdateStatistic"
 
 # The pull services' parameter names (PORTAL.md §6: assumed, not published): one place to adjust them.
 PULL_PARAMS = {
@@ -243,6 +244,10 @@ class PortalClient:
         "2", and ``data`` one object (not a list), so one dossier per call."""
         body = data if isinstance(data, dict) else dict(data)
         await self.call(PUSH_STATUS, {"type": "2", "data": body})
+
+    async def push_statistic(self, record: Mapping[str, Any]) -> None:
+        """One agency's month of statistics (UpdateStatistic): the record's fields beside the envelope's."""
+        await self.call(PUSH_STATISTIC, dict(record))
 
     async def lookup(self, dossier_no: str) -> dict[str, Any] | None:
         """The portal's record of ``dossier_no``, or None when the portal does not have it."""

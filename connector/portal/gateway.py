@@ -26,7 +26,7 @@ from connector.errors import DeadlineExceeded, SyncError
 from connector.observability import Metrics
 from connector.portal.audit import AuditTrail
 from connector.portal.breaker import CircuitBreaker
-from connector.portal.client import PUSH_STATUS, PortalClient
+from connector.portal.client import PUSH_STATISTIC, PUSH_STATUS, PortalClient
 from connector.portal.errors import BreakerOpen
 from connector.retry import call_with_retries
 from connector.store import StateStore
@@ -46,6 +46,8 @@ class Portal(Protocol):
     async def push_progress(self, steps: Sequence[Mapping[str, Any]]) -> None: ...
 
     async def push_status(self, data: Mapping[str, Any]) -> None: ...
+
+    async def push_statistic(self, record: Mapping[str, Any]) -> None: ...
 
     async def lookup(self, dossier_no: str) -> dict[str, Any] | None: ...
 
@@ -141,6 +143,17 @@ class PortalGateway:
             await self.call(PUSH_STATUS, lambda: self._portal.push_status(data), patience)
         except SyncError as error:
             if error.affects_every_record:  # as for a record alone in _bisect: past its deadline
+                raise self._gave_up(error, patience) from None
+            raise
+
+    async def push_statistic(self, record: Mapping[str, Any]) -> None:
+        """UpdateStatistic for one agency × month, protected like a record push: service-wide errors are waited
+        out until the record's deadline. Raises the record's own error, or DeadlineExceeded."""
+        patience = RetryHistory(service=PUSH_STATISTIC)
+        try:
+            await self.call(PUSH_STATISTIC, lambda: self._portal.push_statistic(record), patience)
+        except SyncError as error:
+            if error.affects_every_record:
                 raise self._gave_up(error, patience) from None
             raise
 

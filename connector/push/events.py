@@ -96,7 +96,7 @@ class Dossier:
     origin: str
     applicant: Applicant
     received_at: datetime
-    due_at: datetime
+    due_at: datetime | None  # None: the procedure has no fixed term (its time limit in mappings decides)
     receipt_no: str | None = None
     # The one-stop system's own number of a dossier that started on the national portal (``no`` is then the
     # national one): sent back as MaHoSoDonVi.
@@ -109,6 +109,15 @@ class Dossier:
     documents: tuple[Document, ...] = ()
     results: tuple[ResultDocument, ...] = ()
     fees: tuple[Fee, ...] = ()
+    withdrawn_at: datetime | None = None
+    refusal: str | None = None  # at_desk / after_examination
+    supplements: tuple[Supplement, ...] | None = None  # None: not kept by the one-stop system
+
+
+@dataclass(slots=True)
+class Supplement:
+    requested_at: datetime
+    completed_at: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -156,7 +165,7 @@ def event_from_document(document: dict[str, Any]) -> DossierEvent:
             channel=d["channel"], result_delivery=d["result_delivery"], origin=d["origin"],
             applicant=Applicant(a["type"], a["name"], a.get("id_number"), a.get("phone"), a.get("email"),
                                 a.get("portal_account_id")),
-            received_at=_when(d, "received_at", "dossier"), due_at=_when(d, "due_at", "dossier"),
+            received_at=_when(d, "received_at", "dossier"), due_at=_maybe_when(d, "due_at", "dossier"),
             receipt_no=d.get("receipt_no"), local_no=d.get("local_no"), sub_status=d.get("sub_status"),
             summary=d.get("summary"),
             note=d.get("note"), finished_at=_maybe_when(d, "finished_at", "dossier"),
@@ -167,6 +176,11 @@ def event_from_document(document: dict[str, Any]) -> DossierEvent:
                           for x in d.get("results") or ()),
             fees=tuple(Fee(x["code"], x["name"], int(x["amount"]), x["kind"], x.get("method"))
                        for x in d.get("fees") or ()),
+            withdrawn_at=_maybe_when(d, "withdrawn_at", "dossier"), refusal=d.get("refusal"),
+            supplements=None if d.get("supplements") is None else tuple(
+                Supplement(_when(x, "requested_at", f"dossier.supplements[{i}]"),
+                           _maybe_when(x, "completed_at", f"dossier.supplements[{i}]"))
+                for i, x in enumerate(d["supplements"])),
         ),
         step=None if step is None else Step(
             actor=step["actor"], title=step["title"], department=step["department"],

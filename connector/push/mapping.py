@@ -9,16 +9,18 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from connector.errors import ConfigError, InvalidInput
 from connector.national_time import portal_time
 from connector.push.events import Dossier, DossierEvent, InvalidEvent, Step, vocabulary
+from connector.stats.calendar import DEFAULT_SESSIONS, WorkCalendar, load_calendar
+from connector.stats.deadlines import TimeLimit, due_from_limit
 
 NATIONAL_PROCEDURE_CODE = re.compile(r"^\d\.\d{6}\.\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}$")
 
@@ -87,6 +89,8 @@ class Procedure(_Strict):
     name: str = Field(min_length=1)
     field_code: str = Field(min_length=1)
     field_name: str = Field(min_length=1)
+    # The statutory time limit: the due time of a dossier whose events carry none (due_at null).
+    time_limit: TimeLimit | None = None
 
     @field_validator("national_code")
     @classmethod
@@ -116,11 +120,30 @@ class Codes(_Strict):
         return self
 
 
+class WorkSession(_Strict):
+    start: time
+    end: time
+
+
 class Mappings(_Strict):
     status: StatusTable
     procedures: dict[str, Procedure]
     codes: Codes
     limits: dict[str, int] = Field(default_factory=dict)
+    # The working day's sessions (deadlines in working hours and days count only inside them).
+    work_sessions: tuple[WorkSession, ...] = tuple(WorkSession(start=a, end=b) for a, b in DEFAULT_SESSIONS)
+    # Loaded from the directory's calendar/<year>.yaml beside the sections (``load_mappings``).
+    _calendar: WorkCalendar = PrivateAttr(default_factory=WorkCalendar)
+
+    @property
+    def calendar(self) -> WorkCalendar:
+        return self._calendar
+
+    @field_validator("work_sessions")
+    @classmethod
+    def _sessions_in_order(cls, sessions: tuple[WorkSession, ...]) -> tuple[WorkSession, ...]:
+        WorkCalendar(sessions=[(s.start, s.end) for s in sessions])  # raises ValueError naming the rule
+        return sessions
 
     @field_validator("limits")
     @classmethod
@@ -160,7 +183,10 @@ def load_mappings(directory: Path) -> Mappings:
             origin[section] = path.name
     if not problems:
         try:
-            return Mappings.model_validate(sections)
+            mappings = Mappings.model_validate(sections)
+            mappings._calendar = load_calendar(directory / "calendar",
+                                               sessions=[(s.start, s.end) for s in mappings.work_sessions])
+            return mappings
         except ValidationError as exc:
             for err in exc.errors(include_url=False, include_input=False):
                 loc = [str(p) for p in err["loc"]]
@@ -189,6 +215,21 @@ class MappedEvent:
     # A dossier that started on the national portal: its state goes back with DongBoTrangThaiHoSo, not
     # DongBoHoSoMC (its steps still go with CapNhatTienDoHoSoMC: the dossier exists there).
     status_back: bool = False
+    national_status: int = 0
+    due_at: datetime | None = None  # NgayHenTra as sent
+    due_from_limit: bool = False  # the event had none: from the procedure's time limit
+
+
+def due_time(dossier: Dossier, mappings: Mappings) -> tuple[datetime, bool]:
+    """The dossier's due time (NgayHenTra), and whether it came from the procedure's time limit (``due_at``
+    null). Raise MappingError when the event has none and its procedure no time limit."""
+    if dossier.due_at is not None:
+        return dossier.due_at, False
+    procedure = mappings.procedures.get(dossier.procedure_code)
+    if procedure is None or procedure.time_limit is None:
+        raise MappingError(f"is null, and procedure '{dossier.procedure_code}' has no time_limit in mappings "
+                           "procedures to take the due time from", reason="no_due_time", field="dossier.due_at")
+    return due_from_limit(dossier.received_at, procedure.time_limit, mappings.calendar), True
 
 
 def national_status(status: str, sub_status: str | None, table: StatusTable) -> int:
@@ -248,7 +289,7 @@ def map_dossier(dossier: Dossier, mappings: Mappings) -> dict[str, Any]:
         "TenLinhVuc": procedure.field_name,
         "LoaiDoiTuong": _code(codes.applicant_types, applicant.type, "applicant_types", "dossier.applicant.type"),
         "NgayTiepNhan": portal_time(dossier.received_at),
-        "NgayHenTra": portal_time(dossier.due_at),
+        "NgayHenTra": portal_time(due_time(dossier, mappings)[0]),
         "TrangThaiHoSo": str(national_status(dossier.status, dossier.sub_status, mappings.status)),
         "HinhThuc": _code(codes.result_delivery, dossier.result_delivery, "result_delivery",
                           "dossier.result_delivery"),
@@ -324,7 +365,7 @@ def map_status_back(event: DossierEvent, mappings: Mappings) -> dict[str, Any]:
         local_number(dossier),
         str(national_status(dossier.status, dossier.sub_status, mappings.status)),
         portal_time(event.occurred_at),
-        portal_time(dossier.due_at),
+        portal_time(due_time(dossier, mappings)[0]),
         portal_time(dossier.finished_at),
         portal_time(dossier.returned_at),
         dossier.note or "",
@@ -367,5 +408,7 @@ def map_event(event: DossierEvent, mappings: Mappings) -> MappedEvent:
     apply_limits(record, mappings.limits, cut)
     if step is not None:
         apply_limits(step, mappings.limits, cut, "step.")
+    due, from_limit = due_time(dossier, mappings)
     return MappedEvent(dossier.no, dossier.version, record, step, tuple(cut), dossier.agency_code,
-                       dossier.procedure_code, dossier.received_at, status_back)
+                       dossier.procedure_code, dossier.received_at, status_back,
+                       int(record["TrangThaiHoSo"]), due, from_limit)

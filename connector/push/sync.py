@@ -27,6 +27,7 @@ from connector.portal.gateway import PortalGateway, RecordPush
 from connector.push.events import DossierEvent, decode_event
 from connector.push.mapping import MappedEvent, Mappings, map_event
 from connector.retry import call_with_retries
+from connector.stats.facts import DossierFacts, EventFacts, event_facts, facts_from_row, facts_row, fold
 from connector.store import LedgerEntry, StateStore, StoreRefusedValue, Synced
 
 log = structlog.get_logger(__name__)
@@ -80,6 +81,7 @@ class PendingEvent:
     event_id: str
     mapped: MappedEvent
     admitted_at: float
+    facts: EventFacts  # what it says for statistics: every event's are folded, coalesced or not
 
     @property
     def no(self) -> str:
@@ -123,7 +125,11 @@ class EventReader:
             return Rejected(record, tp, unexpected_error(exc, stage="reading the event"), event)
         for cut in mapped.truncated:
             self._metrics.truncated_fields.labels(_INDEX.sub("[]", cut)).inc()
-        return PendingEvent(record, tp, event.event_id, mapped, time.monotonic())
+        procedure = self._mappings.procedures.get(event.dossier.procedure_code)
+        facts = event_facts(event, national_status=mapped.national_status,
+                            field_code=procedure.field_code if procedure is not None else "",
+                            due_at=mapped.due_at, due_from_limit=mapped.due_from_limit)
+        return PendingEvent(record, tp, event.event_id, mapped, time.monotonic(), facts)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -149,6 +155,22 @@ async def _split(items: list[X], send: Callable[[list[X]], Awaitable[list[R | Ba
     return [*await send(items[:middle]), *await send(items[middle:])]
 
 
+class Known(NamedTuple):
+    """What the store knows of a dossier when its unit starts."""
+
+    entry: LedgerEntry | None
+    facts: dict[str, Any] | None  # its dossier_facts row
+
+
+def _folded(no: str, known: dict[str, Any] | None, live: list[PendingEvent]) -> DossierFacts:
+    """The dossier's statistics facts with every event of the unit folded in, oldest first."""
+    facts = facts_from_row(known) if known is not None else None
+    for item in live:
+        facts = fold(facts, no, item.facts)
+    assert facts is not None  # a unit has at least one event
+    return facts
+
+
 def ledger_version(entry: LedgerEntry | None) -> int:
     """The newest version the portal acknowledged; an event at or below it is never sent again."""
     return entry.last_version if entry is not None else 0
@@ -165,7 +187,7 @@ class DossierSync:
         self._failures = failures
         concurrent = settings.portal.rate_limit.max_concurrent_requests
         linger = push.linger_ms / 1000
-        self._reads: MicroBatcher[str, LedgerEntry | None] = MicroBatcher(
+        self._reads: MicroBatcher[str, Known] = MicroBatcher(
             self._read_ledger, max_weight=500, max_bytes=1 << 30, linger_seconds=0.002,
             max_concurrent_batches=4)
         self._records: MicroBatcher[RecordPush, bool] = MicroBatcher.settling(
@@ -189,13 +211,13 @@ class DossierSync:
             await batcher.close()
         await self._failures.close()
 
-    async def _read_ledger(self, dossier_nos: list[str]) -> list[LedgerEntry | BaseException | None]:
+    async def _read_ledger(self, dossier_nos: list[str]) -> list[Known | BaseException]:
         try:
-            entries = await call_with_retries(lambda: self._store.get_many(dossier_nos), service="state_store",
-                                              policy=self._retry)
+            entries, facts = await call_with_retries(lambda: self._store.get_many_with_facts(dossier_nos),
+                                                     service="state_store", policy=self._retry)
         except StoreRefusedValue as refused:
             return await _split(dossier_nos, self._read_ledger, refused)
-        return [entries.get(no) for no in dossier_nos]
+        return [Known(entries.get(no), facts.get(no)) for no in dossier_nos]
 
     async def _write_ledger(self, synced: list[Synced]) -> list[BaseException | None]:
         try:
@@ -210,7 +232,7 @@ class DossierSync:
         content makes go wrong ends as its events' recorded failures; only failing to record them raises."""
         no = items[0].no
         try:
-            entry = await self._reads.submit(no)
+            entry, known_facts = await self._reads.submit(no)
         except Exception as exc:  # noqa: BLE001 - one dossier's trouble is its own failure, never the daemon's
             return await self._fail(no, items, unexpected_error(exc, stage="reading the ledger"), service=None)
         outcomes: list[Outcome | None] = [None] * len(items)
@@ -223,11 +245,13 @@ class DossierSync:
             else:
                 live.append(index)
         if live:
-            for index, outcome in zip(live, await self._sync(no, [items[i] for i in live], entry), strict=True):
+            for index, outcome in zip(live, await self._sync(no, [items[i] for i in live], entry, known_facts),
+                                      strict=True):
                 outcomes[index] = outcome
         return [o for o in outcomes if o is not None]
 
-    async def _sync(self, no: str, live: list[PendingEvent], entry: LedgerEntry | None) -> list[Outcome]:
+    async def _sync(self, no: str, live: list[PendingEvent], entry: LedgerEntry | None,
+                    known_facts: dict[str, Any] | None) -> list[Outcome]:
         newest = live[-1]
         mapped = newest.mapped
         exists = entry is not None and entry.exists_on_portal
@@ -249,8 +273,10 @@ class DossierSync:
             service = "CapNhatTienDoHoSoMC"
             for chunk in _chunks(steps, self._push.max_batch_records):
                 await self._steps.submit(chunk)
+            facts = _folded(no, known_facts, live)
             await self._writes.submit(Synced(no, newest.version, digest, newest.event_id, record_text,
-                                             mapped.agency_code, mapped.procedure_code, mapped.received_at, how))
+                                             mapped.agency_code, mapped.procedure_code, mapped.received_at, how,
+                                             facts_row(facts)))
         except Exception as exc:  # noqa: BLE001 - record-level: service-wide errors were waited out below us
             return await self._fail(no, live, unexpected_error(exc, stage="syncing the dossier"), service)
         older = [Outcome("synced", "step" if item.mapped.step is not None else "coalesced") for item in live[:-1]]

@@ -4,13 +4,13 @@ failures (every event that could not be synced, kept for inspection and replay).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import structlog
-from sqlalchemy import ColumnElement, Text, cast, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, RowMapping, Text, cast, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -23,7 +23,15 @@ from connector.store.engine import (
     stored_headers,
     stored_utc,
 )
-from connector.store.tables import dossier_ledger, failure_attempts, portal_calls, sync_failures
+from connector.store.tables import (
+    dossier_facts,
+    dossier_ledger,
+    failure_attempts,
+    payments,
+    portal_calls,
+    statistics_pushes,
+    sync_failures,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +46,7 @@ class Synced(NamedTuple):  # tuples: thousands a second are made
     procedure_code: str | None = None
     received_at: datetime | None = None
     outcome: str | None = None  # created / updated / step
+    facts: Mapping[str, Any] | None = None  # the dossier's statistics facts after this unit (a dossier_facts row)
 
 
 @dataclass(frozen=True)
@@ -159,6 +168,20 @@ class StateStore:
             rows = (await conn.execute(query)).all()
         return {row[0]: LedgerEntry(row[0], row[1], row[2], row[3]) for row in rows}
 
+    async def get_many_with_facts(self, dossier_nos: Sequence[str]) -> tuple[dict[str, LedgerEntry],
+                                                                              dict[str, dict[str, Any]]]:
+        """The ledger entries and the facts rows of these dossiers (those known), in one connection."""
+        wanted = set(dossier_nos)
+        entries = select(
+            dossier_ledger.c.dossier_no, dossier_ledger.c.last_version, dossier_ledger.c.record_hash,
+            dossier_ledger.c.exists_on_portal,
+        ).where(dossier_ledger.c.dossier_no.in_(wanted))
+        async with store_errors(), self._engine.connect() as conn:
+            rows = (await conn.execute(entries)).all()
+            facts = (await conn.execute(select(dossier_facts).where(dossier_facts.c.dossier_no.in_(wanted)))).all()
+        return ({row[0]: LedgerEntry(row[0], row[1], row[2], row[3]) for row in rows},
+                {row.dossier_no: _read_back(row._mapping) for row in facts})
+
     async def ledger_records(self, where: LedgerFilter, *, after: str = "", limit: int = 500) -> list[LedgerRecord]:
         """Ledger rows matching ``where``, by dossier number, from the one after ``after`` (paging)."""
         query = (select(*_LEDGER_RECORD).where(*where.clauses(), dossier_ledger.c.dossier_no > after)
@@ -206,8 +229,96 @@ class StateStore:
             set_={k: stmt.excluded[k] for k in rows[0] if k != "dossier_no"},
             where=stmt.excluded.last_version >= dossier_ledger.c.last_version,
         )
+        facts = [dict(s.facts, updated_at=now) for s in synced if s.facts is not None]
         async with store_errors(), self._engine.begin() as conn:
             await conn.execute(stmt, rows)
+            if facts:
+                await self._upsert_facts(conn, facts)
+
+    async def _upsert_facts(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+        """Facts rows, each kept only when it folds in a version at least as new as the stored one's."""
+        rows = [fitted(dossier_facts, {k: stored_utc(v) if isinstance(v, datetime) else v for k, v in r.items()})
+                for r in rows]
+        stmt = self._insert(dossier_facts)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[dossier_facts.c.dossier_no],
+            set_={k: stmt.excluded[k] for k in rows[0] if k != "dossier_no"},
+            where=stmt.excluded.version >= dossier_facts.c.version,
+        )
+        await conn.execute(stmt, rows)
+
+    async def record_facts(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Facts rows on their own (``stats rebuild``), in one transaction."""
+        if rows:
+            now = datetime.now(UTC)
+            async with store_errors(), self._engine.begin() as conn:
+                await self._upsert_facts(conn, [dict(r, updated_at=now) for r in rows])
+
+    async def facts_of(self, dossier_nos: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The facts rows of these dossiers (those that have one)."""
+        query = select(dossier_facts).where(dossier_facts.c.dossier_no.in_(set(dossier_nos)))
+        async with store_errors(), self._engine.connect() as conn:
+            return {row.dossier_no: _read_back(row._mapping) for row in (await conn.execute(query)).all()}
+
+    async def facts_in_view(self, *, start: datetime, end: datetime, agency_code: str | None = None,
+                            batch: int = 5000) -> list[dict[str, Any]]:
+        """Facts rows of the dossiers a report of [start, end) sees: accepted before its end and not ended
+        before its start (refused-at-desk ones included; the report leaves them out)."""
+        c = dossier_facts.c
+        found: list[dict[str, Any]] = []
+        after = ""
+        while True:
+            query = select(dossier_facts).where(
+                c.received_at < stored_utc(end), or_(c.ended_at.is_(None), c.ended_at >= stored_utc(start)),
+                c.dossier_no > after).order_by(c.dossier_no).limit(batch)
+            if agency_code is not None:
+                query = query.where(c.agency_code == agency_code)
+            async with store_errors(), self._engine.connect() as conn:
+                rows = [_read_back(row._mapping) for row in (await conn.execute(query)).all()]
+            found.extend(rows)
+            if len(rows) < batch:
+                return found
+            after = rows[-1]["dossier_no"]
+
+    async def paid_online(self, dossier_nos: Sequence[str]) -> set[str]:
+        """Of these dossiers, those with a payment the Payment Platform confirmed (paid online)."""
+        found: set[str] = set()
+        nos = sorted(set(dossier_nos))
+        for start in range(0, len(nos), 1000):
+            query = select(payments.c.dossier_no).where(
+                payments.c.dossier_no.in_(nos[start:start + 1000]), payments.c.state == "confirmed").distinct()
+            async with store_errors(), self._engine.connect() as conn:
+                found.update(row[0] for row in (await conn.execute(query)).all())
+        return found
+
+    async def statistics_pushes(self, *, year: int, month: int) -> dict[str, dict[str, Any]]:
+        """The statistics records last pushed (or tried) for a month, by agency."""
+        query = select(statistics_pushes).where(statistics_pushes.c.year == year, statistics_pushes.c.month == month)
+        async with store_errors(), self._engine.connect() as conn:
+            return {row.agency_code: _read_back(row._mapping) for row in (await conn.execute(query)).all()}
+
+    async def record_statistics_push(self, *, agency_code: str, year: int, month: int, record_json: str,
+                                     record_sha256: str, final: bool, error: str | None) -> None:
+        """A push of one agency's month: accepted (``error`` None: counted, the record kept as the portal's) or
+        failed (the error kept beside the record last accepted, which stays)."""
+        now = datetime.now(UTC)
+        row = {"agency_code": agency_code, "year": year, "month": month, "record_json": record_json,
+               "record_sha256": record_sha256, "final": final, "pushed_at": now if error is None else None,
+               "pushes": 1 if error is None else 0, "state": "pushed" if error is None else "failed",
+               "last_attempt_at": now, "last_error": error}
+        stmt = self._insert(statistics_pushes)
+        c = statistics_pushes.c
+        if error is None:
+            changes: dict[str, Any] = {k: stmt.excluded[k] for k in ("record_json", "record_sha256", "final",
+                                                                      "pushed_at", "state", "last_attempt_at",
+                                                                      "last_error")}
+            changes["pushes"] = c.pushes + 1
+        else:
+            changes = {"state": stmt.excluded.state, "last_attempt_at": stmt.excluded.last_attempt_at,
+                       "last_error": stmt.excluded.last_error}
+        stmt = stmt.on_conflict_do_update(index_elements=[c.agency_code, c.year, c.month], set_=changes)
+        async with store_errors(), self._engine.begin() as conn:
+            await conn.execute(stmt, [fitted(statistics_pushes, row)])
 
     async def record_failures(self, failures: Sequence[Failure]) -> None:
         """Record failed events (one transaction). A record that fails again stays one row: the newest
@@ -320,6 +431,11 @@ class StateStore:
             query = query.where(sync_failures.c.state.in_(only_from))
         async with store_errors(), self._engine.begin() as conn:
             return (await conn.execute(query)).rowcount == 1
+
+
+def _read_back(row: RowMapping) -> dict[str, Any]:
+    """A row with its times as aware UTC datetimes (SQLite gives them back without a zone)."""
+    return {k: stored_utc(v) if isinstance(v, datetime) else v for k, v in row.items()}
 
 
 _LEDGER_RECORD = (

@@ -232,3 +232,54 @@ leases = Table(
     Column("holder", String(200), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
 )
+
+# --- statistics (revision 0006) ---------------------------------------------------------------------------
+
+# Per dossier, what statistics need (``stats.facts.DossierFacts``), folded from every event in version order and
+# written in the same transaction as its ledger row; ``stats rebuild`` recomputes them from the topic.
+dossier_facts = Table(
+    "dossier_facts",
+    metadata,
+    Column("dossier_no", String(100), primary_key=True),
+    Column("version", BigInteger, nullable=False),  # the newest event folded in
+    Column("agency_code", String(64), nullable=False),
+    Column("agency_name", Text, nullable=False),
+    Column("procedure_code", String(64), nullable=False),
+    Column("field_code", String(64), nullable=False),
+    Column("channel", String(10), nullable=False),  # direct / online / postal
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=True),  # the original (first seen) due time
+    Column("due_from_limit", Boolean, nullable=False),
+    Column("national_status", Integer, nullable=False),
+    Column("terminal", String(20), nullable=True),  # processed / returned / stopped / withdrawn / refused(_at_desk)
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("returned_at", DateTime(timezone=True), nullable=True),
+    Column("supplement_requests", Integer, nullable=False),
+    Column("supplement_requested_at", DateTime(timezone=True), nullable=True),
+    Column("supplement_completed_at", DateTime(timezone=True), nullable=True),
+    Column("second_supplement_at", DateTime(timezone=True), nullable=True),
+    Column("has_fees", Boolean, nullable=False),
+    Column("ever_accepted", Boolean, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_dossier_facts_received_at", "received_at"),
+    Index("ix_dossier_facts_ended_at", "ended_at"),
+    Index("ix_dossier_facts_agency_code", "agency_code"),
+)
+
+# Each statistics record pushed (UpdateStatistic), per agency × month: the figures sent and when, so a push
+# that changes nothing is not sent again and operators see what the portal holds.
+statistics_pushes = Table(
+    "statistics_pushes",
+    metadata,
+    Column("agency_code", String(64), primary_key=True),
+    Column("year", Integer, primary_key=True),
+    Column("month", Integer, primary_key=True),
+    Column("record_json", Text, nullable=False),  # the record as last sent (or tried)
+    Column("record_sha256", String(64), nullable=False),
+    Column("final", Boolean, nullable=False),  # sent after the month closed
+    Column("pushed_at", DateTime(timezone=True), nullable=True),  # the last accepted push
+    Column("pushes", Integer, nullable=False),  # pushes the portal accepted
+    Column("state", String(20), nullable=False),  # pushed / failed (the last attempt's outcome)
+    Column("last_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("last_error", Text, nullable=True),  # the failed attempt's error class and message
+)

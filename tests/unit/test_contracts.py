@@ -80,8 +80,12 @@ def test_a_value_the_fast_check_cannot_take_in_goes_to_the_reference() -> None:
     assert "'event_id' is a required property" in [e.message for e in errors]
 
 
-def schema_patterns(node=None):
-    node = _schema() if node is None else node
+_WHOLE_SCHEMA = object()
+
+
+def schema_patterns(node=_WHOLE_SCHEMA):
+    # A sentinel, not None: a JSON null inside the schema (an enum's null) is a node too.
+    node = _schema() if node is _WHOLE_SCHEMA else node
     if isinstance(node, dict):
         if isinstance(node.get("pattern"), str):
             yield node["pattern"]
