@@ -50,8 +50,10 @@ async def produce(
     messages: Iterable[Message],
     *,
     headers: Headers | None = None,
+    timestamp_ms: int | None = None,
 ) -> dict[int, int]:
-    """Publish ``messages`` in order (key → partition as Kafka's default partitioner decides).
+    """Publish ``messages`` in order (key → partition as Kafka's default partitioner decides), stamped
+    ``timestamp_ms`` when given (the producer's clock otherwise).
 
     Returns, per partition written to, the offset after the last record produced, taken from the
     broker's acknowledgements: the value a consumer group's committed offset must reach once
@@ -62,7 +64,8 @@ async def produce(
         await producer.start()
         try:
             pending = [
-                await producer.send(topic, key=key, value=value, headers=list(headers or []))
+                await producer.send(topic, key=key, value=value, headers=list(headers or []),
+                                    timestamp_ms=timestamp_ms)
                 for key, value in map(_key_value, messages)
             ]
             acknowledgements = await asyncio.gather(*pending)

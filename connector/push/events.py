@@ -178,8 +178,8 @@ def event_from_document(document: dict[str, Any]) -> DossierEvent:
                        for x in d.get("fees") or ()),
             withdrawn_at=_maybe_when(d, "withdrawn_at", "dossier"), refusal=d.get("refusal"),
             supplements=None if d.get("supplements") is None else tuple(
-                Supplement(_when(x, "requested_at", f"dossier.supplements[{i}]"),
-                           _maybe_when(x, "completed_at", f"dossier.supplements[{i}]"))
+                Supplement(_when(x, "requested_at", f"dossier.supplements.{i}"),
+                           _maybe_when(x, "completed_at", f"dossier.supplements.{i}"))
                 for i, x in enumerate(d["supplements"])),
         ),
         step=None if step is None else Step(

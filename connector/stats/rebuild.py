@@ -3,10 +3,10 @@
 The topic is read outside the daemon's consumer group (nothing is committed; the daemon's offsets are not
 touched), from the offsets the broker gives for ``since`` (``offsets_for_times``), as far as the topic's retention
 reaches. Each event is read exactly as the daemon reads it (decode, validate, map) and folded in version order.
-A dossier whose stored facts stop before its first event read continues from them (an exact continuation);
-one whose first event read is not its first version and whose stored facts already hold later events is
-rebuilt from what the topic still has, and counted as partial: its supplement history and original due date
-before that event are lost to it.
+A dossier whose first event read is its version 1 is rebuilt from scratch (its whole history is on the topic).
+One whose history began earlier continues from its stored facts (the fold passes over the versions they already
+hold); without stored facts it is rebuilt from what the topic still has, and counted as partial: its supplement
+requests and original due date before the first event read are not known.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ class RebuildReport:
     events: int = 0  # records read at or after ``since``
     unreadable: int = 0  # records the daemon would dead-letter too (not counted in any fact)
     dossiers: int = 0
-    continued: int = 0  # folded on from their stored facts
-    partial: int = 0  # rebuilt from a history the topic no longer holds whole
+    continued: int = 0  # history began before the window: folded on from their stored facts
+    partial: int = 0  # history began before the window, no stored facts: rebuilt from what the topic has
     oldest_read: datetime | None = None  # the oldest event read: how far the topic's retention reached
     by_reason: dict[str, int] = field(default_factory=dict)
 
@@ -88,12 +88,13 @@ async def _fold_arrived(store: StateStore, events: dict[str, list[PendingEvent]]
         for no in new:
             row = stored.get(no)
             start = facts_from_row(row) if row is not None else None
-            if start is not None and start.version < first_version[no]:
+            if first_version[no] == 1:
+                folded[no] = None
+            elif start is not None:
                 report.continued += 1
                 folded[no] = start
             else:
-                if first_version[no] > 1:
-                    report.partial += 1
+                report.partial += 1
                 folded[no] = None
     for no, items in events.items():
         facts = folded[no]

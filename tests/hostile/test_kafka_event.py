@@ -28,7 +28,7 @@ from connector.push.mapping import load_mappings
 from connector.push.sync import EventReader, Rejected
 from connector.store import StateStore
 from tests.databases import drop_postgres_database, postgres_database_or_skip, state_database
-from tests.factories import event_dict, raw, raw_with
+from tests.factories import ConsumedRecord, event_dict, raw, raw_with
 from tests.integration.pipeline_harness import (
     Topics,
     daemon_config,
@@ -109,6 +109,18 @@ HOSTILE: dict[str, tuple[bytes, str, str]] = {
     "February 30th": (changed("dossier.due_at", "2021-02-30T17:00:00+07:00"), "schema", "dossier.due_at"),
     "hour 24": (changed("occurred_at", "2020-10-05T24:00:00+07:00"), "schema", "occurred_at"),
     "schema_version 2": (changed("schema_version", 2), "unsupported_schema_version", "schema_version"),
+    # The statistics fields (optional, additive to v1).
+    "refusal of no known kind": (changed("dossier.refusal", "maybe"), "schema", "dossier.refusal"),
+    "supplements as an object": (changed("dossier.supplements", {}), "schema", "dossier.supplements"),
+    "a supplement without its request time": (changed("dossier.supplements", [{"completed_at": None}]), "schema",
+                                             "dossier.supplements.0"),
+    "a supplement asked on February 30th": (changed("dossier.supplements", [
+        {"requested_at": "2026-02-30T10:00:00+07:00"}]), "schema", "dossier.supplements.0.requested_at"),
+    "101 supplements": (changed("dossier.supplements", [{"requested_at": "2026-03-02T10:00:00+07:00"}] * 101),
+                        "schema", "dossier.supplements"),
+    "withdrawn at hour 24": (changed("dossier.withdrawn_at", "2026-03-02T24:00:00+07:00"), "schema",
+                             "dossier.withdrawn_at"),
+    "due_at as a number": (changed("dossier.due_at", 20261231), "schema", "dossier.due_at"),
     "a JSON string, not an object": (b'"dossier"', "schema", "(event)"),
     "empty value": (b"", "malformed_json", "(value)"),
     "two JSON values": (raw(valid()) + b" {}", "malformed_json", "(value)"),
@@ -131,6 +143,16 @@ def test_a_hostile_event_is_refused_naming_the_field_and_the_rule(name: str) -> 
     assert (caught.value.reason, caught.value.field) == (reason, field), caught.value.message
     # The rule, never the value: the event's own text is not repeated in the message.
     assert "Nguy" not in caught.value.message and "001089012345" not in caught.value.message
+
+
+def test_a_null_due_date_without_a_time_limit_for_its_procedure_is_that_events_refusal() -> None:
+    procedures = dict(MAPPINGS.procedures)
+    procedures["BXD-NLHD-01"] = procedures["BXD-NLHD-01"].model_copy(update={"time_limit": None})
+    reader = EventReader(load_settings(None), MAPPINGS.model_copy(update={"procedures": procedures}), Metrics())
+    read = reader.read(TP, ConsumedRecord(TP.topic, 0, 0, KEY, changed("dossier.due_at", None)))
+    assert isinstance(read, Rejected)
+    assert (read.error.reason, read.error.field) == ("no_due_time", "dossier.due_at")
+    assert "time_limit" in read.error.message
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE_KEYS))
