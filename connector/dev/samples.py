@@ -12,6 +12,7 @@ personal data as far as the service is concerned and must never reach a log.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import random
 import unicodedata
@@ -20,6 +21,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Final, Literal
+
+from connector.stats.calendar import DEFAULT_CALENDAR_DIR, WorkCalendar, load_calendar
 
 __all__ = [
     "AGENCIES",
@@ -380,21 +383,17 @@ def _after(moment: datetime, rng: random.Random, *, min_minutes: int, max_minute
     return _office_time(moment + timedelta(minutes=rng.randint(min_minutes, max_minutes)), rng)
 
 
+@functools.cache
+def _calendar() -> WorkCalendar:
+    return load_calendar(DEFAULT_CALENDAR_DIR)
+
+
 def _add_working_days(moment: datetime, days: int) -> datetime:
-    result = moment
-    while days > 0:
-        result += timedelta(days=1)
-        if result.weekday() < 5:
-            days -= 1
-    return result
+    return _calendar().add_working_days(moment, days)
 
 
 def _working_days_between(earlier: datetime, later: datetime) -> int:
-    days, day = 0, earlier.date()
-    while day < later.date():
-        day += timedelta(days=1)
-        days += day.weekday() < 5
-    return days
+    return _calendar().working_days_between(earlier.date(), later.date())
 
 
 def _rfc3339(moment: datetime) -> str:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from connector.errors import ConfigError, InvalidInput
 from connector.national_time import portal_time
 from connector.push.events import Dossier, DossierEvent, InvalidEvent, Step, vocabulary
-from connector.stats.calendar import DEFAULT_SESSIONS, WorkCalendar, load_calendar
+from connector.stats.calendar import DEFAULT_CALENDAR_DIR, DEFAULT_SESSIONS, WorkCalendar, load_calendar
 from connector.stats.deadlines import TimeLimit, due_from_limit
 
 NATIONAL_PROCEDURE_CODE = re.compile(r"^\d\.\d{6}\.\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}$")
@@ -184,7 +184,9 @@ def load_mappings(directory: Path) -> Mappings:
     if not problems:
         try:
             mappings = Mappings.model_validate(sections)
-            mappings._calendar = load_calendar(directory / "calendar",
+            # A deployment without calendar files of its own keeps the shipped ones (2024-2026).
+            calendar_dir = directory / "calendar" if (directory / "calendar").is_dir() else DEFAULT_CALENDAR_DIR
+            mappings._calendar = load_calendar(calendar_dir,
                                                sessions=[(s.start, s.end) for s in mappings.work_sessions])
             return mappings
         except ValidationError as exc:

@@ -33,6 +33,8 @@ HOSTILE_FILES: dict[str, tuple[bytes, str]] = {
                                      "payments.secret"),
     "a negative limit": (b"kafka:\n  max_event_bytes: -1\n", "kafka.max_event_bytes"),
     "an adapter URL of another scheme": (b"portal:\n  adapter_url: file:///etc/passwd\n", "portal.adapter_url"),
+    "a statistics push at 25 o'clock": (b'stats:\n  daily_at: "25:00"\n', "stats.daily_at"),
+    "final figures for 0 days": (b"stats:\n  final_days: 0\n", "stats.final_days"),
 }
 
 

@@ -1,5 +1,5 @@
 import re
-from datetime import datetime
+from datetime import datetime, time
 from pathlib import Path
 
 import pytest
@@ -210,6 +210,42 @@ def test_a_malformed_national_procedure_code_is_refused(tmp_path: Path) -> None:
                                                "field_name": "g"}})
     with pytest.raises(MappingsInvalid, match=r"procedures\.X\.national_code"):
         load_mappings(tmp_path)
+
+
+@pytest.mark.parametrize(("limit", "says"), [
+    ({"amount": 0, "unit": "days"}, "time_limit.amount"),
+    ({"amount": 5, "unit": "weeks"}, "time_limit.unit"),
+    ({"amount": 5}, "time_limit.unit"),
+    ("20 days", "time_limit"),
+])
+def test_a_procedure_time_limit_that_is_not_one_is_refused(tmp_path: Path, limit: object, says: str) -> None:
+    write_mappings(tmp_path, procedures={"X": {"national_code": "1.009972.000.00.00.G12", "name": "n",
+                                               "field_code": "f", "field_name": "g", "time_limit": limit}})
+    with pytest.raises(MappingsInvalid, match=rf"procedures\.yaml: procedures\.X\.{says}"):
+        load_mappings(tmp_path)
+
+
+@pytest.mark.parametrize("sessions", [
+    [{"start": "13:30", "end": "17:00"}, {"start": "07:00", "end": "11:30"}],  # out of order
+    [{"start": "07:00", "end": "12:00"}, {"start": "11:30", "end": "17:00"}],  # overlapping
+    [{"start": "17:00", "end": "07:00"}],
+    [],
+    [{"start": "7 am", "end": "11:30"}],
+])
+def test_work_sessions_that_are_not_a_working_day_are_refused(tmp_path: Path, sessions: object) -> None:
+    write_mappings(tmp_path)
+    (tmp_path / "calendar.yaml").write_text(yaml.safe_dump({"work_sessions": sessions}), encoding="utf-8")
+    with pytest.raises(MappingsInvalid, match=r"calendar\.yaml: work_sessions"):
+        load_mappings(tmp_path)
+
+
+def test_configured_work_sessions_move_a_due_time_from_a_time_limit(tmp_path: Path) -> None:
+    write_mappings(tmp_path)
+    (tmp_path / "calendar.yaml").write_text(yaml.safe_dump({"work_sessions": [{"start": "08:00", "end": "16:00"}]}),
+                                            encoding="utf-8")
+    loaded = load_mappings(tmp_path)
+    assert loaded.calendar.hours_per_day == 8.0
+    assert loaded.calendar.sessions == ((time(8, 0), time(16, 0)),)
 
 
 def test_a_limit_on_an_unknown_field_is_refused(tmp_path: Path) -> None:
