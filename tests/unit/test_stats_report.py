@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
+from connector.config import Settings
 from connector.national_time import PORTAL_TZ
+from connector.observability import Metrics
 from connector.stats.facts import DossierFacts
+from connector.stats.publisher import StatisticsPublisher
 from connector.stats.report import Period, Report, ReportInconsistent, Row, build_report, check, percent
 from connector.stats.statistic import statistic_record
 
@@ -90,3 +93,13 @@ def test_the_statistic_record_of_a_month_without_resolved_dossiers_says_so_inste
 def test_the_statistic_record_takes_only_months() -> None:
     with pytest.raises(ValueError, match="month"):
         statistic_record(Row("A", "A"), Period.parse("2026-Q1"), final=True)
+
+
+@pytest.mark.parametrize(("now", "next_run"), [
+    ("2026-03-10T00:30:00", "2026-03-10T01:00:00"),
+    ("2026-03-10T01:00:00", "2026-03-11T01:00:00"),
+    ("2026-03-31T23:00:00", "2026-04-01T01:00:00"),
+])
+def test_the_daily_statistics_run_is_at_daily_at_national_time(now: str, next_run: str) -> None:
+    publisher = StatisticsPublisher(Settings(), None, None, Metrics())  # type: ignore[arg-type]
+    assert publisher.next_run(at(now).astimezone(UTC)) == at(next_run)
